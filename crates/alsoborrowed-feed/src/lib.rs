@@ -1,0 +1,591 @@
+//! Read a published alsoborrowed feed and answer "borrowers who borrowed this
+//! also borrowed" queries.
+//!
+//! alsoborrowed mines a library's loans on a separate host and publishes, for
+//! each title, the titles most often borrowed by the same (pseudonymous)
+//! borrowers, but only pairs seen by at least `min_support` distinct borrowers.
+//! The published feed holds catalogue identifiers and scores only: no borrower
+//! id, pseudonym or date finer than the window's months.
+//!
+//! This crate is the one catalogue software links. It defines the feed's file
+//! format ([`FeedIndex`], [`TitleFeed`], [`RelatedTitle`], [`file_stem`]) and
+//! loads a whole feed into memory so that a lookup is one hash probe:
+//!
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! # use alsoborrowed_feed::{FeedIndex, RelatedTitle, TitleFeed, Window, file_stem, SCHEMA_VERSION};
+//! # let tmp = tempfile::tempdir()?;
+//! # let export_dir = tmp.path();
+//! # let feed_dir = export_dir.join("feed");
+//! # std::fs::create_dir_all(feed_dir.join("titles"))?;
+//! # let rel = |t: &str, score: f64| RelatedTitle { title: t.into(), score };
+//! # let files = [
+//! #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788702173512".into(),
+//! #         related: vec![rel("9788711321683", 31.5), rel("9788702284799", 12.25)] },
+//! #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788711321683".into(),
+//! #         related: vec![rel("9788702173512", 31.5)] },
+//! # ];
+//! # for f in &files {
+//! #     let name = format!("{}.json", file_stem(&f.title));
+//! #     std::fs::write(feed_dir.join("titles").join(name), serde_json::to_vec(f)?)?;
+//! # }
+//! # let index = FeedIndex { schema_version: SCHEMA_VERSION,
+//! #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
+//! #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
+//! #     max_related: 20, titles: 2 };
+//! # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
+//! use alsoborrowed_feed::Feed;
+//!
+//! // Once, when the catalogue starts (or when `current` changes).
+//! let feed = Feed::open(export_dir)?;
+//!
+//! // On a title's page: "borrowers who borrowed this also borrowed".
+//! for related in feed.similar("9788702173512", 5) {
+//!     println!("{} ({:.2})", related.title, related.score);
+//! }
+//! # assert_eq!(feed.similar("9788702173512", 5).len(), 2);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! A catalogue that only serves the static files needs none of this: each
+//! title's list is at `titles/<file_stem(id)>.json` below the feed directory
+//! (see `docs/feed.md`).
+//!
+//! Architecture invariant: this crate depends on serde, serde_json, sha2 and
+//! thiserror only, never on the mining side, so linking it cannot widen the
+//! privacy boundary.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// Version of the feed format this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// Name of the feed index file inside a feed directory.
+pub const INDEX_FILE: &str = "index.json";
+
+/// Name of the directory of per-title files inside a feed directory.
+pub const TITLES_DIR: &str = "titles";
+
+/// Name of the feed directory inside a release directory.
+pub const FEED_DIR: &str = "feed";
+
+/// Name of the symlink to the live release inside an export directory.
+pub const CURRENT_LINK: &str = "current";
+
+/// Longest escaped file stem kept as is; longer ones are hashed.
+pub const MAX_STEM_LEN: usize = 200;
+
+/// The loan months the feed was computed from, both ends included.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Window {
+    /// First month, `"YYYY-MM"`.
+    pub first: String,
+    /// Last month, `"YYYY-MM"`.
+    pub last: String,
+}
+
+/// Contents of `index.json`: how the feed was made and how many titles it has.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FeedIndex {
+    /// Feed format version, [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Loan months the feed was computed from.
+    pub window: Window,
+    /// Association measure that ranks related titles (`"llr"`, `"jaccard"`,
+    /// `"cosine"`, `"lift"` or `"count"`).
+    pub measure: String,
+    /// Every published pair was borrowed by at least this many distinct borrowers.
+    pub min_support: u32,
+    /// Most titles one borrower contributed to the counts.
+    pub max_titles_per_borrower: u32,
+    /// Most related titles listed per title.
+    pub max_related: u32,
+    /// Number of title files in `titles/`.
+    pub titles: u64,
+}
+
+/// Contents of one `titles/<stem>.json` file: a title and its related titles.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TitleFeed {
+    /// Feed format version, [`SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// Catalogue identifier of the title.
+    pub title: String,
+    /// Related titles, best first.
+    pub related: Vec<RelatedTitle>,
+}
+
+/// One related title and its score under the feed's measure (higher is closer).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RelatedTitle {
+    /// Catalogue identifier of the related title.
+    pub title: String,
+    /// Association score; only the order within one list is meaningful.
+    pub score: f64,
+}
+
+/// Errors from opening a feed; each names the file and the reason, never a title.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FeedError {
+    /// A file or directory could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A file is not valid JSON or does not match the feed format.
+    #[error("{path}: not a valid feed file: {source}")]
+    Json {
+        /// The file.
+        path: PathBuf,
+        /// The parse error (line and column).
+        source: serde_json::Error,
+    },
+    /// A file has a format version this crate does not read.
+    #[error("{path}: schema_version {found} is not supported (expected {expected})")]
+    SchemaVersion {
+        /// The file.
+        path: PathBuf,
+        /// Version found.
+        found: u32,
+        /// Version this crate reads.
+        expected: u32,
+    },
+    /// The path holds neither an export, a release nor a feed directory.
+    #[error(
+        "{path}: no feed found (expected {INDEX_FILE}, {FEED_DIR}/{INDEX_FILE} or {CURRENT_LINK}/{FEED_DIR}/{INDEX_FILE})"
+    )]
+    NotAFeed {
+        /// The path given.
+        path: PathBuf,
+    },
+    /// A title file's name is not the file stem of the title it holds.
+    #[error("{path}: file name does not match the title it holds")]
+    MisnamedTitleFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A title file holds a score that is not a finite number.
+    #[error("{path}: related entry {entry} has a score that is not a finite number")]
+    BadScore {
+        /// The file.
+        path: PathBuf,
+        /// Index of the entry in `related`.
+        entry: usize,
+    },
+    /// The number of title files differs from the count in the index.
+    #[error("{path}: index lists {expected} titles but {found} title files were found")]
+    TitleCount {
+        /// The feed directory.
+        path: PathBuf,
+        /// Count in `index.json`.
+        expected: u64,
+        /// Files found.
+        found: u64,
+    },
+}
+
+/// Safe, reversible, case-insensitive-filesystem-safe file stem for a title id.
+///
+/// Bytes in `[a-z0-9_-]` are kept and every other byte becomes `%XX`
+/// (uppercase hex), so the stem contains no uppercase letter, dot or slash
+/// and two ids differing only in case get different stems. When the result
+/// would exceed [`MAX_STEM_LEN`] bytes the stem is `~` followed by the 64-hex
+/// SHA-256 of the id. Feed files live at `titles/<stem>.json`.
+///
+/// ```
+/// use alsoborrowed_feed::file_stem;
+/// assert_eq!(file_stem("ISBN 978/1"), "%49%53%42%4E%20978%2F1");
+/// assert_eq!(file_stem("b1234-x"), "b1234-x");
+/// assert!(file_stem(&"x".repeat(1000)).starts_with('~'));
+/// ```
+pub fn file_stem(title: &str) -> String {
+    let mut out = String::with_capacity(title.len());
+    for &b in title.as_bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+            out.push(char::from(b));
+        } else {
+            // Writing to a String cannot fail.
+            let _ = write!(out, "%{b:02X}");
+        }
+        if out.len() > MAX_STEM_LEN {
+            break;
+        }
+    }
+    if out.len() > MAX_STEM_LEN {
+        let digest = Sha256::digest(title.as_bytes());
+        let mut hashed = String::with_capacity(65);
+        hashed.push('~');
+        for b in digest {
+            let _ = write!(hashed, "{b:02x}");
+        }
+        return hashed;
+    }
+    out
+}
+
+/// Decodes a file stem made by [`file_stem`] back to the title id; `None` for
+/// hashed stems (`~…`) and for text that no title id maps to.
+pub fn title_from_stem(stem: &str) -> Option<String> {
+    let b = stem.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' => {
+                let hex = b.get(i + 1..i + 3)?;
+                if !hex
+                    .iter()
+                    .all(|c| c.is_ascii_digit() || (b'A'..=b'F').contains(c))
+                {
+                    return None;
+                }
+                let s = std::str::from_utf8(hex).ok()?;
+                out.push(u8::from_str_radix(s, 16).ok()?);
+                i += 3;
+            }
+            c if c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'_' || c == b'-' => {
+                out.push(c);
+                i += 1;
+            }
+            _ => return None,
+        }
+    }
+    let title = String::from_utf8(out).ok()?;
+    // Rejects non-canonical stems such as "%61" for "a".
+    (file_stem(&title) == stem).then_some(title)
+}
+
+/// A whole feed loaded into memory, for microsecond lookups.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    index: FeedIndex,
+    dir: PathBuf,
+    // Sorted by title so that `titles()` is deterministic.
+    titles: Vec<TitleFeed>,
+    by_title: HashMap<String, usize>,
+}
+
+impl Feed {
+    /// Opens a published output: accepts the export directory (follows
+    /// `current`), a release directory, or a feed directory.
+    ///
+    /// Loads `index.json` and every title file, checking the format version,
+    /// that each file is named after the title it holds, that scores are
+    /// finite and that the number of files matches the index.
+    ///
+    /// ```
+    /// use alsoborrowed_feed::{Feed, FeedIndex, RelatedTitle, TitleFeed, Window, file_stem};
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let feed_dir = dir.path();
+    /// let index = FeedIndex {
+    ///     schema_version: alsoborrowed_feed::SCHEMA_VERSION,
+    ///     window: Window { first: "2024-01".into(), last: "2024-12".into() },
+    ///     measure: "llr".into(),
+    ///     min_support: 5,
+    ///     max_titles_per_borrower: 100,
+    ///     max_related: 20,
+    ///     titles: 1,
+    /// };
+    /// std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    /// let title = TitleFeed {
+    ///     schema_version: alsoborrowed_feed::SCHEMA_VERSION,
+    ///     title: "ISBN 978/1".into(),
+    ///     related: vec![RelatedTitle { title: "b42".into(), score: 12.5 }],
+    /// };
+    /// std::fs::create_dir(feed_dir.join("titles"))?;
+    /// let file = feed_dir.join("titles").join(format!("{}.json", file_stem(&title.title)));
+    /// std::fs::write(file, serde_json::to_vec(&title)?)?;
+    ///
+    /// let feed = Feed::open(feed_dir)?;
+    /// assert_eq!(feed.index().measure, "llr");
+    /// assert_eq!(feed.titles().collect::<Vec<_>>(), ["ISBN 978/1"]);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn open(path: &Path) -> Result<Feed, FeedError> {
+        let dir = Self::feed_dir(path)?;
+        let index_path = dir.join(INDEX_FILE);
+        let index: FeedIndex = read_json(&index_path)?;
+        check_version(&index_path, index.schema_version)?;
+
+        let titles_dir = dir.join(TITLES_DIR);
+        let mut titles = Vec::new();
+        let entries = match std::fs::read_dir(&titles_dir) {
+            Ok(e) => Some(e),
+            // A feed with no related titles at all may have no titles/ directory.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.titles == 0 => None,
+            Err(source) => {
+                return Err(FeedError::Io {
+                    path: titles_dir,
+                    source,
+                });
+            }
+        };
+        for entry in entries.into_iter().flatten() {
+            let entry = entry.map_err(|source| FeedError::Io {
+                path: titles_dir.clone(),
+                source,
+            })?;
+            let path = entry.path();
+            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                return Err(FeedError::MisnamedTitleFile { path });
+            };
+            // Editors and rsync leave dot files; they are never feed files.
+            if name.starts_with('.') {
+                continue;
+            }
+            let Some(stem) = name.strip_suffix(".json") else {
+                return Err(FeedError::MisnamedTitleFile { path });
+            };
+            let feed: TitleFeed = read_json(&path)?;
+            check_version(&path, feed.schema_version)?;
+            if file_stem(&feed.title) != stem {
+                return Err(FeedError::MisnamedTitleFile { path });
+            }
+            if let Some(entry) = feed.related.iter().position(|r| !r.score.is_finite()) {
+                return Err(FeedError::BadScore { path, entry });
+            }
+            titles.push(feed);
+        }
+        if titles.len() as u64 != index.titles {
+            return Err(FeedError::TitleCount {
+                path: dir,
+                expected: index.titles,
+                found: titles.len() as u64,
+            });
+        }
+        titles.sort_unstable_by(|a, b| a.title.cmp(&b.title));
+        // Distinct file names and stem injectivity make titles distinct.
+        let by_title = titles
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.title.clone(), i))
+            .collect();
+        Ok(Feed {
+            index,
+            dir,
+            titles,
+            by_title,
+        })
+    }
+
+    fn feed_dir(path: &Path) -> Result<PathBuf, FeedError> {
+        let candidates = [
+            path.to_path_buf(),
+            path.join(FEED_DIR),
+            path.join(CURRENT_LINK).join(FEED_DIR),
+        ];
+        for dir in candidates {
+            if dir.join(INDEX_FILE).is_file() {
+                // Resolving `current` once means a later switch cannot mix
+                // files of two releases into this feed.
+                return std::fs::canonicalize(&dir)
+                    .map_err(|source| FeedError::Io { path: dir, source });
+            }
+        }
+        Err(FeedError::NotAFeed {
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// How the feed was made: window, measure and thresholds.
+    pub fn index(&self) -> &FeedIndex {
+        &self.index
+    }
+
+    /// The feed directory the feed was loaded from (`current` resolved).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Up to `n` titles related to `title`, best first; empty for a title
+    /// with no published related titles.
+    ///
+    /// ```
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use alsoborrowed_feed::{FeedIndex, RelatedTitle, TitleFeed, Window, file_stem, SCHEMA_VERSION};
+    /// # let tmp = tempfile::tempdir()?;
+    /// # let export_dir = tmp.path();
+    /// # let feed_dir = export_dir.join("feed");
+    /// # std::fs::create_dir_all(feed_dir.join("titles"))?;
+    /// # let rel = |t: &str, score: f64| RelatedTitle { title: t.into(), score };
+    /// # let files = [
+    /// #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788702173512".into(),
+    /// #         related: vec![rel("9788711321683", 31.5), rel("9788702284799", 12.25)] },
+    /// #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788711321683".into(),
+    /// #         related: vec![rel("9788702173512", 31.5)] },
+    /// # ];
+    /// # for f in &files {
+    /// #     let name = format!("{}.json", file_stem(&f.title));
+    /// #     std::fs::write(feed_dir.join("titles").join(name), serde_json::to_vec(f)?)?;
+    /// # }
+    /// # let index = FeedIndex { schema_version: SCHEMA_VERSION,
+    /// #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
+    /// #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
+    /// #     max_related: 20, titles: 2 };
+    /// # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
+    /// let feed = alsoborrowed_feed::Feed::open(export_dir)?;
+    /// let top = feed.similar("9788702173512", 1);
+    /// assert_eq!(top.len(), 1);
+    /// assert_eq!(top[0].title, "9788711321683");
+    /// assert!(feed.similar("not in the catalogue", 10).is_empty());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn similar(&self, title: &str, n: usize) -> &[RelatedTitle] {
+        match self.by_title.get(title) {
+            Some(&i) => {
+                let related = &self.titles[i].related;
+                &related[..n.min(related.len())]
+            }
+            None => &[],
+        }
+    }
+
+    /// Every title that has related titles, in byte order.
+    pub fn titles(&self) -> impl Iterator<Item = &str> {
+        self.titles.iter().map(|t| t.title.as_str())
+    }
+
+    /// Number of titles that have related titles.
+    pub fn len(&self) -> usize {
+        self.titles.len()
+    }
+
+    /// Whether no title has related titles.
+    pub fn is_empty(&self) -> bool {
+        self.titles.is_empty()
+    }
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, FeedError> {
+    let bytes = std::fs::read(path).map_err(|source| FeedError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_slice(&bytes).map_err(|source| FeedError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn check_version(path: &Path, found: u32) -> Result<(), FeedError> {
+    if found == SCHEMA_VERSION {
+        Ok(())
+    } else {
+        Err(FeedError::SchemaVersion {
+            path: path.to_path_buf(),
+            found,
+            expected: SCHEMA_VERSION,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        // Catalogue software must read back exactly the score that was published
+        // (serde_json needs its `float_roundtrip` feature for that).
+        #[test]
+        fn scores_round_trip_exactly_through_json(score in proptest::num::f64::POSITIVE | proptest::num::f64::NORMAL) {
+            let feed = TitleFeed {
+                schema_version: SCHEMA_VERSION,
+                title: "t".into(),
+                related: vec![RelatedTitle { title: "u".into(), score }],
+            };
+            let back: TitleFeed = serde_json::from_str(&serde_json::to_string(&feed).unwrap()).unwrap();
+            prop_assert_eq!(back.related[0].score.to_bits(), score.to_bits());
+        }
+    }
+
+    #[test]
+    fn stem_examples() {
+        assert_eq!(file_stem("ISBN 978/1"), "%49%53%42%4E%20978%2F1");
+        assert_eq!(file_stem(""), "");
+        assert_eq!(file_stem(".."), "%2E%2E");
+        assert_eq!(file_stem("a.b"), "a%2Eb");
+        assert_eq!(file_stem("é"), "%C3%A9");
+        assert_ne!(file_stem("Ab"), file_stem("ab"));
+    }
+
+    #[test]
+    fn long_ids_are_hashed_and_bounded() {
+        let short_enough = "a".repeat(MAX_STEM_LEN);
+        assert_eq!(file_stem(&short_enough), short_enough);
+        let too_long = "a".repeat(MAX_STEM_LEN + 1);
+        let stem = file_stem(&too_long);
+        assert_eq!(stem.len(), 65);
+        assert!(stem.starts_with('~'));
+        // 67 escaped bytes are 201 characters.
+        assert!(file_stem(&"A".repeat(67)).starts_with('~'));
+        assert_eq!(file_stem(&"A".repeat(66)).len(), 198);
+        assert_ne!(file_stem(&"b".repeat(300)), file_stem(&"b".repeat(301)));
+    }
+
+    #[test]
+    fn stems_decode_back() {
+        for id in ["ISBN 978/1", "..", "", "Ünïcode ✓", "a%2Fb"] {
+            assert_eq!(title_from_stem(&file_stem(id)).as_deref(), Some(id));
+        }
+        assert_eq!(title_from_stem("%61"), None);
+        assert_eq!(title_from_stem("%2f"), None);
+        assert_eq!(title_from_stem("A"), None);
+        assert_eq!(title_from_stem("%4"), None);
+        assert_eq!(title_from_stem(&file_stem(&"x".repeat(500))), None);
+    }
+
+    #[test]
+    fn unknown_fields_are_rejected() {
+        let text = r#"{"schema_version":1,"title":"a","related":[],"borrower":"x"}"#;
+        assert!(serde_json::from_str::<TitleFeed>(text).is_err());
+    }
+
+    proptest! {
+        #[test]
+        fn stems_are_safe_and_injective(a in any::<String>(), b in any::<String>()) {
+            let (sa, sb) = (file_stem(&a), file_stem(&b));
+            for s in [&sa, &sb] {
+                prop_assert!(s.len() <= MAX_STEM_LEN);
+                prop_assert!(s.bytes().all(|c| c.is_ascii_lowercase()
+                    || c.is_ascii_digit()
+                    || b"_-%~ABCDEF".contains(&c)));
+                prop_assert!(!s.starts_with('.'));
+            }
+            prop_assert_eq!(sa == sb, a == b);
+        }
+
+        #[test]
+        fn stems_are_injective_on_near_misses(a in "[a-zA-Z0-9 ./%~_-]{0,80}") {
+            // Case flips and a %XX spelled out literally must not collide.
+            let flipped: String = a.chars().map(|c| if c.is_ascii_lowercase() {
+                c.to_ascii_uppercase() } else { c.to_ascii_lowercase() }).collect();
+            prop_assert_eq!(file_stem(&a) == file_stem(&flipped), a == flipped);
+            let spelled = file_stem(&a);
+            prop_assert_eq!(file_stem(&spelled) == file_stem(&a), spelled == a);
+            prop_assert_eq!(title_from_stem(&file_stem(&a)), Some(a.clone()));
+        }
+
+        #[test]
+        fn long_stems_are_injective(a in "[A-Z]{60,120}", b in "[A-Z]{60,120}") {
+            prop_assert_eq!(file_stem(&a) == file_stem(&b), a == b);
+        }
+    }
+}

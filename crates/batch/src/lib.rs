@@ -1,0 +1,851 @@
+//! Sealed transfer batches of pseudonymous loans.
+//!
+//! A batch carries one extraction run from the circulation host to the
+//! mining side. Its payload is a deterministic columnar encoding of
+//! [`loans::Loans`], named by its SHA-256 ([`BatchId`]), and sealed with
+//! AES-256-GCM under a key derived from the transfer key. The cleartext
+//! envelope header (id, key fingerprints, library, purpose, row count, nonce)
+//! is authenticated as associated data, so it can be read before decryption
+//! but not altered. See `docs/fragments/batch.md` for the byte layout.
+
+use std::fmt;
+use std::fs::{self, DirBuilder, File, OpenOptions};
+use std::io::{self, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use keys::{Fingerprint, SecretKey};
+use loans::{LoanMonth, Loans, LoansError, PSEUDONYM_LEN, Pseudonym};
+use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+
+/// First bytes of every sealed batch.
+pub const MAGIC: &[u8; 8] = b"ABBATCH1";
+
+/// Envelope version written by this crate.
+pub const ENVELOPE_VERSION: u16 = 1;
+
+/// Payload encoding version written by this crate.
+pub const PAYLOAD_VERSION: u32 = 1;
+
+/// HKDF info of the batch sealing key, derived from the transfer key.
+pub const PURPOSE_BATCH_SEAL: &[u8] = b"batch-seal";
+
+/// Longest library or purpose label, in bytes.
+pub const MAX_LABEL_LEN: usize = 1024;
+
+/// File name extension of batches in an outbox.
+pub const BATCH_EXTENSION: &str = "batch";
+
+const TAG_LEN: usize = 16;
+/// Bytes of one row in the payload: pseudonym, title index, month index.
+const ROW_LEN: usize = PSEUDONYM_LEN + 4 + 4;
+/// Envelope header up to the variable-length labels.
+const FIXED_HEADER_LEN: usize = 8 + 2 + 32 + 8 + 8 + 8 + NONCE_LEN + 8;
+
+/// Content address of a batch: SHA-256 of its plaintext payload.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct BatchId(pub [u8; 32]);
+
+impl fmt::Display for BatchId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut buf = [0u8; 64];
+        hex::encode_to_slice(self.0, &mut buf).map_err(|_| fmt::Error)?;
+        f.write_str(std::str::from_utf8(&buf).map_err(|_| fmt::Error)?)
+    }
+}
+
+/// Error parsing a [`BatchId`] from text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ParseBatchIdError {
+    /// The text is not 64 characters long.
+    #[error("a batch id has 64 hex characters, not {0}")]
+    Length(usize),
+    /// The text holds a character that is not a hexadecimal digit.
+    #[error("a batch id holds only hex characters")]
+    NotHex,
+}
+
+impl FromStr for BatchId {
+    type Err = ParseBatchIdError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.len() != 64 {
+            return Err(ParseBatchIdError::Length(s.len()));
+        }
+        let mut id = [0u8; 32];
+        hex::decode_to_slice(s, &mut id).map_err(|_| ParseBatchIdError::NotHex)?;
+        Ok(BatchId(id))
+    }
+}
+
+/// What a batch is, as told by its authenticated header.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BatchMeta {
+    /// Content address of the payload.
+    pub id: BatchId,
+    /// Library the loans come from.
+    pub library: String,
+    /// Purpose the pseudonyms were made for.
+    pub purpose: String,
+    /// Fingerprint of the master key the pseudonyms were made under.
+    pub pseudonym_key: Fingerprint,
+    /// Number of loan rows.
+    pub rows: u64,
+}
+
+/// Error of sealing, opening or storing a batch.
+///
+/// Messages never include pseudonyms, titles or key bytes.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BatchError {
+    /// Wrong transfer key, or the sealed bytes were altered.
+    #[error("batch failed authentication: wrong transfer key or corrupted file")]
+    Authentication,
+    /// The bytes end before the envelope says they should.
+    #[error("batch is truncated: {len} bytes, at least {needed} expected")]
+    Truncated {
+        /// Bytes present.
+        len: u64,
+        /// Bytes the envelope needs.
+        needed: u64,
+    },
+    /// The bytes go on past the end of the envelope.
+    #[error("batch has {extra} unexpected bytes after its end")]
+    TrailingBytes {
+        /// Bytes after the envelope.
+        extra: u64,
+    },
+    /// The bytes do not start with the batch magic.
+    #[error("not a batch: bad magic bytes")]
+    BadMagic,
+    /// The envelope version is not one this build reads.
+    #[error("unsupported batch envelope version {0}")]
+    UnsupportedVersion(u16),
+    /// The payload version is not one this build reads.
+    #[error("unsupported batch payload version {0}")]
+    UnsupportedPayloadVersion(u32),
+    /// A header field is malformed (e.g. a label that is not UTF-8).
+    #[error("malformed batch header: {0}")]
+    MalformedHeader(&'static str),
+    /// The decrypted payload is malformed.
+    #[error("malformed batch payload at byte {offset}: {reason}")]
+    MalformedPayload {
+        /// Payload offset where decoding stopped.
+        offset: usize,
+        /// What was wrong.
+        reason: &'static str,
+    },
+    /// The batch id is not the hash of the payload (or not the id expected).
+    #[error("batch id does not match its contents")]
+    IdMismatch,
+    /// A header field disagrees with the same field inside the payload.
+    #[error("batch header field {0} does not match the sealed payload")]
+    HeaderMismatch(&'static str),
+    /// A row holds a month outside years 1 to 9999.
+    #[error("batch row {row} holds an invalid month")]
+    InvalidMonth {
+        /// Row index.
+        row: u64,
+    },
+    /// The loan columns do not fit together.
+    #[error("batch loans are invalid: {0}")]
+    InvalidLoans(#[from] LoansError),
+    /// A label or the data is too large for the format.
+    #[error("batch {what} is too large for the batch format")]
+    TooLarge {
+        /// What was too large.
+        what: &'static str,
+    },
+    /// The operating system random number generator failed.
+    #[error("the operating system random number generator failed")]
+    Random,
+    /// The AEAD refused to seal (only for inputs beyond its limits).
+    #[error("batch encryption failed")]
+    Seal,
+    /// An I/O error on a batch file or directory.
+    #[error("cannot {action} {path}: {source}", path = .path.display())]
+    Io {
+        /// What was being done.
+        action: &'static str,
+        /// Path involved.
+        path: PathBuf,
+        /// Underlying error.
+        source: io::Error,
+    },
+}
+
+impl BatchError {
+    fn io(action: &'static str, path: &Path, source: io::Error) -> BatchError {
+        BatchError::Io {
+            action,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}
+
+/// Encodes `loans` deterministically, names it by the hash of the encoding,
+/// and seals it with AES-256-GCM under `transfer.derive(&[b"batch-seal"])`
+/// with a random nonce and the envelope header as associated data.
+pub fn seal(
+    loans: &Loans,
+    library: &str,
+    purpose: &str,
+    pseudonym_key: Fingerprint,
+    transfer: &SecretKey,
+) -> Result<(BatchMeta, Vec<u8>), BatchError> {
+    loans.validate()?;
+    check_label("library", library)?;
+    check_label("purpose", purpose)?;
+    let payload_len = payload_len(loans, library, purpose)?;
+    let header_len = FIXED_HEADER_LEN + 4 + library.len() + 4 + purpose.len();
+
+    // One allocation: header space, payload encoded in place, then the tag.
+    let mut out = Vec::with_capacity(header_len + payload_len + TAG_LEN);
+    out.resize(header_len, 0);
+    encode_payload(&mut out, loans, library, purpose, pseudonym_key)?;
+    debug_assert_eq!(out.len(), header_len + payload_len);
+    let id = BatchId(Sha256::digest(&out[header_len..]).into());
+
+    let mut nonce = [0u8; NONCE_LEN];
+    SystemRandom::new()
+        .fill(&mut nonce)
+        .map_err(|_| BatchError::Random)?;
+    let header = Header {
+        id,
+        pseudonym_key,
+        transfer_key: transfer.fingerprint(),
+        rows: loans.len() as u64,
+        nonce,
+        payload_len: payload_len as u64,
+        library: library.to_owned(),
+        purpose: purpose.to_owned(),
+    };
+    let (head, body) = out.split_at_mut(header_len);
+    header.write(head);
+    let tag = seal_key(transfer)?
+        .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(&*head), body)
+        .map_err(|_| BatchError::Seal)?;
+    out.extend_from_slice(tag.as_ref());
+    Ok((header.into_meta(), out))
+}
+
+/// Verifies and decrypts a sealed batch, checking that its id is the hash of
+/// the payload, that the header agrees with the payload, and that the loans
+/// are valid.
+pub fn open(sealed: &[u8], transfer: &SecretKey) -> Result<(BatchMeta, Loans), BatchError> {
+    let (header, header_len) = Header::parse(sealed)?;
+    if header.transfer_key != transfer.fingerprint() {
+        return Err(BatchError::Authentication);
+    }
+    let (aad, body) = sealed.split_at(header_len);
+    let mut buf = body.to_vec();
+    let plain = seal_key(transfer)?
+        .open_in_place(
+            Nonce::assume_unique_for_key(header.nonce),
+            Aad::from(aad),
+            &mut buf,
+        )
+        .map_err(|_| BatchError::Authentication)?;
+    if BatchId(Sha256::digest(&*plain).into()) != header.id {
+        return Err(BatchError::IdMismatch);
+    }
+    let decoded = decode_payload(plain)?;
+    if decoded.library != header.library {
+        return Err(BatchError::HeaderMismatch("library"));
+    }
+    if decoded.purpose != header.purpose {
+        return Err(BatchError::HeaderMismatch("purpose"));
+    }
+    if decoded.pseudonym_key != header.pseudonym_key {
+        return Err(BatchError::HeaderMismatch("pseudonym key"));
+    }
+    if decoded.loans.len() as u64 != header.rows {
+        return Err(BatchError::HeaderMismatch("rows"));
+    }
+    decoded.loans.validate()?;
+    Ok((header.into_meta(), decoded.loans))
+}
+
+/// Reads the header of a sealed batch without verifying it: for listing and
+/// naming only, never for trusting (use [`open`] for that).
+pub fn peek_meta(sealed: &[u8]) -> Result<BatchMeta, BatchError> {
+    Header::parse(sealed).map(|(h, _)| h.into_meta())
+}
+
+/// Writes `<id>.batch` into `dir` (created with mode 0700) atomically; if a
+/// file of that name exists already, leaves it and returns its path.
+pub fn write_to_outbox(dir: &Path, meta: &BatchMeta, sealed: &[u8]) -> Result<PathBuf, BatchError> {
+    // The file name must be the id the header carries, or ingest would
+    // trust a name its contents contradict.
+    if peek_meta(sealed)?.id != meta.id {
+        return Err(BatchError::IdMismatch);
+    }
+    DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| BatchError::io("create outbox directory", dir, e))?;
+    let path = dir.join(format!("{}.{BATCH_EXTENSION}", meta.id));
+    match fs::symlink_metadata(&path) {
+        Ok(_) => return Ok(path),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(BatchError::io("inspect batch file", &path, e)),
+    }
+
+    let mut suffix = [0u8; 8];
+    SystemRandom::new()
+        .fill(&mut suffix)
+        .map_err(|_| BatchError::Random)?;
+    let tmp = dir.join(format!(".{}.tmp-{}", meta.id, hex::encode(suffix)));
+    let written = write_synced(&tmp, sealed).and_then(|()| {
+        fs::rename(&tmp, &path).map_err(|e| BatchError::io("rename batch file into", &path, e))
+    });
+    if let Err(e) = written {
+        let _ = fs::remove_file(&tmp);
+        return Err(e);
+    }
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| BatchError::io("sync outbox directory", dir, e))?;
+    Ok(path)
+}
+
+/// The `*.batch` files in `dir`, sorted by name; a missing `dir` has none.
+pub fn list_batches(dir: &Path) -> Result<Vec<PathBuf>, BatchError> {
+    let entries = match fs::read_dir(dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(BatchError::io("list outbox directory", dir, e)),
+    };
+    let mut out = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| BatchError::io("list outbox directory", dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        // Dot files are temporaries of an unfinished write.
+        if name.starts_with('.') || path.extension().is_none_or(|x| x != BATCH_EXTENSION) {
+            continue;
+        }
+        let ty = entry
+            .file_type()
+            .map_err(|e| BatchError::io("inspect batch file", &path, e))?;
+        if ty.is_file() {
+            out.push(path);
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BatchError> {
+    let mut file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(|e| BatchError::io("create batch file", path, e))?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(|e| BatchError::io("write batch file", path, e))
+}
+
+fn seal_key(transfer: &SecretKey) -> Result<LessSafeKey, BatchError> {
+    let key = transfer.derive(&[PURPOSE_BATCH_SEAL]);
+    // AES-256 takes exactly the 32 bytes every SecretKey has.
+    let unbound =
+        UnboundKey::new(&AES_256_GCM, key.expose_secret()).map_err(|_| BatchError::Seal)?;
+    Ok(LessSafeKey::new(unbound))
+}
+
+fn check_label(what: &'static str, label: &str) -> Result<(), BatchError> {
+    if label.len() > MAX_LABEL_LEN {
+        return Err(BatchError::TooLarge { what });
+    }
+    Ok(())
+}
+
+/// The cleartext, authenticated envelope header.
+struct Header {
+    id: BatchId,
+    pseudonym_key: Fingerprint,
+    transfer_key: Fingerprint,
+    rows: u64,
+    nonce: [u8; NONCE_LEN],
+    payload_len: u64,
+    library: String,
+    purpose: String,
+}
+
+impl Header {
+    /// Writes the header into `out`, which is exactly its length.
+    fn write(&self, out: &mut [u8]) {
+        let mut w = SliceWriter { out, pos: 0 };
+        w.put(MAGIC);
+        w.put(&ENVELOPE_VERSION.to_le_bytes());
+        w.put(&self.id.0);
+        w.put(&self.pseudonym_key.0);
+        w.put(&self.transfer_key.0);
+        w.put(&self.rows.to_le_bytes());
+        w.put(&self.nonce);
+        w.put(&self.payload_len.to_le_bytes());
+        // Labels are at most MAX_LABEL_LEN, checked by the caller.
+        w.put(&(self.library.len() as u32).to_le_bytes());
+        w.put(self.library.as_bytes());
+        w.put(&(self.purpose.len() as u32).to_le_bytes());
+        w.put(self.purpose.as_bytes());
+        debug_assert_eq!(w.pos, w.out.len());
+    }
+
+    /// Parses the header and checks the total length; returns the header and
+    /// its length in bytes.
+    fn parse(sealed: &[u8]) -> Result<(Header, usize), BatchError> {
+        let truncated = |needed: usize| BatchError::Truncated {
+            len: sealed.len() as u64,
+            needed: needed as u64,
+        };
+        if sealed.len() < MAGIC.len() {
+            return Err(if MAGIC.starts_with(sealed) {
+                truncated(FIXED_HEADER_LEN)
+            } else {
+                BatchError::BadMagic
+            });
+        }
+        if &sealed[..MAGIC.len()] != MAGIC {
+            return Err(BatchError::BadMagic);
+        }
+        let mut r = Reader::new(sealed);
+        r.pos = MAGIC.len();
+        let version = r.u16().map_err(|_| truncated(FIXED_HEADER_LEN))?;
+        if version != ENVELOPE_VERSION {
+            return Err(BatchError::UnsupportedVersion(version));
+        }
+        if sealed.len() < FIXED_HEADER_LEN {
+            return Err(truncated(FIXED_HEADER_LEN));
+        }
+        // From here on the fixed part is present, so these reads succeed.
+        let id = BatchId(r.array().map_err(|_| truncated(FIXED_HEADER_LEN))?);
+        let pseudonym_key = Fingerprint(r.array().map_err(|_| truncated(FIXED_HEADER_LEN))?);
+        let transfer_key = Fingerprint(r.array().map_err(|_| truncated(FIXED_HEADER_LEN))?);
+        let rows = r.u64().map_err(|_| truncated(FIXED_HEADER_LEN))?;
+        let nonce = r.array().map_err(|_| truncated(FIXED_HEADER_LEN))?;
+        let payload_len = r.u64().map_err(|_| truncated(FIXED_HEADER_LEN))?;
+        let library = header_label(&mut r, sealed.len())?;
+        let purpose = header_label(&mut r, sealed.len())?;
+        let header_len = r.pos;
+
+        let needed = u64::try_from(header_len)
+            .ok()
+            .and_then(|h| h.checked_add(payload_len))
+            .and_then(|n| n.checked_add(TAG_LEN as u64))
+            .ok_or(BatchError::MalformedHeader("payload length out of range"))?;
+        let len = sealed.len() as u64;
+        if len < needed {
+            return Err(BatchError::Truncated { len, needed });
+        }
+        if len > needed {
+            return Err(BatchError::TrailingBytes {
+                extra: len - needed,
+            });
+        }
+        let header = Header {
+            id,
+            pseudonym_key,
+            transfer_key,
+            rows,
+            nonce,
+            payload_len,
+            library,
+            purpose,
+        };
+        Ok((header, header_len))
+    }
+
+    fn into_meta(self) -> BatchMeta {
+        BatchMeta {
+            id: self.id,
+            library: self.library,
+            purpose: self.purpose,
+            pseudonym_key: self.pseudonym_key,
+            rows: self.rows,
+        }
+    }
+}
+
+fn header_label(r: &mut Reader<'_>, total: usize) -> Result<String, BatchError> {
+    let start = r.pos;
+    let truncated = |needed: usize| BatchError::Truncated {
+        len: total as u64,
+        needed: needed as u64,
+    };
+    let len = r.u32().map_err(|_| truncated(start + 4))? as usize;
+    if len > MAX_LABEL_LEN {
+        return Err(BatchError::MalformedHeader("label longer than allowed"));
+    }
+    let bytes = r.take(len).map_err(|_| truncated(start + 4 + len))?;
+    String::from_utf8(bytes.to_vec()).map_err(|_| BatchError::MalformedHeader("label is not utf-8"))
+}
+
+/// Exact payload length, computed before encoding so one allocation suffices.
+fn payload_len(loans: &Loans, library: &str, purpose: &str) -> Result<usize, BatchError> {
+    let dict: usize = loans
+        .title_ids
+        .iter()
+        .zip(&loans.work_ids)
+        .map(|(t, w)| 8 + t.len() + w.len())
+        .sum();
+    let rows = loans
+        .len()
+        .checked_mul(ROW_LEN)
+        .ok_or(BatchError::TooLarge { what: "row count" })?;
+    Ok(4 + 8 + 4 + library.len() + 4 + purpose.len() + 4 + dict + 8 + rows)
+}
+
+fn encode_payload(
+    out: &mut Vec<u8>,
+    loans: &Loans,
+    library: &str,
+    purpose: &str,
+    pseudonym_key: Fingerprint,
+) -> Result<(), BatchError> {
+    fn put_str(out: &mut Vec<u8>, what: &'static str, s: &str) -> Result<(), BatchError> {
+        let len = u32::try_from(s.len()).map_err(|_| BatchError::TooLarge { what })?;
+        out.extend_from_slice(&len.to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
+    out.extend_from_slice(&PAYLOAD_VERSION.to_le_bytes());
+    out.extend_from_slice(&pseudonym_key.0);
+    put_str(out, "library", library)?;
+    put_str(out, "purpose", purpose)?;
+    let titles = u32::try_from(loans.title_ids.len()).map_err(|_| BatchError::TooLarge {
+        what: "title dictionary",
+    })?;
+    out.extend_from_slice(&titles.to_le_bytes());
+    for (t, w) in loans.title_ids.iter().zip(&loans.work_ids) {
+        put_str(out, "title id", t)?;
+        put_str(out, "work id", w)?;
+    }
+    out.extend_from_slice(&(loans.len() as u64).to_le_bytes());
+    for p in &loans.pseudonyms {
+        out.extend_from_slice(p.as_bytes());
+    }
+    for &t in &loans.titles {
+        out.extend_from_slice(&t.to_le_bytes());
+    }
+    for m in &loans.months {
+        out.extend_from_slice(&m.index().to_le_bytes());
+    }
+    Ok(())
+}
+
+/// A decoded payload.
+struct Decoded {
+    pseudonym_key: Fingerprint,
+    library: String,
+    purpose: String,
+    loans: Loans,
+}
+
+fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
+    let mut r = Reader::new(plain);
+    let version = r.u32().map_err(ShortRead::into_error)?;
+    if version != PAYLOAD_VERSION {
+        return Err(BatchError::UnsupportedPayloadVersion(version));
+    }
+    let pseudonym_key = Fingerprint(r.array().map_err(ShortRead::into_error)?);
+    let library = r.string("library is not utf-8")?;
+    let purpose = r.string("purpose is not utf-8")?;
+    let titles = r.u32().map_err(ShortRead::into_error)? as usize;
+    // Each dictionary entry takes at least its two length fields.
+    if titles > r.remaining() / 8 {
+        return Err(r.malformed("title count exceeds the payload"));
+    }
+    let mut title_ids = Vec::with_capacity(titles);
+    let mut work_ids = Vec::with_capacity(titles);
+    for _ in 0..titles {
+        title_ids.push(r.string("title id is not utf-8")?);
+        work_ids.push(r.string("work id is not utf-8")?);
+    }
+    let rows = r.u64().map_err(ShortRead::into_error)?;
+    let n = usize::try_from(rows)
+        .ok()
+        .filter(|&n| n.checked_mul(ROW_LEN) == Some(r.remaining()))
+        .ok_or_else(|| r.malformed("row count does not match the payload length"))?;
+
+    let mut pseudonyms = Vec::with_capacity(n);
+    for chunk in r
+        .take(n * PSEUDONYM_LEN)
+        .map_err(ShortRead::into_error)?
+        .chunks_exact(PSEUDONYM_LEN)
+    {
+        let mut p = [0u8; PSEUDONYM_LEN];
+        p.copy_from_slice(chunk);
+        pseudonyms.push(Pseudonym(p));
+    }
+    let mut title_col = Vec::with_capacity(n);
+    for chunk in r
+        .take(n * 4)
+        .map_err(ShortRead::into_error)?
+        .chunks_exact(4)
+    {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(chunk);
+        title_col.push(u32::from_le_bytes(b));
+    }
+    let mut months = Vec::with_capacity(n);
+    for (row, chunk) in r
+        .take(n * 4)
+        .map_err(ShortRead::into_error)?
+        .chunks_exact(4)
+        .enumerate()
+    {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(chunk);
+        let month = LoanMonth::from_index(i32::from_le_bytes(b))
+            .map_err(|_| BatchError::InvalidMonth { row: row as u64 })?;
+        months.push(month);
+    }
+    Ok(Decoded {
+        pseudonym_key,
+        library,
+        purpose,
+        loans: Loans {
+            pseudonyms,
+            titles: title_col,
+            months,
+            title_ids,
+            work_ids,
+        },
+    })
+}
+
+/// Writes into a slice of known length.
+struct SliceWriter<'a> {
+    out: &'a mut [u8],
+    pos: usize,
+}
+
+impl SliceWriter<'_> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.out[self.pos..self.pos + bytes.len()].copy_from_slice(bytes);
+        self.pos += bytes.len();
+    }
+}
+
+/// Bounds-checked reader over untrusted bytes.
+struct Reader<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+/// A read past the end, at the given offset.
+struct ShortRead(usize);
+
+impl ShortRead {
+    fn into_error(self) -> BatchError {
+        BatchError::MalformedPayload {
+            offset: self.0,
+            reason: "unexpected end of payload",
+        }
+    }
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf, pos: 0 }
+    }
+
+    fn remaining(&self) -> usize {
+        self.buf.len() - self.pos
+    }
+
+    fn malformed(&self, reason: &'static str) -> BatchError {
+        BatchError::MalformedPayload {
+            offset: self.pos,
+            reason,
+        }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], ShortRead> {
+        if n > self.remaining() {
+            return Err(ShortRead(self.pos));
+        }
+        let s = &self.buf[self.pos..self.pos + n];
+        self.pos += n;
+        Ok(s)
+    }
+
+    fn array<const N: usize>(&mut self) -> Result<[u8; N], ShortRead> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn u16(&mut self) -> Result<u16, ShortRead> {
+        self.array().map(u16::from_le_bytes)
+    }
+
+    fn u32(&mut self) -> Result<u32, ShortRead> {
+        self.array().map(u32::from_le_bytes)
+    }
+
+    fn u64(&mut self) -> Result<u64, ShortRead> {
+        self.array().map(u64::from_le_bytes)
+    }
+
+    /// A u32-length-prefixed UTF-8 string, the length checked before use.
+    fn string(&mut self, not_utf8: &'static str) -> Result<String, BatchError> {
+        let len = self.u32().map_err(ShortRead::into_error)? as usize;
+        let start = self.pos;
+        let bytes = self.take(len).map_err(ShortRead::into_error)?;
+        String::from_utf8(bytes.to_vec()).map_err(|_| BatchError::MalformedPayload {
+            offset: start,
+            reason: not_utf8,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Loans {
+        let m = LoanMonth::new(2024, 3).unwrap();
+        Loans {
+            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
+            titles: vec![0, 1, 1],
+            months: vec![m, m, m.plus(1).unwrap()],
+            title_ids: vec!["isbn:9780140449136".into(), "isbn:9780199535569".into()],
+            work_ids: vec!["work:a".into(), "work:b".into()],
+        }
+    }
+
+    fn encoded(loans: &Loans) -> Vec<u8> {
+        let mut out = Vec::new();
+        encode_payload(&mut out, loans, "lib", "loans", Fingerprint([9; 8])).unwrap();
+        out
+    }
+
+    #[test]
+    fn payload_length_is_exact() {
+        let loans = sample();
+        assert_eq!(
+            encoded(&loans).len(),
+            payload_len(&loans, "lib", "loans").unwrap()
+        );
+    }
+
+    #[test]
+    fn payload_round_trips() {
+        let loans = sample();
+        let d = decode_payload(&encoded(&loans)).unwrap();
+        assert_eq!(d.loans, loans);
+        assert_eq!((d.library.as_str(), d.purpose.as_str()), ("lib", "loans"));
+        assert_eq!(d.pseudonym_key, Fingerprint([9; 8]));
+    }
+
+    #[test]
+    fn payload_layout_is_little_endian_columnar() {
+        let loans = sample();
+        let p = encoded(&loans);
+        assert_eq!(&p[..4], &PAYLOAD_VERSION.to_le_bytes());
+        assert_eq!(&p[4..12], &[9; 8]);
+        let rows_start = p.len() - 3 * ROW_LEN;
+        assert_eq!(&p[rows_start - 8..rows_start], &3u64.to_le_bytes());
+        assert_eq!(&p[rows_start..rows_start + 16], &[1; 16]);
+        let titles = rows_start + 3 * 16;
+        assert_eq!(
+            &p[titles..titles + 12],
+            &[0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
+        );
+        let months = titles + 12;
+        assert_eq!(
+            &p[months..months + 4],
+            &LoanMonth::new(2024, 3).unwrap().index().to_le_bytes()
+        );
+    }
+
+    #[test]
+    fn every_truncation_of_a_payload_is_an_error() {
+        let p = encoded(&sample());
+        for n in 0..p.len() {
+            assert!(
+                decode_payload(&p[..n]).is_err(),
+                "prefix of {n} bytes decoded"
+            );
+        }
+    }
+
+    #[test]
+    fn huge_counts_are_rejected_without_allocating() {
+        let mut p = encoded(&Loans::default());
+        // The title count sits after version, fingerprint and two labels.
+        let count_at = 4 + 8 + 4 + 3 + 4 + 5;
+        p[count_at..count_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::MalformedPayload { .. })
+        ));
+        let mut p = encoded(&Loans::default());
+        let rows_at = p.len() - 8;
+        p[rows_at..].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::MalformedPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn invalid_month_is_reported_by_row() {
+        let loans = sample();
+        let mut p = encoded(&loans);
+        let last_month = p.len() - 4;
+        p[last_month..].copy_from_slice(&(-5i32).to_le_bytes());
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::InvalidMonth { row: 2 })
+        ));
+    }
+
+    #[test]
+    fn non_utf8_title_is_malformed() {
+        let loans = sample();
+        let mut p = encoded(&loans);
+        let pos = p.windows(4).position(|w| w == b"isbn").unwrap();
+        p[pos] = 0xff;
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::MalformedPayload { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_payload_version_is_refused() {
+        let mut p = encoded(&sample());
+        p[0] = 2;
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::UnsupportedPayloadVersion(2))
+        ));
+    }
+
+    #[test]
+    fn batch_id_text_round_trips() {
+        let id = BatchId([0xab; 32]);
+        let s = id.to_string();
+        assert_eq!(s, "ab".repeat(32));
+        assert_eq!(s.parse::<BatchId>(), Ok(id));
+        assert_eq!("ab".parse::<BatchId>(), Err(ParseBatchIdError::Length(2)));
+        assert_eq!(
+            "zz".repeat(32).parse::<BatchId>(),
+            Err(ParseBatchIdError::NotHex)
+        );
+    }
+}

@@ -1,0 +1,144 @@
+//! `alsoborrowed build` and `alsoborrowed export`: store -> related titles ->
+//! checked, atomically published release.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use loans::Loans;
+use pipeline::Pipeline;
+use publish::{ExportMeta, ExportOutcome, Forbidden};
+use store::Store;
+
+use crate::PipelineArgs;
+use crate::commands::ingest::open_store;
+use crate::context::{Context, Refused, load_pipeline};
+use crate::lock::RunLock;
+
+/// Loans of the scoring window and the window itself.
+pub(crate) struct Window {
+    pub first: loans::LoanMonth,
+    pub last: loans::LoanMonth,
+    pub loans: Loans,
+}
+
+/// Reads the scoring window from the store; an empty window is an error so
+/// that a broken feed never replaces a good one.
+pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<Window> {
+    let (first, last) = ctx.window(p)?;
+    let loans = ctx.stage("read store", || {
+        store
+            .scan(first, last)
+            .with_context(|| format!("reading months {first}..{last} from the store"))
+    })?;
+    if loans.is_empty() {
+        return Err(Refused(format!(
+            "the store holds no loans in the scoring window {first}..{last}; nothing to publish"
+        ))
+        .into());
+    }
+    Ok(Window { first, last, loans })
+}
+
+fn compute(ctx: &Context, p: &Pipeline, w: &Window) -> Result<engine::Related> {
+    let params = engine::EngineParams::from(&p.engine);
+    ctx.stage("build", || Ok(engine::build(&w.loans, &params)?))
+}
+
+pub(crate) fn build_only(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let p = load_pipeline(&args.pipeline)?;
+    let store = open_store(&p)?;
+    let w = read_window(ctx, &p, &store)?;
+    let related = compute(ctx, &p, &w)?;
+    let titles = count_titles(&related);
+    println!(
+        "window {}..{}: {} loans by {} borrowers; {} titles with related titles, {} published relations (k = {}, measure {})",
+        w.first,
+        w.last,
+        w.loans.len(),
+        related.borrowers,
+        titles,
+        related.pairs.len(),
+        p.engine.min_support,
+        p.engine.measure.name()
+    );
+    Ok(())
+}
+
+pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let p = load_pipeline(&args.pipeline)?;
+    let _lock = RunLock::acquire(&p.export.path, "the export directory")?;
+    let store = open_store(&p)?;
+    export_release(ctx, &p, &store)
+}
+
+fn count_titles(r: &engine::Related) -> usize {
+    let mut n = 0;
+    let mut last = None;
+    for pair in &r.pairs {
+        if last != Some(pair.a) {
+            n += 1;
+            last = Some(pair.a);
+        }
+    }
+    n
+}
+
+/// Everything that must never appear in published output and that this host
+/// can know: the window's pseudonyms and whichever key files are present.
+pub(crate) fn forbidden(p: &Pipeline, loans: &Loans) -> Result<Forbidden> {
+    let mut f = Forbidden::new();
+    f.add_pseudonyms(&loans.pseudonyms);
+    for key in [&p.keys.pseudonym, &p.keys.transfer] {
+        if let Some(k) = optional_key(key)? {
+            f.add_secret(k.expose_secret());
+        }
+    }
+    Ok(f)
+}
+
+/// A key file that may legitimately be absent on this host (the pseudonym key
+/// never leaves the extractor's host).
+fn optional_key(path: &Path) -> Result<Option<keys::SecretKey>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(keys::load_key_file(path)?))
+}
+
+pub(crate) fn export_release(ctx: &Context, p: &Pipeline, store: &Store) -> Result<()> {
+    let w = read_window(ctx, p, store)?;
+    let related = compute(ctx, p, &w)?;
+    let forbidden = forbidden(p, &w.loans)?;
+    let meta = ExportMeta {
+        window_first: w.first,
+        window_last: w.last,
+        measure: p.engine.measure,
+        min_support: p.engine.min_support,
+        max_titles_per_borrower: p.engine.max_titles_per_borrower,
+        max_related: p.engine.max_related,
+    };
+    let outcome = ctx.stage("export", || {
+        publish::export(&related, &meta, &p.export.path, &forbidden)
+            .with_context(|| format!("publishing to {}", p.export.path.display()))
+    })?;
+    match outcome {
+        ExportOutcome::Published {
+            release,
+            titles,
+            pairs,
+        } => ctx.say(format!(
+            "published {titles} titles with {pairs} related-title entries (window {}..{}) -> {}",
+            w.first,
+            w.last,
+            release.display()
+        )),
+        ExportOutcome::Unchanged { release } => ctx.say(format!(
+            "published output unchanged (window {}..{}): {}",
+            w.first,
+            w.last,
+            release.display()
+        )),
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `alsoborrowed extract`: loans file -> sealed batch in the outbox.
+
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use pipeline::Pipeline;
+
+use crate::PipelineArgs;
+use crate::context::{Context, load_pipeline};
+use crate::lock::RunLock;
+
+pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let p = load_pipeline(&args.pipeline)?;
+    let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox")?;
+    extract_to_outbox(ctx, &p, args.input.as_deref())?;
+    Ok(())
+}
+
+/// Loads both keys (creating them only if the pipeline allows it).
+pub(crate) fn load_key(
+    ctx: &Context,
+    path: &Path,
+    create: bool,
+    role: &str,
+) -> Result<keys::SecretKey> {
+    let (key, created) = keys::load_or_create_key_file(path, create)
+        .with_context(|| format!("loading the {role} key"))?;
+    if created {
+        ctx.say(format!(
+            "created {role} key {} (fingerprint {})",
+            path.display(),
+            key.fingerprint()
+        ));
+    }
+    Ok(key)
+}
+
+/// Reads, pseudonymizes and seals; the raw ids die inside `extract::extract`.
+pub(crate) fn extract_to_outbox(ctx: &Context, p: &Pipeline, input: Option<&Path>) -> Result<()> {
+    let create = p.keys.create_if_missing;
+    let pseudonymizer = {
+        let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
+        pseudonym::Pseudonymizer::new(&master, &p.library.id, &p.library.purpose)
+    };
+    let transfer = load_key(ctx, &p.keys.transfer, create, "transfer")?;
+    let source_input = extract::ExtractInput {
+        source: &p.source,
+        works: p.works.as_ref(),
+        input,
+        today: ctx.today,
+    };
+    let extraction = ctx.stage("extract", || {
+        Ok(extract::extract(&source_input, &pseudonymizer)?)
+    })?;
+    report(ctx, &extraction.report);
+    let (meta, sealed) = batch::seal(
+        &extraction.loans,
+        &p.library.id,
+        &p.library.purpose,
+        pseudonymizer.master_fingerprint(),
+        &transfer,
+    )
+    .context("sealing the batch")?;
+    let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
+    ctx.say(format!(
+        "sealed batch {} ({} loans) -> {}",
+        meta.id,
+        meta.rows,
+        path.display()
+    ));
+    Ok(())
+}
+
+fn report(ctx: &Context, r: &extract::ExtractReport) {
+    ctx.say(format!(
+        "read {} rows from {}: kept {}, {} borrowers, {} titles, months {}..{}",
+        r.rows_read,
+        r.path.display(),
+        r.rows_kept,
+        r.distinct_borrowers,
+        r.distinct_titles,
+        r.first_month.map(|m| m.to_string()).unwrap_or_default(),
+        r.last_month.map(|m| m.to_string()).unwrap_or_default(),
+    ));
+    for (reason, rej) in &r.rejected {
+        let rows: Vec<String> = rej.rows.iter().map(u64::to_string).collect();
+        let more = if rej.count > rej.rows.len() as u64 {
+            ", ..."
+        } else {
+            ""
+        };
+        ctx.say(format!(
+            "rejected {} rows: {reason} (rows {}{more})",
+            rej.count,
+            rows.join(", ")
+        ));
+    }
+}

@@ -1,0 +1,10 @@
+//! One module per subcommand; `run` composes the others.
+
+pub(crate) mod export;
+pub(crate) mod extract;
+pub(crate) mod generate;
+pub(crate) mod ingest;
+pub(crate) mod key;
+pub(crate) mod run;
+pub(crate) mod status;
+pub(crate) mod verify;

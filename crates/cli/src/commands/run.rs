@@ -1,0 +1,20 @@
+//! `alsoborrowed run`: extract, ingest and export in one locked go, for cron.
+
+use anyhow::Result;
+
+use crate::PipelineArgs;
+use crate::commands::{export, extract, ingest};
+use crate::context::{Context, load_pipeline};
+use crate::lock::RunLock;
+
+pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let p = load_pipeline(&args.pipeline)?;
+    // Every lock first, so a second run exits before doing anything.
+    let _outbox = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox")?;
+    let _export = RunLock::acquire(&p.export.path, "the export directory")?;
+    let store = ingest::open_store(&p)?;
+    let lock = store.lock()?;
+    extract::extract_to_outbox(ctx, &p, args.input.as_deref())?;
+    ingest::ingest_inbox(ctx, &p, &store, &lock)?;
+    export::export_release(ctx, &p, &store)
+}

@@ -1,0 +1,40 @@
+//! `alsoborrowed status`: counts and dates only; never a pseudonym or a title
+//! list (no command looks up an individual).
+
+use anyhow::Result;
+
+use crate::PipelineArgs;
+use crate::commands::ingest::open_store;
+use crate::context::{Context, load_pipeline};
+
+pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let p = load_pipeline(&args.pipeline)?;
+    let store = open_store(&p)?;
+    let s = store.status()?;
+    println!("store: {}", store.root().display());
+    println!("loans: {}", s.rows);
+    println!("distinct pseudonyms: {}", s.distinct_pseudonyms);
+    println!("batches ingested: {}", s.batches);
+    println!(
+        "pseudonym key fingerprints: {}",
+        if s.pseudonym_keys.is_empty() {
+            "none".to_owned()
+        } else {
+            s.pseudonym_keys.join(", ")
+        }
+    );
+    match (s.months.first(), s.months.last()) {
+        (Some((first, _)), Some((last, _))) => {
+            println!("months held: {} ({first} .. {last})", s.months.len());
+            let expires = first.plus(p.store.retention_months as i32)?;
+            println!(
+                "retention: {} months; the oldest month, {first}, is deleted from {expires}-01 on",
+                p.store.retention_months
+            );
+        }
+        _ => println!("months held: 0"),
+    }
+    let (wf, wl) = ctx.window(&p)?;
+    println!("scoring window: {wf} .. {wl}");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! What every command needs: today's date, the quiet flag, output helpers, the
+//! scoring window and retention arithmetic, and the exit-code mapping.
+
+use std::io::IsTerminal;
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
+use loans::LoanMonth;
+use pipeline::Pipeline;
+
+use crate::GlobalArgs;
+
+/// Per-invocation settings.
+pub(crate) struct Context {
+    pub quiet: bool,
+    pub today: jiff::civil::Date,
+}
+
+impl Context {
+    pub fn new(args: &GlobalArgs) -> Context {
+        Context {
+            quiet: args.quiet,
+            today: args.today.unwrap_or_else(|| jiff::Zoned::now().date()),
+        }
+    }
+
+    /// A report line on stdout, suppressed by `--quiet`.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.quiet {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    /// Whether to draw progress spinners: only for a person watching a terminal.
+    pub fn interactive(&self) -> bool {
+        !self.quiet && std::io::stderr().is_terminal()
+    }
+
+    /// A spinner on stderr while `f` runs, when interactive.
+    pub fn stage<T>(&self, label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let bar = self.interactive().then(|| {
+            let bar = indicatif::ProgressBar::new_spinner();
+            bar.set_message(label.to_owned());
+            bar.enable_steady_tick(std::time::Duration::from_millis(120));
+            bar
+        });
+        let started = std::time::Instant::now();
+        let out = f();
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
+        }
+        if out.is_ok() && !self.quiet {
+            eprintln!("{label}: done in {:.2} s", started.elapsed().as_secs_f64());
+        }
+        out
+    }
+
+    /// The month containing today.
+    pub fn this_month(&self) -> Result<LoanMonth> {
+        LoanMonth::new(i32::from(self.today.year()), self.today.month() as u32)
+            .context("today's date is outside the supported calendar")
+    }
+
+    /// The oldest month the store keeps: `retention_months` months including this one.
+    pub fn oldest_kept(&self, p: &Pipeline) -> Result<LoanMonth> {
+        let months = i32::try_from(p.store.retention_months)
+            .context("store.retention_months is too large")?;
+        Ok(self.this_month()?.plus(1 - months)?)
+    }
+
+    /// The scoring window: whole calendar months only, ending with the last
+    /// complete month (or the pipeline's fixed `engine.window_end`).
+    pub fn window(&self, p: &Pipeline) -> Result<(LoanMonth, LoanMonth)> {
+        let last = match p.engine.window_end {
+            Some(m) => m,
+            None => self.this_month()?.plus(-1)?,
+        };
+        let first = last.plus(1 - p.engine.window_months as i32)?;
+        Ok((first, last))
+    }
+}
+
+/// Loads the pipeline file with its name as context.
+pub(crate) fn load_pipeline(path: &Path) -> Result<Pipeline> {
+    Ok(Pipeline::load(path)?)
+}
+
+/// Marker for "another run holds the lock" (exit code 3).
+#[derive(Debug, thiserror::Error)]
+#[error("{what} is locked by another alsoborrowed run ({path}); try again when it has finished")]
+pub(crate) struct Busy {
+    pub what: &'static str,
+    pub path: String,
+}
+
+/// Marker for "the privacy check refused to publish" (exit code 4).
+#[derive(Debug, thiserror::Error)]
+#[error("privacy check failed: {0}")]
+pub(crate) struct Refused(pub String);
+
+/// Maps an error chain to the documented exit code.
+pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
+    for cause in err.chain() {
+        if cause.downcast_ref::<Busy>().is_some() {
+            return 3;
+        }
+        if let Some(store::StoreError::Locked { .. }) = cause.downcast_ref::<store::StoreError>() {
+            return 3;
+        }
+        if cause.downcast_ref::<Refused>().is_some() {
+            return 4;
+        }
+        if let Some(publish::PublishError::CheckFailed { .. }) =
+            cause.downcast_ref::<publish::PublishError>()
+        {
+            return 4;
+        }
+    }
+    1
+}

@@ -1,0 +1,122 @@
+//! The `alsoborrowed` command: the cron-friendly front end of every stage.
+//!
+//! Exit codes (documented in `docs/operations.md`): 0 success, 1 failure, 2 usage
+//! error, 3 another run holds the lock, 4 the privacy check refused to publish.
+//! Messages never carry a borrower id, a pseudonym or key material: the library
+//! crates' errors are built that way and this binary adds only file names and
+//! stage names as context.
+
+mod commands;
+mod context;
+mod lock;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Borrowers who borrowed this also borrowed: privacy-preserving recommendations for libraries.
+#[derive(Parser)]
+#[command(name = "alsoborrowed", version, about, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Args, Clone)]
+pub(crate) struct GlobalArgs {
+    /// Print only errors (for cron).
+    #[arg(long, short, global = true)]
+    quiet: bool,
+    /// Worker threads (default: one per core).
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    /// Date to treat as today, YYYY-MM-DD (reproducible runs and tests; default: the system date).
+    #[arg(long, global = true, value_name = "DATE")]
+    today: Option<jiff::civil::Date>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create or inspect key files.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Pseudonymize a loans file and write a sealed batch for the mining side.
+    Extract(PipelineArgs),
+    /// Open sealed batches from the inbox and add them to the store.
+    Ingest(PipelineArgs),
+    /// Show what the store holds, without any personal data.
+    Status(PipelineArgs),
+    /// Compute related titles for the scoring window and print a summary (publishes nothing).
+    Build(PipelineArgs),
+    /// Compute related titles, check them and publish the feed atomically.
+    Export(PipelineArgs),
+    /// Audit the published output against the store and the keys.
+    Verify(PipelineArgs),
+    /// Extract, ingest and export in one go (for cron).
+    Run(PipelineArgs),
+    /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
+    Generate(commands::generate::GenerateArgs),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Write a new 256-bit key from the OS CSPRNG (mode 0600; never overwrites).
+    New {
+        /// Where to write the key.
+        path: PathBuf,
+    },
+    /// Print a key's fingerprint (not the key), for audit.
+    Fingerprint {
+        /// The key file.
+        path: PathBuf,
+    },
+}
+
+/// Arguments of the commands that act on a pipeline.
+#[derive(Args, Clone)]
+pub(crate) struct PipelineArgs {
+    /// The pipeline file (TOML), e.g. pipelines/demo.toml.
+    #[arg(long, short, value_name = "FILE")]
+    pipeline: PathBuf,
+    /// Loans file to read instead of the pipeline's source.path (extract and run).
+    #[arg(long, value_name = "FILE")]
+    input: Option<PathBuf>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    if let Some(n) = cli.global.threads
+        && let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+    {
+        eprintln!("error: setting up {n} worker threads: {e}");
+        return ExitCode::from(1);
+    }
+    let ctx = context::Context::new(&cli.global);
+    let result = match cli.command {
+        Command::Key(KeyCommand::New { path }) => commands::key::new(&ctx, &path),
+        Command::Key(KeyCommand::Fingerprint { path }) => commands::key::fingerprint(&path),
+        Command::Extract(a) => commands::extract::run(&ctx, &a),
+        Command::Ingest(a) => commands::ingest::run(&ctx, &a),
+        Command::Status(a) => commands::status::run(&ctx, &a),
+        Command::Build(a) => commands::export::build_only(&ctx, &a),
+        Command::Export(a) => commands::export::run(&ctx, &a),
+        Command::Verify(a) => commands::verify::run(&ctx, &a),
+        Command::Run(a) => commands::run::run(&ctx, &a),
+        Command::Generate(a) => commands::generate::run(&ctx, &a),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One line: the chain of contexts, outermost first.
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::from(context::exit_code(&err))
+        }
+    }
+}

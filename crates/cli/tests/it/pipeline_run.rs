@@ -1,0 +1,211 @@
+//! The whole job on the demo data: privacy of every written byte,
+//! idempotency, locking, determinism, verify.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use base64::Engine as _;
+
+use crate::{Sandbox, contains, ok, repo, text};
+
+fn demo_input() -> PathBuf {
+    repo().join("fixtures/demo/loans.csv")
+}
+
+fn demo_borrower_ids() -> BTreeSet<String> {
+    let text = std::fs::read_to_string(demo_input()).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "borrower_id").unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap().to_owned())
+        .collect()
+}
+
+/// Every encoding of a key an attacker might look for.
+fn key_forms(path: PathBuf) -> Vec<Vec<u8>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let hex_key = text.lines().nth(1).unwrap().trim().to_owned();
+    let raw = hex::decode(&hex_key).unwrap();
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let b64_nopad = base64::engine::general_purpose::STANDARD_NO_PAD;
+    let url = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    vec![
+        raw.clone(),
+        hex_key.clone().into_bytes(),
+        hex_key.to_uppercase().into_bytes(),
+        b64.encode(&raw).into_bytes(),
+        b64_nopad.encode(&raw).into_bytes(),
+        url.encode(&raw).into_bytes(),
+    ]
+}
+
+#[test]
+fn demo_run_leaves_no_borrower_id_or_key_byte_anywhere() {
+    let sb = Sandbox::new(&demo_input(), "");
+    let out = sb.run("run", &[]);
+    ok(&out);
+    let log = text(&out);
+    assert!(log.contains("published"), "{log}");
+    assert!(sb.path("published/current/feed/index.json").is_file());
+    assert!(sb.path("published/current/pairs.parquet").is_file());
+
+    let ids = demo_borrower_ids();
+    assert!(ids.len() > 100, "demo has {} borrowers", ids.len());
+    let mut forbidden: Vec<Vec<u8>> = ids.iter().map(|s| s.clone().into_bytes()).collect();
+    forbidden.extend(key_forms(sb.path("keys/pseudonym.key")));
+    forbidden.extend(key_forms(sb.path("keys/transfer.key")));
+
+    let files = sb.written_files();
+    assert!(
+        files.keys().any(|p| p.starts_with(sb.path("store"))),
+        "store has files"
+    );
+    for (path, bytes) in &files {
+        for needle in &forbidden {
+            assert!(
+                !contains(bytes, needle),
+                "{} holds a borrower id or key material",
+                path.display()
+            );
+        }
+    }
+    for id in &ids {
+        assert!(!log.contains(id.as_str()), "log holds a borrower id");
+    }
+
+    // Decoded store values, not just raw (compressed) bytes: titles and works only.
+    let store = store::Store::open(&sb.path("store")).unwrap();
+    let loans = store
+        .scan("2000-01".parse().unwrap(), "2026-12".parse().unwrap())
+        .unwrap();
+    assert!(!loans.is_empty());
+    for t in loans.title_ids.iter().chain(&loans.work_ids) {
+        assert!(!ids.contains(t), "a store title equals a borrower id");
+    }
+
+    // verify agrees with what was published.
+    let v = sb.run("verify", &[]);
+    ok(&v);
+    assert!(text(&v).contains("verified"), "{}", text(&v));
+}
+
+#[test]
+fn extracting_and_ingesting_twice_changes_nothing() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("extract", &[]));
+    ok(&sb.run("ingest", &[]));
+    let store_files = |sb: &Sandbox| {
+        sb.written_files()
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(sb.path("store")) && !p.ends_with("LOCK"))
+            .collect::<Vec<_>>()
+    };
+    let before = store_files(&sb);
+    assert!(
+        before
+            .iter()
+            .any(|(p, _)| p.extension().is_some_and(|e| e == "parquet"))
+    );
+
+    ok(&sb.run("extract", &[]));
+    let second = sb.run("ingest", &[]);
+    ok(&second);
+    assert!(
+        text(&second).contains("already ingested"),
+        "{}",
+        text(&second)
+    );
+    assert_eq!(before, store_files(&sb), "store changed on re-ingest");
+}
+
+#[test]
+fn a_second_concurrent_ingest_is_refused_with_exit_code_3() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("extract", &[]));
+    let store = store::Store::open(&sb.path("store")).unwrap();
+    let held = store.lock().unwrap();
+    let out = sb.run("ingest", &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(text(&out).contains("lock"), "{}", text(&out));
+    // Nothing was ingested while the lock was held.
+    assert_eq!(store.status().unwrap().rows, 0);
+    drop(held);
+    ok(&sb.run("ingest", &[]));
+    assert!(store.status().unwrap().rows > 0);
+}
+
+#[test]
+fn a_second_concurrent_run_exits_at_once() {
+    let sb = Sandbox::new(&demo_input(), "");
+    let _held = crate_lock(&sb.path("outbox"));
+    let out = sb.run("run", &[]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out));
+    assert!(!sb.path("store/manifest.json").exists());
+}
+
+fn crate_lock(dir: &std::path::Path) -> std::fs::File {
+    std::fs::create_dir_all(dir).unwrap();
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("LOCK"))
+        .unwrap();
+    f.try_lock().unwrap();
+    f
+}
+
+#[test]
+fn published_bytes_do_not_depend_on_thread_count_or_reruns() {
+    let one = Sandbox::new(&demo_input(), "");
+    let two = Sandbox::new(&demo_input(), "");
+    // Same keys in both sandboxes, so pseudonyms (and the cap's choices) agree.
+    ok(&one.run("extract", &["--threads", "1"]));
+    std::fs::create_dir_all(two.path("keys")).unwrap();
+    for k in ["keys/pseudonym.key", "keys/transfer.key"] {
+        std::fs::copy(one.path(k), two.path(k)).unwrap();
+    }
+    ok(&one.run("ingest", &["--threads", "1"]));
+    ok(&one.run("export", &["--threads", "1"]));
+    ok(&two.run("run", &["--threads", "2"]));
+    let published = |sb: &Sandbox| {
+        sb.written_files()
+            .into_iter()
+            .filter(|(p, _)| p.starts_with(sb.path("published/releases")))
+            .map(|(p, b)| (p.strip_prefix(sb.dir.path()).unwrap().to_owned(), b))
+            .collect::<Vec<_>>()
+    };
+    let a = published(&one);
+    assert!(!a.is_empty());
+    assert_eq!(a, published(&two));
+
+    // Rebuilding the same months: unchanged, byte-identical.
+    let again = one.run("export", &[]);
+    ok(&again);
+    assert!(text(&again).contains("unchanged"), "{}", text(&again));
+    assert_eq!(a, published(&one));
+}
+
+#[test]
+fn status_reports_counts_and_retention_without_personal_data() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("extract", &[]));
+    ok(&sb.run("ingest", &[]));
+    let out = sb.run("status", &[]);
+    ok(&out);
+    let s = text(&out);
+    for needle in [
+        "loans: ",
+        "distinct pseudonyms: ",
+        "months held: 24 (2024-11 .. 2026-10)",
+        "batches ingested: 1",
+        "pseudonym key fingerprints: ",
+        "is deleted from 2029-11-01 on",
+    ] {
+        assert!(s.contains(needle), "status lacks {needle:?}:\n{s}");
+    }
+    for id in demo_borrower_ids() {
+        assert!(!s.contains(&id));
+    }
+}

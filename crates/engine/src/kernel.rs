@@ -1,0 +1,133 @@
+//! Gustavson-style sparse counting of distinct-borrower title pairs.
+
+use std::collections::HashMap;
+use std::sync::{Mutex, PoisonError};
+
+use rayon::prelude::*;
+
+use crate::index::Csr;
+
+/// A worker's dense accumulator over all titles plus the titles it touched,
+/// so clearing costs the touched count rather than the title count.
+///
+/// Counters are 16-bit so the array stays in a core's L2 cache for a few
+/// hundred thousand titles; the rare pair held by more than 65,535 borrowers
+/// keeps counting in `overflow`.
+#[derive(Default)]
+struct Scratch {
+    counts: Vec<u16>,
+    touched: Vec<u32>,
+    overflow: HashMap<u32, u32>,
+}
+
+/// Titles per rayon leaf task. Work per title is very skewed (a bestseller's
+/// borrowers bring thousands of candidates), so leaves stay small enough for
+/// work stealing to even the load out.
+const TITLES_PER_TASK: usize = 32;
+
+/// Borrower lists fetched ahead per batch; see [`warm_up`].
+const GATHER: usize = 32;
+
+/// Reads every cache line of each borrower list in a batch before any is used.
+///
+/// Each list sits at a random place in memory, so fetching it is a cache
+/// miss; walked one by one, each miss waits behind the previous list's
+/// data-dependent loop. These loads are independent, so the core overlaps
+/// them, and the counting loop that follows finds the lists in cache.
+fn warm_up(items: &[u32], ranges: &[(usize, usize)]) {
+    let mut sum = 0u32;
+    for &(start, end) in ranges {
+        // One read per 64-byte line the list may span.
+        for i in (start..end).step_by(16) {
+            sum ^= items[i];
+        }
+        if start < end {
+            sum ^= items[end - 1];
+        }
+    }
+    std::hint::black_box(sum);
+}
+
+/// For each title `a`, the titles `b > a` of another work that at least
+/// `min_support` borrowers hold together with `a`, with that count, in the
+/// order first met.
+///
+/// `sets` holds each borrower's sorted title list and `holders` each title's
+/// borrowers (its transpose); `works` gives each title's dense work id.
+pub(crate) fn count_pairs(
+    sets: &Csr,
+    holders: &Csr,
+    works: &[u32],
+    min_support: u32,
+) -> Vec<Vec<(u32, u32)>> {
+    let titles = holders.groups();
+    // One scratch per worker of the current pool, allocated on first use: a
+    // per-task accumulator would zero #titles counters thousands of times.
+    let scratches: Vec<Mutex<Scratch>> = (0..rayon::current_num_threads())
+        .map(|_| Mutex::new(Scratch::default()))
+        .collect();
+    (0..titles)
+        .into_par_iter()
+        .with_max_len(TITLES_PER_TASK)
+        .map(|a| {
+            let borrowers = holders.group(a);
+            if borrowers.len() < min_support as usize {
+                return Vec::new();
+            }
+            let slot = rayon::current_thread_index().unwrap_or(0) % scratches.len();
+            // Workers have distinct indices, so the lock is uncontended; no rayon
+            // call happens under it, so a worker can never steal a task that
+            // waits for its own lock.
+            let mut guard = scratches[slot]
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let Scratch {
+                counts,
+                touched,
+                overflow,
+            } = &mut *guard;
+            if counts.len() != titles {
+                counts.clear();
+                counts.resize(titles, 0);
+            }
+            // `a` is below u32::MAX + 1: titles are u32 indices.
+            let a32 = a as u32;
+            let mut ranges = [(0usize, 0usize); GATHER];
+            for chunk in borrowers.chunks(GATHER) {
+                let ranges = &mut ranges[..chunk.len()];
+                for (r, &u) in ranges.iter_mut().zip(chunk) {
+                    *r = (sets.offsets[u as usize], sets.offsets[u as usize + 1]);
+                }
+                warm_up(&sets.items, ranges);
+                for &(start, end) in ranges.iter() {
+                    let set = &sets.items[start..end];
+                    let later = set.partition_point(|&t| t <= a32);
+                    for &b in &set[later..] {
+                        let c = &mut counts[b as usize];
+                        if *c == 0 {
+                            touched.push(b);
+                        }
+                        if *c == u16::MAX {
+                            *overflow.entry(b).or_insert(0) += 1;
+                        } else {
+                            *c += 1;
+                        }
+                    }
+                }
+            }
+            let mut out = Vec::new();
+            let work = works[a];
+            for &b in touched.iter() {
+                let mut c = u32::from(std::mem::take(&mut counts[b as usize]));
+                if c == u32::from(u16::MAX) {
+                    c += overflow.remove(&b).unwrap_or(0);
+                }
+                if c >= min_support && works[b as usize] != work {
+                    out.push((b, c));
+                }
+            }
+            touched.clear();
+            out
+        })
+        .collect()
+}

@@ -1,0 +1,178 @@
+//! Distinct byte strings numbered in order of first appearance.
+//!
+//! This is the hot loop of extraction (two lookups per row), and on large
+//! inputs its cost is cache misses. So keys of up to [`INLINE`] bytes (card
+//! numbers, ISBNs, most catalogue ids) are stored in the table slot itself:
+//! a lookup touches one slot, with no second miss to fetch the key, and the
+//! hash is recomputed from the slot when the table grows. All keys are also
+//! appended to one arena, which keeps them in index order without an
+//! allocation per key.
+
+use std::hash::BuildHasher;
+
+use hashbrown::hash_table::Entry;
+use hashbrown::{DefaultHashBuilder, HashTable};
+use zeroize::Zeroize;
+
+/// Longest key stored inline; makes a slot 32 bytes, two per cache line.
+const INLINE: usize = 27;
+
+/// `Slot::len` of a key longer than [`INLINE`], compared in the arena.
+const LONG: u8 = u8::MAX;
+
+/// A table slot: the key's index and, for a short key, the key itself
+/// (zero-padded, so that equal keys have equal slots).
+#[derive(Clone, Copy)]
+struct Slot {
+    index: u32,
+    len: u8,
+    bytes: [u8; INLINE],
+}
+
+impl Slot {
+    fn new(k: &[u8], index: u32) -> Slot {
+        let mut bytes = [0u8; INLINE];
+        match bytes.get_mut(..k.len()) {
+            Some(prefix) => {
+                prefix.copy_from_slice(k);
+                // k.len() <= INLINE < LONG.
+                Slot {
+                    index,
+                    len: k.len() as u8,
+                    bytes,
+                }
+            }
+            None => Slot {
+                index,
+                len: LONG,
+                bytes,
+            },
+        }
+    }
+}
+
+/// An append-only set of byte strings; index `i` is the `i`-th distinct key.
+#[derive(Default)]
+pub(crate) struct Interner {
+    table: HashTable<Slot>,
+    arena: Vec<u8>,
+    /// End offset in `arena` of each key; key `i` starts where `i - 1` ends.
+    ends: Vec<usize>,
+    hasher: DefaultHashBuilder,
+}
+
+fn key<'k>(arena: &'k [u8], ends: &[usize], index: u32) -> &'k [u8] {
+    let i = index as usize;
+    let start = if i == 0 { 0 } else { ends[i - 1] };
+    &arena[start..ends[i]]
+}
+
+impl Interner {
+    /// Number of distinct keys.
+    pub(crate) fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    /// Index of `k`, added at the end if it is new.
+    pub(crate) fn intern(&mut self, k: &[u8]) -> u32 {
+        let Interner {
+            table,
+            arena,
+            ends,
+            hasher,
+        } = self;
+        let hash = hasher.hash_one(k);
+        let eq = |s: &Slot| {
+            if s.len == LONG {
+                k.len() > INLINE && key(arena, ends, s.index) == k
+            } else {
+                s.bytes.get(..k.len()) == Some(k) && usize::from(s.len) == k.len()
+            }
+        };
+        let rehash = |s: &Slot| {
+            if s.len == LONG {
+                hasher.hash_one(key(arena, ends, s.index))
+            } else {
+                hasher.hash_one(&s.bytes[..usize::from(s.len)])
+            }
+        };
+        match table.entry(hash, eq, rehash) {
+            Entry::Occupied(e) => e.get().index,
+            Entry::Vacant(v) => {
+                // Fits: the caller bounds the input size so that counts fit in u32.
+                let index = ends.len() as u32;
+                arena.extend_from_slice(k);
+                ends.push(arena.len());
+                v.insert(Slot::new(k, index));
+                index
+            }
+        }
+    }
+
+    /// The keys in index order.
+    pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
+        (0..self.ends.len() as u32).map(|i| key(&self.arena, &self.ends, i))
+    }
+
+    /// Adds the keys of `other` in their order and returns the index each of
+    /// them has here.
+    pub(crate) fn absorb(&mut self, other: &Interner) -> Vec<u32> {
+        other.iter().map(|k| self.intern(k)).collect()
+    }
+
+    /// Overwrites the keys with zeros (for secret keys, before dropping).
+    pub(crate) fn wipe(&mut self) {
+        self.arena.zeroize();
+        // The table is dropped without its slots being read again.
+        let _ = self.table.iter_mut().map(|s| s.bytes.zeroize()).count();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn numbers_keys_by_first_appearance(
+            keys in prop::collection::vec("[a-c]{0,3}|[a-c]{24,31}", 0..300),
+        ) {
+            let mut interner = Interner::default();
+            let mut order: Vec<&str> = Vec::new();
+            for k in &keys {
+                let expected = order.iter().position(|o| o == k).unwrap_or(order.len());
+                if expected == order.len() {
+                    order.push(k);
+                }
+                prop_assert_eq!(interner.intern(k.as_bytes()) as usize, expected);
+            }
+            let stored: Vec<&[u8]> = interner.iter().collect();
+            let order: Vec<&[u8]> = order.iter().map(|o| o.as_bytes()).collect();
+            prop_assert_eq!(stored, order);
+        }
+    }
+
+    #[test]
+    fn absorb_maps_indexes_and_keeps_first_appearance() {
+        let mut a = Interner::default();
+        for k in ["x", "y"] {
+            a.intern(k.as_bytes());
+        }
+        let mut b = Interner::default();
+        for k in ["z", "", "y", "a key that is longer than the inline part"] {
+            b.intern(k.as_bytes());
+        }
+        assert_eq!(a.absorb(&b), [2, 3, 1, 4]);
+        assert_eq!(
+            a.iter().collect::<Vec<_>>(),
+            [
+                &b"x"[..],
+                b"y",
+                b"z",
+                b"",
+                b"a key that is longer than the inline part"
+            ]
+        );
+    }
+}

@@ -1,0 +1,319 @@
+//! Row parsing: header lookup, the parallel quote-free fast path, the
+//! sequential csv-crate path, and the per-chunk state both of them fill.
+
+use jiff::civil::Date;
+use loans::LoanMonth;
+use memchr::{memchr, memchr_iter};
+use rayon::prelude::*;
+
+use crate::borrower::BorrowerInterner;
+use crate::date::DateParser;
+use crate::interner::Interner;
+use crate::{MAX_REJECTED_ROWS, RejectReason, Rejections};
+
+/// Where the used columns are and how rows are checked.
+pub(crate) struct Layout {
+    /// Field separator.
+    pub(crate) delimiter: u8,
+    /// Number of header fields; every row must have as many.
+    pub(crate) width: usize,
+    /// Field indexes of borrower id, title and date.
+    pub(crate) columns: [usize; 3],
+    /// Date parser.
+    pub(crate) dates: DateParser,
+    /// Dates after this day are rejected.
+    pub(crate) today: Date,
+}
+
+/// Rejections by reason, row numbers relative to the chunk's base line.
+pub(crate) type Rejects = [Rejections; RejectReason::ALL.len()];
+
+/// What one chunk of rows yields, with chunk-local dictionaries.
+pub(crate) struct Chunk {
+    /// Distinct borrowers of this chunk.
+    pub(crate) borrowers: BorrowerInterner,
+    /// Distinct trimmed titles of this chunk.
+    pub(crate) titles: Interner,
+    /// Per kept row: chunk-local borrower index.
+    pub(crate) row_borrowers: Vec<u32>,
+    /// Per kept row: chunk-local title index.
+    pub(crate) row_titles: Vec<u32>,
+    /// Per kept row: loan month.
+    pub(crate) months: Vec<LoanMonth>,
+    /// Data rows seen (blank lines are not rows).
+    pub(crate) rows_read: u64,
+    /// Rejected rows.
+    pub(crate) rejects: Rejects,
+    /// Line number that chunk-local line numbers are relative to.
+    pub(crate) base_line: u64,
+    /// Line breaks in the chunk, to number the lines of the next chunk.
+    pub(crate) newlines: u64,
+}
+
+impl Chunk {
+    fn new(base_line: u64) -> Self {
+        Chunk {
+            borrowers: BorrowerInterner::default(),
+            titles: Interner::default(),
+            row_borrowers: Vec::new(),
+            row_titles: Vec::new(),
+            months: Vec::new(),
+            rows_read: 0,
+            rejects: Default::default(),
+            base_line,
+            newlines: 0,
+        }
+    }
+
+    fn reject(&mut self, line: u64, reason: RejectReason) {
+        let r = &mut self.rejects[reason as usize];
+        r.count += 1;
+        if r.rows.len() < MAX_REJECTED_ROWS {
+            r.rows.push(line);
+        }
+    }
+
+    /// Checks one record of `width` fields whose used fields are `fields`
+    /// and keeps it or counts why not. `line` is chunk-local.
+    fn push(&mut self, layout: &Layout, line: u64, width: usize, fields: [&[u8]; 3]) {
+        self.rows_read += 1;
+        if width != layout.width {
+            return self.reject(line, RejectReason::WrongColumnCount);
+        }
+        let [Ok(borrower), Ok(title), Ok(date)] = fields.map(std::str::from_utf8) else {
+            return self.reject(line, RejectReason::InvalidUtf8);
+        };
+        let title = title.trim();
+        let date = date.trim();
+        // Check everything else before the id is interned, so a rejected row
+        // never adds a borrower.
+        if borrower.trim().is_empty() {
+            return self.reject(line, RejectReason::MissingBorrowerId);
+        }
+        if title.is_empty() {
+            return self.reject(line, RejectReason::MissingTitle);
+        }
+        if date.is_empty() {
+            return self.reject(line, RejectReason::MissingDate);
+        }
+        let Some(day) = layout.dates.parse(date) else {
+            return self.reject(line, RejectReason::UnparseableDate);
+        };
+        if day > layout.today {
+            return self.reject(line, RejectReason::FutureDate);
+        }
+        let Ok(month) = LoanMonth::new(i32::from(day.year()), day.month() as u32) else {
+            return self.reject(line, RejectReason::UnparseableDate);
+        };
+        let Some(b) = self.borrowers.intern(borrower) else {
+            return self.reject(line, RejectReason::MissingBorrowerId);
+        };
+        let t = self.titles.intern(title.as_bytes());
+        self.row_borrowers.push(b);
+        self.row_titles.push(t);
+        self.months.push(month);
+    }
+}
+
+/// Drops one trailing carriage return (CRLF line endings).
+fn strip_cr(line: &[u8]) -> &[u8] {
+    line.strip_suffix(b"\r").unwrap_or(line)
+}
+
+/// Whether the quote-free fast path reads `data` exactly as the csv crate
+/// would: no quote anywhere and no carriage return that is not part of CRLF
+/// (the csv crate ends a record at a lone CR).
+pub(crate) fn fast_path_applies(data: &[u8]) -> bool {
+    memchr(b'"', data).is_none()
+        && memchr_iter(b'\r', data).all(|i| data.get(i + 1) == Some(&b'\n'))
+}
+
+/// The header of a quote-free file and what follows it.
+pub(crate) struct FastHeader<'a> {
+    /// Header fields, raw.
+    pub(crate) names: Vec<&'a [u8]>,
+    /// The data after the header line.
+    pub(crate) body: &'a [u8],
+    /// Line number of the first line of `body`.
+    pub(crate) body_line: u64,
+}
+
+/// Finds the header (the first non-blank line, as the csv crate skips blank
+/// lines) of quote-free data; `None` when there is none.
+pub(crate) fn fast_header(data: &[u8], delimiter: u8) -> Option<FastHeader<'_>> {
+    let mut rest = data;
+    let mut line_no = 1u64;
+    while !rest.is_empty() {
+        let (line, next) = match memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], &rest[i + 1..]),
+            None => (rest, &rest[rest.len()..]),
+        };
+        let line = strip_cr(line);
+        if !line.is_empty() {
+            return Some(FastHeader {
+                names: line.split(|&b| b == delimiter).collect(),
+                body: next,
+                body_line: line_no + 1,
+            });
+        }
+        rest = next;
+        line_no += 1;
+    }
+    None
+}
+
+/// Splits `body` into pieces of about `target` bytes that end at line breaks.
+fn split_at_lines(body: &[u8], target: usize) -> Vec<&[u8]> {
+    let mut pieces = Vec::with_capacity(body.len() / target.max(1) + 1);
+    let mut rest = body;
+    while !rest.is_empty() {
+        let cut = if rest.len() <= target {
+            rest.len()
+        } else {
+            memchr(b'\n', &rest[target..]).map_or(rest.len(), |i| target + i + 1)
+        };
+        let (piece, next) = rest.split_at(cut);
+        pieces.push(piece);
+        rest = next;
+    }
+    pieces
+}
+
+/// Parses the lines of one quote-free piece; line numbers are piece-local.
+fn parse_piece(piece: &[u8], layout: &Layout) -> Chunk {
+    let mut chunk = Chunk::new(0);
+    let mut local = 0u64;
+    let mut pos = 0usize;
+    while pos < piece.len() {
+        let rest = &piece[pos..];
+        let (line, step) = match memchr(b'\n', rest) {
+            Some(i) => (&rest[..i], i + 1),
+            None => (rest, rest.len()),
+        };
+        let line = strip_cr(line);
+        if !line.is_empty() {
+            let mut fields: [&[u8]; 3] = [&[]; 3];
+            let mut width = 0usize;
+            let mut start = 0usize;
+            let ends = memchr_iter(layout.delimiter, line).chain(std::iter::once(line.len()));
+            for end in ends {
+                let field = &line[start..end];
+                for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
+                    if col == width {
+                        *slot = field;
+                    }
+                }
+                width += 1;
+                start = end + 1;
+            }
+            chunk.push(layout, local, width, fields);
+        }
+        local += 1;
+        pos += step;
+    }
+    chunk.newlines = memchr_iter(b'\n', piece).count() as u64;
+    chunk
+}
+
+/// Parses quote-free `body` (starting at line `body_line`) in pieces of about
+/// `target` bytes, in parallel; the chunks come back in file order.
+pub(crate) fn parse_fast(
+    body: &[u8],
+    body_line: u64,
+    layout: &Layout,
+    target: usize,
+) -> Vec<Chunk> {
+    let mut chunks: Vec<Chunk> = split_at_lines(body, target)
+        .par_iter()
+        .map(|piece| parse_piece(piece, layout))
+        .collect();
+    let mut line = body_line;
+    for chunk in &mut chunks {
+        chunk.base_line = line;
+        line += chunk.newlines;
+    }
+    chunks
+}
+
+/// The csv reader the sequential path and the header use.
+pub(crate) fn csv_reader(data: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
+    csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(data)
+}
+
+/// The line on which the record read from `data` at `pos` starts.
+///
+/// The csv crate records a position before it skips the LF of a CRLF and
+/// blank lines, so its `line()` can name the line before the record; the
+/// bytes it skips are line breaks only, so counting them fixes that.
+pub(crate) fn record_line(data: &[u8], pos: &csv::Position) -> u64 {
+    let from = usize::try_from(pos.byte()).map_or(data.len(), |b| b.min(data.len()));
+    let skipped = data[from..]
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .filter(|&&b| b == b'\n')
+        .count();
+    pos.line() + skipped as u64
+}
+
+/// Reads the records after the header from `reader` (over `data`) with the
+/// csv crate, so quoted separators and line breaks work; one chunk, absolute
+/// line numbers. `Err(line)` for a record the csv crate cannot read.
+pub(crate) fn parse_csv(
+    data: &[u8],
+    reader: &mut csv::Reader<&[u8]>,
+    layout: &Layout,
+) -> Result<Chunk, u64> {
+    let mut chunk = Chunk::new(0);
+    let mut record = csv::ByteRecord::new();
+    loop {
+        let before = record_line(data, reader.position());
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(_) => return Err(before),
+        }
+        let line = record.position().map_or(before, |p| record_line(data, p));
+        let fields = layout.columns.map(|c| record.get(c).unwrap_or(&[]));
+        chunk.push(layout, line, record.len(), fields);
+    }
+    Ok(chunk)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pieces_end_at_line_breaks_and_cover_everything() {
+        let body = b"a\nbb\nccc\ndddd\ne";
+        for target in 1..body.len() + 2 {
+            let pieces = split_at_lines(body, target);
+            assert_eq!(pieces.concat(), body.to_vec());
+            for p in &pieces[..pieces.len() - 1] {
+                assert_eq!(p.last(), Some(&b'\n'));
+            }
+        }
+    }
+
+    #[test]
+    fn fast_path_needs_no_quotes_and_no_lone_cr() {
+        assert!(fast_path_applies(b"a,b\r\nc,d\r\n"));
+        assert!(fast_path_applies(b"a,b\nc,d"));
+        assert!(!fast_path_applies(b"a,\"b\"\n"));
+        assert!(!fast_path_applies(b"a,b\rc,d\n"));
+        assert!(!fast_path_applies(b"a,b\r"));
+    }
+
+    #[test]
+    fn header_is_first_non_blank_line() {
+        let h = fast_header(b"\r\n\na,b\r\nx,y\n", b',').unwrap();
+        assert_eq!(h.names, [b"a".as_slice(), b"b"]);
+        assert_eq!(h.body, b"x,y\n");
+        assert_eq!(h.body_line, 4);
+        assert!(fast_header(b"\n\r\n", b',').is_none());
+    }
+}

@@ -1,0 +1,383 @@
+//! Pseudonymous loan records: the only data model the mining side sees.
+//!
+//! Nothing in this crate can hold a raw borrower id. A [`Pseudonym`] is the
+//! truncated keyed hash made by the `pseudonym` crate on the extractor's host;
+//! titles and works are catalogue identifiers; dates are coarsened to a
+//! [`LoanMonth`].
+//!
+//! Architecture invariant: this crate depends on no other crate of the
+//! workspace, so every stage can share it without reaching the extractor.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+/// Length in bytes of a pseudonym: 128 bits of a truncated HMAC-SHA256.
+pub const PSEUDONYM_LEN: usize = 16;
+
+/// A borrower's keyed pseudonym (128 bits of HMAC-SHA256).
+///
+/// Pseudonymous data is still personal data, so `Debug` is redacted and there
+/// is no `Display`: a pseudonym never reaches a log or a message by accident.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Pseudonym(pub [u8; PSEUDONYM_LEN]);
+
+impl fmt::Debug for Pseudonym {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Pseudonym(<redacted>)")
+    }
+}
+
+impl Pseudonym {
+    /// The raw bytes, for storage and hashing.
+    pub fn as_bytes(&self) -> &[u8; PSEUDONYM_LEN] {
+        &self.0
+    }
+
+    /// A stable 64-bit value derived from the pseudonym, for deterministic
+    /// choices (e.g. which titles a capped borrower contributes).
+    pub fn stable_u64(&self) -> u64 {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&self.0[..8]);
+        u64::from_le_bytes(b)
+    }
+}
+
+/// A calendar month, the finest date granularity the mining side keeps.
+///
+/// Stored as months since January of year 0 so that arithmetic and ordering
+/// are plain integer operations.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct LoanMonth(i32);
+
+/// Error for a month outside `0001-01..=9999-12` or a malformed `YYYY-MM`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum MonthError {
+    /// Year or month out of range.
+    #[error("month out of range: year {year}, month {month}")]
+    OutOfRange {
+        /// The year given.
+        year: i32,
+        /// The month given (1-based).
+        month: u32,
+    },
+    /// Text that is not of the form `YYYY-MM`.
+    #[error("not a month of the form YYYY-MM")]
+    Malformed,
+}
+
+impl LoanMonth {
+    /// The month `year`-`month` (1-based month), years 1 to 9999.
+    pub fn new(year: i32, month: u32) -> Result<Self, MonthError> {
+        if !(1..=9999).contains(&year) || !(1..=12).contains(&month) {
+            return Err(MonthError::OutOfRange { year, month });
+        }
+        Ok(LoanMonth(year * 12 + (month as i32 - 1)))
+    }
+
+    /// Months since January of year 0.
+    pub fn index(self) -> i32 {
+        self.0
+    }
+
+    /// The month with the given index, if it is within years 1 to 9999.
+    pub fn from_index(index: i32) -> Result<Self, MonthError> {
+        Self::new(index.div_euclid(12), index.rem_euclid(12) as u32 + 1)
+    }
+
+    /// Calendar year.
+    pub fn year(self) -> i32 {
+        self.0.div_euclid(12)
+    }
+
+    /// Calendar month, 1 to 12.
+    pub fn month(self) -> u32 {
+        self.0.rem_euclid(12) as u32 + 1
+    }
+
+    /// The month `n` months later (earlier when `n` is negative).
+    pub fn plus(self, n: i32) -> Result<Self, MonthError> {
+        Self::from_index(self.0 + n)
+    }
+
+    /// Days from 1970-01-01 to the first day of this month (Arrow `Date32`).
+    pub fn first_day_since_epoch(self) -> i32 {
+        days_from_civil(self.year(), self.month(), 1)
+    }
+
+    /// The month containing the given day (days since 1970-01-01).
+    pub fn from_days_since_epoch(days: i32) -> Result<Self, MonthError> {
+        let (y, m, _) = civil_from_days(days);
+        Self::new(y, m)
+    }
+}
+
+// Howard Hinnant's civil-date algorithms: exact for the proleptic Gregorian
+// calendar, and small enough not to need a date crate on the mining side.
+fn days_from_civil(y: i32, m: u32, d: u32) -> i32 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m as i32 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i32 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i32) -> (i32, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i32::from(m <= 2);
+    (y, m, d)
+}
+
+impl fmt::Display for LoanMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:04}-{:02}", self.year(), self.month())
+    }
+}
+
+impl fmt::Debug for LoanMonth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "LoanMonth({self})")
+    }
+}
+
+impl FromStr for LoanMonth {
+    type Err = MonthError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let b = s.as_bytes();
+        if b.len() != 7 || b[4] != b'-' || !b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit) {
+            return Err(MonthError::Malformed);
+        }
+        let year: i32 = s[..4].parse().map_err(|_| MonthError::Malformed)?;
+        let month: u32 = s[5..].parse().map_err(|_| MonthError::Malformed)?;
+        Self::new(year, month)
+    }
+}
+
+impl TryFrom<String> for LoanMonth {
+    type Error = MonthError;
+    fn try_from(s: String) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl From<LoanMonth> for String {
+    fn from(m: LoanMonth) -> String {
+        m.to_string()
+    }
+}
+
+/// Pseudonymous loans in columnar form, titles dictionary-encoded.
+///
+/// Row `i` is the loan of `pseudonyms[i]` of title `title_ids[titles[i]]` in
+/// `months[i]`. `work_ids[t]` is the work that title `t` belongs to (equal to
+/// the title id when no work mapping was given); titles of one work never
+/// recommend each other.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Loans {
+    /// Borrower pseudonym of each row.
+    pub pseudonyms: Vec<Pseudonym>,
+    /// Title of each row, an index into `title_ids`.
+    pub titles: Vec<u32>,
+    /// Loan month of each row.
+    pub months: Vec<LoanMonth>,
+    /// Title dictionary: catalogue identifiers, each once.
+    pub title_ids: Vec<String>,
+    /// Work of each dictionary title, parallel to `title_ids`.
+    pub work_ids: Vec<String>,
+}
+
+/// Error for a [`Loans`] value whose columns do not fit together.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum LoansError {
+    /// Row columns differ in length.
+    #[error("columns differ in length: {pseudonyms} pseudonyms, {titles} titles, {months} months")]
+    RaggedColumns {
+        /// Length of the pseudonym column.
+        pseudonyms: usize,
+        /// Length of the title column.
+        titles: usize,
+        /// Length of the month column.
+        months: usize,
+    },
+    /// The work column of the dictionary differs in length from the titles.
+    #[error("title dictionary has {titles} titles but {works} works")]
+    RaggedDictionary {
+        /// Dictionary titles.
+        titles: usize,
+        /// Dictionary works.
+        works: usize,
+    },
+    /// A row refers past the end of the title dictionary.
+    #[error("row {row} refers to title {title}, past the dictionary of {len}")]
+    TitleOutOfRange {
+        /// Row index.
+        row: usize,
+        /// Title index found.
+        title: u32,
+        /// Dictionary length.
+        len: usize,
+    },
+    /// A title id appears twice in the dictionary.
+    #[error("title dictionary holds a title twice")]
+    DuplicateTitle,
+}
+
+impl Loans {
+    /// Number of loan rows.
+    pub fn len(&self) -> usize {
+        self.pseudonyms.len()
+    }
+
+    /// Whether there are no rows.
+    pub fn is_empty(&self) -> bool {
+        self.pseudonyms.is_empty()
+    }
+
+    /// Checks that the columns fit together (lengths, dictionary references,
+    /// unique dictionary entries). Stages call this on data they did not make.
+    pub fn validate(&self) -> Result<(), LoansError> {
+        let (p, t, m) = (self.pseudonyms.len(), self.titles.len(), self.months.len());
+        if p != t || p != m {
+            return Err(LoansError::RaggedColumns {
+                pseudonyms: p,
+                titles: t,
+                months: m,
+            });
+        }
+        if self.title_ids.len() != self.work_ids.len() {
+            return Err(LoansError::RaggedDictionary {
+                titles: self.title_ids.len(),
+                works: self.work_ids.len(),
+            });
+        }
+        let len = self.title_ids.len();
+        if let Some((row, &title)) = self
+            .titles
+            .iter()
+            .enumerate()
+            .find(|&(_, &t)| t as usize >= len)
+        {
+            return Err(LoansError::TitleOutOfRange { row, title, len });
+        }
+        let mut seen: Vec<&str> = self.title_ids.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err(LoansError::DuplicateTitle);
+        }
+        Ok(())
+    }
+
+    /// Appends the rows of `other`, merging its title dictionary into ours.
+    pub fn append(&mut self, other: &Loans) {
+        let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
+        for (i, t) in self.title_ids.iter().enumerate() {
+            index.insert(t.as_str(), i as u32);
+        }
+        let mut remap = Vec::with_capacity(other.title_ids.len());
+        let mut new_titles = Vec::new();
+        for (t, w) in other.title_ids.iter().zip(&other.work_ids) {
+            match index.get(t.as_str()) {
+                Some(&i) => remap.push(i),
+                None => {
+                    let i = (self.title_ids.len() + new_titles.len()) as u32;
+                    remap.push(i);
+                    new_titles.push((t.clone(), w.clone()));
+                }
+            }
+        }
+        drop(index);
+        for (t, w) in new_titles {
+            self.title_ids.push(t);
+            self.work_ids.push(w);
+        }
+        self.pseudonyms.extend_from_slice(&other.pseudonyms);
+        self.months.extend_from_slice(&other.months);
+        self.titles
+            .extend(other.titles.iter().map(|&t| remap[t as usize]));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn month_round_trips_through_text() {
+        let m: LoanMonth = "2024-02".parse().unwrap();
+        assert_eq!((m.year(), m.month()), (2024, 2));
+        assert_eq!(m.to_string(), "2024-02");
+        assert_eq!(m.plus(-2).unwrap().to_string(), "2023-12");
+        assert!("2024-13".parse::<LoanMonth>().is_err());
+        assert!("2024-1".parse::<LoanMonth>().is_err());
+        assert!("０２０24-01".parse::<LoanMonth>().is_err());
+    }
+
+    #[test]
+    fn epoch_days_match_known_dates() {
+        assert_eq!(LoanMonth::new(1970, 1).unwrap().first_day_since_epoch(), 0);
+        assert_eq!(
+            LoanMonth::new(2000, 3).unwrap().first_day_since_epoch(),
+            11_017
+        );
+        assert_eq!(
+            LoanMonth::from_days_since_epoch(11_016)
+                .unwrap()
+                .to_string(),
+            "2000-02"
+        );
+    }
+
+    #[test]
+    fn pseudonym_debug_is_redacted() {
+        let p = Pseudonym([0xab; 16]);
+        assert_eq!(format!("{p:?}"), "Pseudonym(<redacted>)");
+    }
+
+    #[test]
+    fn append_merges_dictionaries() {
+        let p = Pseudonym([1; 16]);
+        let m = LoanMonth::new(2024, 1).unwrap();
+        let mut a = Loans {
+            pseudonyms: vec![p],
+            titles: vec![0],
+            months: vec![m],
+            title_ids: vec!["x".into()],
+            work_ids: vec!["x".into()],
+        };
+        let b = Loans {
+            pseudonyms: vec![p, p],
+            titles: vec![1, 0],
+            months: vec![m, m],
+            title_ids: vec!["y".into(), "x".into()],
+            work_ids: vec!["y".into(), "x".into()],
+        };
+        a.append(&b);
+        a.validate().unwrap();
+        assert_eq!(a.title_ids, ["x", "y"]);
+        assert_eq!(a.titles, [0, 0, 1]);
+    }
+
+    proptest! {
+        #[test]
+        fn days_and_months_agree(idx in 12i32..(9999 * 12 + 11)) {
+            let m = LoanMonth::from_index(idx).unwrap();
+            prop_assert_eq!(LoanMonth::from_days_since_epoch(m.first_day_since_epoch()).unwrap(), m);
+            prop_assert_eq!(LoanMonth::from_days_since_epoch(m.first_day_since_epoch() - 1).unwrap().plus(1).unwrap(), m);
+        }
+    }
+}

@@ -1,0 +1,503 @@
+//! Typed pipeline configuration (TOML) shared by every stage.
+//!
+//! A pipeline file describes one library's job: where loans come from and how
+//! their columns are named, where keys live, where sealed batches go, where
+//! the store and the published output live, and the engine's parameters.
+//! Every key is documented in `docs/configuration.md`. Relative paths are
+//! resolved against the directory of the pipeline file, so a cron job does not
+//! depend on its working directory.
+//!
+//! Architecture invariant: this crate holds settings only, never data, so any
+//! stage may depend on it without widening the privacy boundary.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+/// Errors from loading a pipeline file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    /// The file could not be read.
+    #[error("reading pipeline file {path}: {source}")]
+    Read {
+        /// The pipeline file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The file is not valid TOML or does not match the schema.
+    #[error("pipeline file {path}: {message}")]
+    Parse {
+        /// The pipeline file.
+        path: PathBuf,
+        /// What is wrong, as TOML reports it (with line and column).
+        message: String,
+    },
+    /// A value is out of its allowed range.
+    #[error("pipeline file {path}: {message}")]
+    Invalid {
+        /// The pipeline file.
+        path: PathBuf,
+        /// Which key and why.
+        message: String,
+    },
+}
+
+/// A whole pipeline file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Pipeline {
+    /// Who runs the pipeline and for what purpose (key derivation context).
+    pub library: Library,
+    /// Key files.
+    pub keys: Keys,
+    /// The circulation export to read.
+    pub source: Source,
+    /// Optional manifestation-to-work mapping.
+    #[serde(default)]
+    pub works: Option<Works>,
+    /// Where sealed batches are handed over.
+    pub transfer: Transfer,
+    /// The data-mining store.
+    pub store: StoreSettings,
+    /// Co-occurrence engine parameters.
+    #[serde(default)]
+    pub engine: EngineSettings,
+    /// Published output.
+    pub export: Export,
+}
+
+/// The library and the purpose the pseudonyms serve.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Library {
+    /// Stable identifier of the library (e.g. its ISIL); part of key derivation.
+    pub id: String,
+    /// Purpose of the pseudonyms; pipelines with different purposes cannot join
+    /// their pseudonyms.
+    #[serde(default = "default_purpose")]
+    pub purpose: String,
+}
+
+fn default_purpose() -> String {
+    "also-borrowed".to_owned()
+}
+
+/// Key files.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Keys {
+    /// Pseudonym master key: extractor host only, never copied to the mining side.
+    pub pseudonym: PathBuf,
+    /// Transfer key that seals batches: on the extractor and the mining side.
+    pub transfer: PathBuf,
+    /// Create missing key files (for the demo only; production keys are made
+    /// once with `alsoborrowed key new`).
+    #[serde(default)]
+    pub create_if_missing: bool,
+}
+
+/// Input file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Format {
+    /// Comma-separated values (RFC 4180 quoting).
+    Csv,
+    /// Tab-separated values.
+    Tsv,
+}
+
+/// The circulation export.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Source {
+    /// The loans file; `--input` overrides it.
+    pub path: PathBuf,
+    /// File format.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Field separator, overriding the format's (one ASCII character).
+    #[serde(default)]
+    pub delimiter: Option<char>,
+    /// Column names in the file's header.
+    #[serde(default)]
+    pub columns: Columns,
+    /// How loan dates are written: `"iso"` (`YYYY-MM-DD`, optionally followed
+    /// by a time) or a strftime pattern such as `"%d.%m.%Y"`.
+    #[serde(default = "default_date_format")]
+    pub date_format: String,
+}
+
+fn default_format() -> Format {
+    Format::Csv
+}
+
+fn default_date_format() -> String {
+    "iso".to_owned()
+}
+
+/// Header names of the three columns the extractor reads; others are ignored.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Columns {
+    /// Column with the borrower id (card number or patron id).
+    #[serde(default = "default_borrower")]
+    pub borrower_id: String,
+    /// Column with the title (manifestation or bib record) id.
+    #[serde(default = "default_title")]
+    pub title_id: String,
+    /// Column with the loan date.
+    #[serde(default = "default_date")]
+    pub loan_date: String,
+}
+
+fn default_borrower() -> String {
+    "borrower_id".to_owned()
+}
+fn default_title() -> String {
+    "title_id".to_owned()
+}
+fn default_date() -> String {
+    "loan_date".to_owned()
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            borrower_id: default_borrower(),
+            title_id: default_title(),
+            loan_date: default_date(),
+        }
+    }
+}
+
+/// A manifestation-to-work mapping file (CSV with a header).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Works {
+    /// The mapping file.
+    pub path: PathBuf,
+    /// Column with the title id, as in the loans file.
+    #[serde(default = "default_title")]
+    pub title_column: String,
+    /// Column with the work id.
+    #[serde(default = "default_work")]
+    pub work_column: String,
+}
+
+fn default_work() -> String {
+    "work_id".to_owned()
+}
+
+/// Hand-over of sealed batches from the extractor to the mining side.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Transfer {
+    /// Directory the extractor writes sealed batches to.
+    pub outbox: PathBuf,
+    /// Directory `ingest` reads sealed batches from (defaults to `outbox`,
+    /// for a single host or a shared mount).
+    #[serde(default)]
+    pub inbox: Option<PathBuf>,
+}
+
+impl Transfer {
+    /// The directory `ingest` reads.
+    pub fn inbox(&self) -> &Path {
+        self.inbox.as_deref().unwrap_or(&self.outbox)
+    }
+}
+
+/// The data-mining store.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct StoreSettings {
+    /// Store directory (created owner-only).
+    pub path: PathBuf,
+    /// Months of loans kept; older months are deleted at ingest.
+    #[serde(default = "default_retention")]
+    pub retention_months: u32,
+}
+
+fn default_retention() -> u32 {
+    60
+}
+
+/// Association measure used to rank related titles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Measure {
+    /// Dunning's log-likelihood ratio, as Apache Mahout computes it.
+    Llr,
+    /// Borrowers of both over borrowers of either.
+    Jaccard,
+    /// Borrowers of both over the geometric mean of each title's borrowers.
+    Cosine,
+    /// Observed over expected co-borrowing.
+    Lift,
+    /// Number of distinct borrowers of both.
+    Count,
+}
+
+impl Measure {
+    /// The name used in the pipeline file and the feed.
+    pub fn name(self) -> &'static str {
+        match self {
+            Measure::Llr => "llr",
+            Measure::Jaccard => "jaccard",
+            Measure::Cosine => "cosine",
+            Measure::Lift => "lift",
+            Measure::Count => "count",
+        }
+    }
+}
+
+/// Co-occurrence engine parameters.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct EngineSettings {
+    /// Complete calendar months scored, ending with the last complete month.
+    #[serde(default = "default_window")]
+    pub window_months: u32,
+    /// Last month of the window (`"YYYY-MM"`); by default the last complete
+    /// calendar month before today. Fixed in the demo so it stays reproducible.
+    #[serde(default)]
+    pub window_end: Option<loans::LoanMonth>,
+    /// Association measure.
+    #[serde(default = "default_measure")]
+    pub measure: Measure,
+    /// Minimum distinct borrowers for a pair to be published (k, at least 2).
+    #[serde(default = "default_min_support")]
+    pub min_support: u32,
+    /// Most titles one borrower contributes per window.
+    #[serde(default = "default_cap")]
+    pub max_titles_per_borrower: u32,
+    /// Most related titles published per title (N).
+    #[serde(default = "default_max_related")]
+    pub max_related: u32,
+}
+
+fn default_window() -> u32 {
+    12
+}
+fn default_measure() -> Measure {
+    Measure::Llr
+}
+fn default_min_support() -> u32 {
+    5
+}
+fn default_cap() -> u32 {
+    100
+}
+fn default_max_related() -> u32 {
+    20
+}
+
+impl Default for EngineSettings {
+    fn default() -> Self {
+        EngineSettings {
+            window_months: default_window(),
+            window_end: None,
+            measure: default_measure(),
+            min_support: default_min_support(),
+            max_titles_per_borrower: default_cap(),
+            max_related: default_max_related(),
+        }
+    }
+}
+
+/// Published output.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct Export {
+    /// Output directory; the live release is `<path>/current`.
+    pub path: PathBuf,
+}
+
+/// Smallest k the software accepts: a pair seen by one borrower singles them out.
+pub const MIN_SUPPORT_FLOOR: u32 = 2;
+
+impl Pipeline {
+    /// Reads, parses, validates and resolves relative paths of a pipeline file.
+    pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
+        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        Pipeline::parse(&text, path, base)
+    }
+
+    /// Parses pipeline text; `origin` names it in errors and relative paths are
+    /// resolved against `base`.
+    pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Pipeline, PipelineError> {
+        let mut p: Pipeline = toml::from_str(text).map_err(|e| PipelineError::Parse {
+            path: origin.to_owned(),
+            message: e.to_string().trim_end().replace('\n', " "),
+        })?;
+        p.validate(origin)?;
+        p.resolve(base);
+        Ok(p)
+    }
+
+    fn validate(&self, origin: &Path) -> Result<(), PipelineError> {
+        let invalid = |message: String| PipelineError::Invalid {
+            path: origin.to_owned(),
+            message,
+        };
+        if self.library.id.trim().is_empty() {
+            return Err(invalid("library.id must not be empty".into()));
+        }
+        if self.library.purpose.trim().is_empty() {
+            return Err(invalid("library.purpose must not be empty".into()));
+        }
+        if let Some(d) = self.source.delimiter
+            && (!d.is_ascii() || d == '"' || d == '\n' || d == '\r')
+        {
+            return Err(invalid(format!(
+                "source.delimiter must be one ASCII character other than a quote or newline, got {d:?}"
+            )));
+        }
+        let e = &self.engine;
+        if e.min_support < MIN_SUPPORT_FLOOR {
+            return Err(invalid(format!(
+                "engine.min_support must be at least {MIN_SUPPORT_FLOOR}, got {}",
+                e.min_support
+            )));
+        }
+        if e.window_months == 0 || e.window_months > 120 {
+            return Err(invalid(format!(
+                "engine.window_months must be between 1 and 120, got {}",
+                e.window_months
+            )));
+        }
+        if e.max_titles_per_borrower < 2 {
+            return Err(invalid(format!(
+                "engine.max_titles_per_borrower must be at least 2, got {}",
+                e.max_titles_per_borrower
+            )));
+        }
+        if e.max_related == 0 {
+            return Err(invalid("engine.max_related must be at least 1".into()));
+        }
+        if self.store.retention_months == 0 {
+            return Err(invalid("store.retention_months must be at least 1".into()));
+        }
+        if e.window_months > self.store.retention_months {
+            return Err(invalid(format!(
+                "engine.window_months ({}) exceeds store.retention_months ({})",
+                e.window_months, self.store.retention_months
+            )));
+        }
+        Ok(())
+    }
+
+    fn resolve(&mut self, base: &Path) {
+        let join = |p: &mut PathBuf| {
+            if p.is_relative() {
+                *p = base.join(&*p);
+            }
+        };
+        join(&mut self.keys.pseudonym);
+        join(&mut self.keys.transfer);
+        join(&mut self.source.path);
+        if let Some(w) = &mut self.works {
+            join(&mut w.path);
+        }
+        join(&mut self.transfer.outbox);
+        if let Some(i) = &mut self.transfer.inbox {
+            join(i);
+        }
+        join(&mut self.store.path);
+        join(&mut self.export.path);
+    }
+
+    /// The field separator of the source file.
+    pub fn delimiter(&self) -> u8 {
+        self.source.delimiter()
+    }
+}
+
+impl Source {
+    /// The field separator: the override if set, else the format's.
+    pub fn delimiter(&self) -> u8 {
+        match (self.delimiter, self.format) {
+            (Some(d), _) => d as u8,
+            (None, Format::Csv) => b',',
+            (None, Format::Tsv) => b'\t',
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [library]
+        id = "DK-710100"
+        [keys]
+        pseudonym = "keys/p.key"
+        transfer = "/etc/alsoborrowed/t.key"
+        [source]
+        path = "loans.csv"
+        [transfer]
+        outbox = "outbox"
+        [store]
+        path = "store"
+        [export]
+        path = "out"
+    "#;
+
+    fn parse(text: &str) -> Result<Pipeline, PipelineError> {
+        Pipeline::parse(text, Path::new("test.toml"), Path::new("/srv/ab"))
+    }
+
+    #[test]
+    fn minimal_file_gets_defaults_and_resolved_paths() {
+        let p = parse(MINIMAL).unwrap();
+        assert_eq!(p.library.purpose, "also-borrowed");
+        assert_eq!(p.keys.pseudonym, Path::new("/srv/ab/keys/p.key"));
+        assert_eq!(p.keys.transfer, Path::new("/etc/alsoborrowed/t.key"));
+        assert_eq!(p.transfer.inbox(), Path::new("/srv/ab/outbox"));
+        assert_eq!(p.engine.min_support, 5);
+        assert_eq!(p.engine.measure, Measure::Llr);
+        assert_eq!(p.store.retention_months, 60);
+        assert_eq!(p.source.columns.loan_date, "loan_date");
+        assert_eq!(p.delimiter(), b',');
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_location() {
+        let err = parse(&format!("{MINIMAL}\n[engine]\nmin_suport = 3\n")).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("min_suport"), "{msg}");
+    }
+
+    #[test]
+    fn k_below_two_is_refused() {
+        let err = parse(&format!("{MINIMAL}\n[engine]\nmin_support = 1\n")).unwrap_err();
+        assert!(err.to_string().contains("at least 2"), "{err}");
+    }
+
+    #[test]
+    fn tsv_uses_tab() {
+        let p =
+            parse(&MINIMAL.replace("path = \"loans.csv\"", "path = \"l.tsv\"\nformat = \"tsv\""))
+                .unwrap();
+        assert_eq!(p.delimiter(), b'\t');
+    }
+}

@@ -1,0 +1,382 @@
+//! Encoding and decoding of the release files, and the release content hash.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::cast::AsArray;
+use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use sha2::{Digest, Sha256};
+
+use crate::PublishError;
+
+/// One published directed pair as written to `pairs.parquet` and `pairs.csv`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Row<'a> {
+    pub title_a: Cow<'a, str>,
+    pub title_b: Cow<'a, str>,
+    pub score: f64,
+}
+
+const CSV_HEADER: [&str; 3] = ["title_a", "title_b", "score"];
+
+fn schema() -> Arc<Schema> {
+    Arc::new(Schema::new(vec![
+        Field::new("title_a", DataType::Utf8, false),
+        Field::new("title_b", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+    ]))
+}
+
+/// `pairs.parquet`: fixed writer properties, so equal rows give equal bytes.
+pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
+    let encode = |e: &dyn std::fmt::Display| PublishError::Encode {
+        file: "pairs.parquet",
+        reason: e.to_string(),
+    };
+    let a: StringArray = rows.iter().map(|r| Some(r.title_a.as_ref())).collect();
+    let b: StringArray = rows.iter().map(|r| Some(r.title_b.as_ref())).collect();
+    let s: Float64Array = rows.iter().map(|r| Some(r.score)).collect();
+    let columns: Vec<ArrayRef> = vec![Arc::new(a), Arc::new(b), Arc::new(s)];
+    let batch = RecordBatch::try_new(schema(), columns).map_err(|e| encode(&e))?;
+    let props = WriterProperties::builder()
+        .set_compression(Compression::SNAPPY)
+        // A fixed writer name instead of one carrying the library version,
+        // so that a dependency bump alone does not make a new release.
+        .set_created_by("alsoborrowed publish".to_owned())
+        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .build();
+    let mut buf = Vec::new();
+    let mut writer =
+        ArrowWriter::try_new(&mut buf, schema(), Some(props)).map_err(|e| encode(&e))?;
+    writer.write(&batch).map_err(|e| encode(&e))?;
+    writer.close().map_err(|e| encode(&e))?;
+    Ok(buf)
+}
+
+/// Reads `pairs.parquet` back into rows.
+pub(crate) fn read_parquet(path: &Path) -> Result<Vec<Row<'static>>, PublishError> {
+    let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
+    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
+        .and_then(|b| b.build())
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    let mut rows = Vec::new();
+    for batch in reader {
+        let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
+        let column = |name: &str| {
+            batch
+                .column_by_name(name)
+                .ok_or_else(|| PublishError::Unreadable {
+                    path: path.to_path_buf(),
+                    reason: format!("column {name} is missing"),
+                })
+        };
+        let wrong = |name: &str| PublishError::Unreadable {
+            path: path.to_path_buf(),
+            reason: format!("column {name} has the wrong type"),
+        };
+        let a = column("title_a")?;
+        let a = a.as_string_opt::<i32>().ok_or_else(|| wrong("title_a"))?;
+        let b = column("title_b")?;
+        let b = b.as_string_opt::<i32>().ok_or_else(|| wrong("title_b"))?;
+        let s = column("score")?;
+        let s = s
+            .as_primitive_opt::<arrow_array::types::Float64Type>()
+            .ok_or_else(|| wrong("score"))?;
+        if a.null_count() + b.null_count() + s.null_count() > 0 {
+            return Err(PublishError::Unreadable {
+                path: path.to_path_buf(),
+                reason: "null values in pairs".into(),
+            });
+        }
+        for i in 0..batch.num_rows() {
+            rows.push(Row {
+                title_a: Cow::Owned(a.value(i).to_owned()),
+                title_b: Cow::Owned(b.value(i).to_owned()),
+                score: s.value(i),
+            });
+        }
+    }
+    Ok(rows)
+}
+
+/// Calls `visit` on every string and binary value, column name and metadata
+/// value of a Parquet file, whatever its schema.
+pub(crate) fn visit_parquet_values(
+    path: &Path,
+    visit: &mut impl FnMut(&[u8]),
+) -> Result<(), PublishError> {
+    let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    let meta = builder.metadata().file_metadata();
+    for kv in meta.key_value_metadata().into_iter().flatten() {
+        visit(kv.key.as_bytes());
+        if let Some(v) = &kv.value {
+            visit(v.as_bytes());
+        }
+    }
+    if let Some(c) = meta.created_by() {
+        visit(c.as_bytes());
+    }
+    for f in builder.schema().fields() {
+        visit(f.name().as_bytes());
+    }
+    let reader = builder
+        .build()
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
+        for col in batch.columns() {
+            visit_array(col.as_ref(), visit);
+        }
+    }
+    Ok(())
+}
+
+fn visit_array(col: &dyn Array, visit: &mut impl FnMut(&[u8])) {
+    if let Some(a) = col.as_string_opt::<i32>() {
+        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
+    } else if let Some(a) = col.as_string_opt::<i64>() {
+        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
+    } else if let Some(a) = col.as_binary_opt::<i32>() {
+        a.iter().flatten().for_each(&mut *visit);
+    } else if let Some(a) = col.as_binary_opt::<i64>() {
+        a.iter().flatten().for_each(&mut *visit);
+    } else if let Some(a) = col.as_string_view_opt() {
+        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
+    } else if let Some(a) = col.as_binary_view_opt() {
+        a.iter().flatten().for_each(&mut *visit);
+    } else if let Some(a) = col.as_fixed_size_binary_opt() {
+        a.iter().flatten().for_each(&mut *visit);
+    } else if let Some(a) = col.as_struct_opt() {
+        a.columns()
+            .iter()
+            .for_each(|c| visit_array(c.as_ref(), visit));
+    } else if let Some(a) = col.as_list_opt::<i32>() {
+        visit_array(a.values().as_ref(), visit);
+    } else if let Some(a) = col.as_list_opt::<i64>() {
+        visit_array(a.values().as_ref(), visit);
+    } else if let Some(a) = col.as_map_opt() {
+        visit_array(a.keys().as_ref(), visit);
+        visit_array(a.values().as_ref(), visit);
+    } else if let Some(a) = col.as_any_dictionary_opt() {
+        visit_array(a.values().as_ref(), visit);
+    }
+    // Numbers, booleans and dates cannot hold an identifier's text.
+}
+
+/// Bytes that make a spreadsheet read a cell as a formula, plus the quote
+/// used to defuse them (so that defusing stays reversible).
+const FORMULA_START: &[u8] = b"=+-@\t\r'";
+
+/// Prefixes `'` to a title a spreadsheet would otherwise run as a formula.
+pub(crate) fn defuse(title: &str) -> Cow<'_, str> {
+    match title.as_bytes().first() {
+        Some(b) if FORMULA_START.contains(b) => Cow::Owned(format!("'{title}")),
+        _ => Cow::Borrowed(title),
+    }
+}
+
+/// Reverses [`defuse`]; `None` for text `defuse` never produces.
+pub(crate) fn undefuse(cell: &str) -> Option<&str> {
+    match cell.strip_prefix('\'') {
+        Some(rest)
+            if rest
+                .bytes()
+                .next()
+                .is_some_and(|b| FORMULA_START.contains(&b)) =>
+        {
+            Some(rest)
+        }
+        Some(_) => None,
+        None if cell
+            .bytes()
+            .next()
+            .is_some_and(|b| FORMULA_START.contains(&b)) =>
+        {
+            None
+        }
+        None => Some(cell),
+    }
+}
+
+/// `pairs.csv`: header, RFC 4180 quoting and CRLF line ends, titles defused.
+pub(crate) fn csv_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
+    let encode = |e: csv::Error| PublishError::Encode {
+        file: "pairs.csv",
+        reason: e.to_string(),
+    };
+    let mut w = csv::WriterBuilder::new()
+        .terminator(csv::Terminator::CRLF)
+        .quote_style(csv::QuoteStyle::Necessary)
+        .from_writer(Vec::new());
+    w.write_record(CSV_HEADER).map_err(encode)?;
+    for r in rows {
+        let score = r.score.to_string();
+        w.write_record([
+            defuse(&r.title_a).as_ref(),
+            defuse(&r.title_b).as_ref(),
+            score.as_str(),
+        ])
+        .map_err(encode)?;
+    }
+    w.into_inner().map_err(|e| PublishError::Encode {
+        file: "pairs.csv",
+        reason: e.error().to_string(),
+    })
+}
+
+/// Reads `pairs.csv` back into rows (titles undefused); `Err` names the row.
+pub(crate) fn read_csv(path: &Path) -> Result<Vec<Row<'static>>, PublishError> {
+    let bytes = std::fs::read(path).map_err(|e| PublishError::io(path, e))?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(bytes.as_slice());
+    let bad = |row: usize, reason: &str| PublishError::Unreadable {
+        path: path.to_path_buf(),
+        reason: format!("row {row}: {reason}"),
+    };
+    let headers = reader
+        .headers()
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    if headers.iter().ne(CSV_HEADER) {
+        return Err(bad(0, "unexpected header"));
+    }
+    let mut rows = Vec::new();
+    for (i, record) in reader.records().enumerate() {
+        let row = i + 1;
+        let record = record.map_err(|e| PublishError::unreadable(path, e))?;
+        let (Some(a), Some(b), Some(s), None) =
+            (record.get(0), record.get(1), record.get(2), record.get(3))
+        else {
+            return Err(bad(row, "expected 3 fields"));
+        };
+        let (Some(a), Some(b)) = (undefuse(a), undefuse(b)) else {
+            return Err(bad(row, "title is not escaped as documented"));
+        };
+        let score = s
+            .parse::<f64>()
+            .map_err(|_| bad(row, "score is not a number"))?;
+        rows.push(Row {
+            title_a: Cow::Owned(a.to_owned()),
+            title_b: Cow::Owned(b.to_owned()),
+            score,
+        });
+    }
+    Ok(rows)
+}
+
+/// Content hash of a release: SHA-256 over its files in path order, each as
+/// path length, path, content length and content (lengths u64 little-endian).
+pub(crate) struct ContentHash(Sha256);
+
+impl ContentHash {
+    pub(crate) fn new() -> Self {
+        ContentHash(Sha256::new())
+    }
+
+    /// Adds one file; callers add files in byte order of their paths.
+    pub(crate) fn add(&mut self, rel_path: &str, content: &[u8]) {
+        self.0.update((rel_path.len() as u64).to_le_bytes());
+        self.0.update(rel_path.as_bytes());
+        self.0.update((content.len() as u64).to_le_bytes());
+        self.0.update(content);
+    }
+
+    /// The 64-hex digest, the release directory's name.
+    pub(crate) fn finish(self) -> String {
+        hex::encode(self.0.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn row<'a>(a: &'a str, b: &'a str, score: f64) -> Row<'a> {
+        Row {
+            title_a: Cow::Borrowed(a),
+            title_b: Cow::Borrowed(b),
+            score,
+        }
+    }
+
+    #[test]
+    fn formula_titles_are_defused() {
+        for t in [
+            "=HYPERLINK(\"x\")",
+            "+1",
+            "-2",
+            "@SUM(A1)",
+            "\tx",
+            "\rx",
+            "'x",
+        ] {
+            let d = defuse(t);
+            assert!(d.starts_with('\''), "{t:?}");
+            assert_eq!(undefuse(&d), Some(t));
+        }
+        assert_eq!(defuse("978-87"), "978-87");
+        assert_eq!(undefuse("=1"), None);
+        assert_eq!(undefuse("'x"), None);
+    }
+
+    #[test]
+    fn csv_quotes_and_defuses() {
+        let rows = [
+            row("=cmd|' /C calc'!A0", "a,\"b\"", 1.5),
+            row("x\ny", "z", -0.25),
+        ];
+        let text = String::from_utf8(csv_bytes(&rows).unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "title_a,title_b,score\r\n'=cmd|' /C calc'!A0,\"a,\"\"b\"\"\",1.5\r\n\"x\ny\",z,-0.25\r\n"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairs.csv");
+        std::fs::write(&path, &text).unwrap();
+        assert_eq!(read_csv(&path).unwrap(), rows);
+    }
+
+    #[test]
+    fn parquet_round_trips_and_is_deterministic() {
+        let rows = [row("a", "b", 0.5), row("a", "c", 0.25), row("b", "a", 0.5)];
+        let bytes = parquet_bytes(&rows).unwrap();
+        assert_eq!(bytes, parquet_bytes(&rows).unwrap());
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pairs.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+        assert_eq!(read_parquet(&path).unwrap(), rows);
+        let mut seen = Vec::new();
+        visit_parquet_values(&path, &mut |v| seen.push(v.to_vec())).unwrap();
+        for t in [&b"a"[..], b"b", b"c", b"title_a"] {
+            assert!(seen.iter().any(|s| s == t));
+        }
+    }
+
+    #[test]
+    fn content_hash_separates_path_and_content() {
+        let mut h1 = ContentHash::new();
+        h1.add("ab", b"c");
+        let mut h2 = ContentHash::new();
+        h2.add("a", b"bc");
+        assert_ne!(h1.finish(), h2.finish());
+    }
+
+    proptest! {
+        #[test]
+        fn defuse_is_reversible_and_safe(t in any::<String>()) {
+            let d = defuse(&t);
+            prop_assert_eq!(undefuse(&d), Some(t.as_str()));
+            let first = d.bytes().next();
+            prop_assert!(first.is_none_or(|b| !b"=+-@\t\r".contains(&b)));
+        }
+    }
+}

@@ -1,0 +1,710 @@
+//! Identifier-free exports (Parquet, CSV, JSON feed), the privacy check and
+//! atomic publishing.
+//!
+//! [`export`] turns the engine's [`Related`] into a release directory
+//! `<out>/releases/<content-hash>/`:
+//!
+//! - `pairs.parquet`: columns `title_a` (Utf8), `title_b` (Utf8), `score`
+//!   (Float64), one row per published directed pair in [`Related`] order;
+//! - `pairs.csv`: the same rows with a header, RFC 4180 quoting and CRLF line
+//!   ends; a title starting with `=`, `+`, `-`, `@`, tab, CR or `'` gets a
+//!   leading `'` so that a spreadsheet shows it as text instead of running it
+//!   as a formula (the `'` itself is included so the escape is reversible);
+//! - `feed/index.json` and `feed/titles/<file_stem>.json`: the feed read by
+//!   [`alsoborrowed_feed`].
+//!
+//! Before anything becomes visible, the release is checked (every pair's
+//! support is at least k, at most `max_related` pairs per title, and no file
+//! holds a [`Forbidden`] value) and refused on failure. Then the symlink
+//! `<out>/current` is switched atomically to the new release; the previous
+//! release is kept for a rollback and older ones are deleted. [`verify`]
+//! audits the live release independently of the engine.
+//!
+//! A release is meant to be served to the public and holds no personal data,
+//! so its files are 0644 and its directories 0755, whatever the umask.
+//!
+//! Architecture invariant: nothing here writes a borrower id, pseudonym or
+//! key byte anywhere, and errors carry counts, file names and row numbers,
+//! never a value.
+
+#[cfg(not(unix))]
+compile_error!("publish needs a Unix file system (symlinks, atomic rename over a symlink)");
+
+mod files;
+mod forbidden;
+
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions};
+use std::io::Write as _;
+use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+use std::path::{Path, PathBuf};
+
+use alsoborrowed_feed::{
+    CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, RelatedTitle, SCHEMA_VERSION,
+    TITLES_DIR, TitleFeed, Window, file_stem,
+};
+use engine::Related;
+use loans::{LoanMonth, Loans, Pseudonym};
+use pipeline::{MIN_SUPPORT_FLOOR, Measure};
+use rayon::prelude::*;
+
+pub use forbidden::{FindingKind, Forbidden, SUBSTRING_ID_MIN};
+
+use files::{ContentHash, Row};
+
+/// Directory of releases inside the output directory.
+pub const RELEASES_DIR: &str = "releases";
+/// File name of the Parquet export inside a release.
+pub const PAIRS_PARQUET: &str = "pairs.parquet";
+/// File name of the CSV export inside a release.
+pub const PAIRS_CSV: &str = "pairs.csv";
+
+const STAGING_PREFIX: &str = ".staging-";
+const FILE_MODE: u32 = 0o644;
+const DIR_MODE: u32 = 0o755;
+
+/// How an export was made: the window and the engine's parameters.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExportMeta {
+    /// First month of the scoring window.
+    pub window_first: LoanMonth,
+    /// Last month of the scoring window.
+    pub window_last: LoanMonth,
+    /// Association measure the scores come from.
+    pub measure: Measure,
+    /// Minimum distinct borrowers per published pair (k).
+    pub min_support: u32,
+    /// Most titles one borrower contributed.
+    pub max_titles_per_borrower: u32,
+    /// Most related titles per title (N).
+    pub max_related: u32,
+}
+
+/// What [`export`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ExportOutcome {
+    /// A new release was built, checked and made `current`.
+    Published {
+        /// The release directory.
+        release: PathBuf,
+        /// Title files in the feed.
+        titles: u64,
+        /// Published directed pairs.
+        pairs: u64,
+    },
+    /// `current` already is a release with exactly these bytes; nothing changed.
+    Unchanged {
+        /// The release directory.
+        release: PathBuf,
+    },
+}
+
+/// Result of a successful [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyReport {
+    /// Distinct directed pairs whose support was recounted.
+    pub pairs_checked: u64,
+    /// Smallest recounted support (0 when no pair is published).
+    pub min_support_seen: u32,
+    /// Files of the release that were scanned.
+    pub files_scanned: u64,
+}
+
+/// Errors from exporting and verifying; they carry counts, paths and row
+/// numbers, never a title, identifier, pseudonym or key value.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum PublishError {
+    /// A file system operation failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A release file could not be decoded.
+    #[error("{path}: {reason}")]
+    Unreadable {
+        /// The file.
+        path: PathBuf,
+        /// Why, as the decoder reports it.
+        reason: String,
+    },
+    /// A release file could not be encoded.
+    #[error("encoding {file}: {reason}")]
+    Encode {
+        /// Which file of the release.
+        file: &'static str,
+        /// Why, as the encoder reports it.
+        reason: String,
+    },
+    /// The feed of a release could not be opened.
+    #[error(transparent)]
+    Feed(#[from] FeedError),
+    /// The engine's output or the parameters are unusable.
+    #[error("invalid input: {reason}")]
+    InvalidInput {
+        /// What is wrong (indices and counts only).
+        reason: String,
+    },
+    /// The release failed the privacy check and was not published.
+    #[error(
+        "refusing to publish: {below_support} pairs below min support, {over_max_related} titles \
+         over max related, {findings} forbidden values found in {files_with_findings} files"
+    )]
+    CheckFailed {
+        /// Pairs whose support is below k.
+        below_support: u64,
+        /// Titles with more than `max_related` related titles.
+        over_max_related: u64,
+        /// (file, kind) findings of the forbidden scan.
+        findings: u64,
+        /// Files with at least one finding.
+        files_with_findings: u64,
+    },
+    /// There is no live release to verify.
+    #[error("{path}: no current release")]
+    NoRelease {
+        /// The expected `current` link.
+        path: PathBuf,
+    },
+    /// The live release failed the audit.
+    #[error(
+        "verification failed: {below_support} pairs below min support, {inconsistencies} \
+         disagreements between pairs.parquet, pairs.csv and the feed, {findings} forbidden values \
+         found, content hash {}",
+        if *content_hash_ok { "matches" } else { "does not match" }
+    )]
+    VerifyFailed {
+        /// Pairs whose recounted support is below k.
+        below_support: u64,
+        /// Rows or titles on which the release's files disagree.
+        inconsistencies: u64,
+        /// (file, kind) findings of the forbidden scan.
+        findings: u64,
+        /// Whether the files still hash to the release's name.
+        content_hash_ok: bool,
+    },
+}
+
+impl PublishError {
+    fn io(path: &Path, source: std::io::Error) -> Self {
+        PublishError::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
+    fn unreadable(path: &Path, e: impl std::fmt::Display) -> Self {
+        PublishError::Unreadable {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        }
+    }
+
+    fn invalid(reason: impl Into<String>) -> Self {
+        PublishError::InvalidInput {
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Builds, checks and atomically publishes a release under
+/// `<out>/releases/<content-hash>/`, then points `<out>/current` at it.
+///
+/// Rebuilding the same input gives byte-identical files and
+/// [`ExportOutcome::Unchanged`]. On a failed check the staging directory is
+/// removed, nothing under `current` changes and
+/// [`PublishError::CheckFailed`] reports counts only. One export per output
+/// directory at a time: stale staging directories of crashed runs are
+/// removed by the next successful export.
+pub fn export(
+    related: &Related,
+    meta: &ExportMeta,
+    out: &Path,
+    forbidden: &Forbidden,
+) -> Result<ExportOutcome, PublishError> {
+    validate(related, meta)?;
+    let titles = &related.title_ids;
+    let rows: Vec<Row<'_>> = related
+        .pairs
+        .iter()
+        .map(|p| Row {
+            title_a: Cow::Borrowed(&titles[p.a as usize]),
+            title_b: Cow::Borrowed(&titles[p.b as usize]),
+            score: p.score,
+        })
+        .collect();
+
+    // Group by `a` keeping each list in the engine's rank order.
+    let mut groups: BTreeMap<&str, Vec<RelatedTitle>> = BTreeMap::new();
+    for r in &rows {
+        groups.entry(&r.title_a).or_default().push(RelatedTitle {
+            title: r.title_b.to_string(),
+            score: r.score,
+        });
+    }
+    let mut contents: Vec<(String, Vec<u8>)> = groups
+        .into_par_iter()
+        .map(|(title, related)| {
+            let feed = TitleFeed {
+                schema_version: SCHEMA_VERSION,
+                title: title.to_owned(),
+                related,
+            };
+            let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
+            json_bytes(&feed, false).map(|b| (path, b))
+        })
+        .collect::<Result<_, _>>()?;
+    let title_files = contents.len() as u64;
+    let index = FeedIndex {
+        schema_version: SCHEMA_VERSION,
+        window: Window {
+            first: meta.window_first.to_string(),
+            last: meta.window_last.to_string(),
+        },
+        measure: meta.measure.name().to_owned(),
+        min_support: meta.min_support,
+        max_titles_per_borrower: meta.max_titles_per_borrower,
+        max_related: meta.max_related,
+        titles: title_files,
+    };
+    contents.push((
+        format!("{FEED_DIR}/{INDEX_FILE}"),
+        json_bytes(&index, true)?,
+    ));
+    contents.push((PAIRS_PARQUET.to_owned(), files::parquet_bytes(&rows)?));
+    contents.push((PAIRS_CSV.to_owned(), files::csv_bytes(&rows)?));
+    contents.sort_unstable_by(|a, b| a.0.cmp(&b.0));
+    let mut hash = ContentHash::new();
+    for (path, bytes) in &contents {
+        hash.add(path, bytes);
+    }
+    let hash = hash.finish();
+
+    let releases = out.join(RELEASES_DIR);
+    fs::create_dir_all(&releases).map_err(|e| PublishError::io(&releases, e))?;
+    let staging = releases.join(format!(
+        "{STAGING_PREFIX}{}-{}",
+        std::process::id(),
+        &hash[..16]
+    ));
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| PublishError::io(&staging, e))?;
+    }
+    let result = write_and_check(&staging, &contents, related, meta, forbidden);
+    if let Err(e) = result {
+        // Best effort: the error that made us stop matters more than a
+        // leftover staging directory, which the next export removes.
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+
+    let release = releases.join(&hash);
+    let current = out.join(CURRENT_LINK);
+    let previous = current_release_name(&current)?;
+    if previous.as_deref() == Some(hash.as_str()) && release.is_dir() {
+        fs::remove_dir_all(&staging).map_err(|e| PublishError::io(&staging, e))?;
+        return Ok(ExportOutcome::Unchanged { release });
+    }
+    if release.exists() {
+        // Not live (checked above): a leftover of an interrupted export or
+        // the kept previous release; replace it with the freshly checked copy.
+        fs::remove_dir_all(&release).map_err(|e| PublishError::io(&release, e))?;
+    }
+    fs::rename(&staging, &release).map_err(|e| PublishError::io(&release, e))?;
+    sync_dir(&releases)?;
+    switch_current(out, &hash)?;
+    remove_old_releases(&releases, &hash, previous.as_deref());
+    Ok(ExportOutcome::Published {
+        release,
+        titles: title_files,
+        pairs: rows.len() as u64,
+    })
+}
+
+fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
+    if meta.min_support < MIN_SUPPORT_FLOOR {
+        return Err(PublishError::invalid(format!(
+            "min_support must be at least {MIN_SUPPORT_FLOOR}, got {}",
+            meta.min_support
+        )));
+    }
+    if meta.max_related == 0 {
+        return Err(PublishError::invalid("max_related must be at least 1"));
+    }
+    if meta.window_first > meta.window_last {
+        return Err(PublishError::invalid("window ends before it starts"));
+    }
+    let n = related.title_ids.len();
+    if let Some(i) = related.title_ids.iter().position(String::is_empty) {
+        return Err(PublishError::invalid(format!("title {i} is empty")));
+    }
+    let mut seen = HashSet::with_capacity(n);
+    if let Some(i) = related
+        .title_ids
+        .iter()
+        .position(|t| !seen.insert(t.as_str()))
+    {
+        return Err(PublishError::invalid(format!(
+            "title {i} repeats an earlier title"
+        )));
+    }
+    for (i, p) in related.pairs.iter().enumerate() {
+        if p.a as usize >= n || p.b as usize >= n {
+            return Err(PublishError::invalid(format!(
+                "pair {i} refers past the dictionary of {n} titles"
+            )));
+        }
+        if p.a == p.b {
+            return Err(PublishError::invalid(format!(
+                "pair {i} relates a title to itself"
+            )));
+        }
+        if !p.score.is_finite() {
+            return Err(PublishError::invalid(format!(
+                "pair {i} has a score that is not a finite number"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn json_bytes<T: serde::Serialize>(value: &T, pretty: bool) -> Result<Vec<u8>, PublishError> {
+    let encode = |e: serde_json::Error| PublishError::Encode {
+        file: "feed",
+        reason: e.to_string(),
+    };
+    let mut bytes = if pretty {
+        serde_json::to_vec_pretty(value).map_err(encode)?
+    } else {
+        serde_json::to_vec(value).map_err(encode)?
+    };
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn write_and_check(
+    staging: &Path,
+    contents: &[(String, Vec<u8>)],
+    related: &Related,
+    meta: &ExportMeta,
+    forbidden: &Forbidden,
+) -> Result<(), PublishError> {
+    create_dir(staging)?;
+    create_dir(&staging.join(FEED_DIR))?;
+    create_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
+    contents
+        .par_iter()
+        .try_for_each(|(rel, bytes)| write_file(&staging.join(rel), bytes))?;
+    // Syncing after all writes lets the file system batch the flushes:
+    // syncing each file right after its write took 20 s for 10k files, this 7 s.
+    contents.par_iter().try_for_each(|(rel, _)| {
+        let path = staging.join(rel);
+        File::open(&path)
+            .and_then(|f| f.sync_all())
+            .map_err(|e| PublishError::io(&path, e))
+    })?;
+    sync_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
+    sync_dir(&staging.join(FEED_DIR))?;
+    sync_dir(staging)?;
+
+    let below_support = related
+        .pairs
+        .iter()
+        .filter(|p| p.support < meta.min_support)
+        .count() as u64;
+    let mut per_title: HashMap<u32, u32> = HashMap::new();
+    for p in &related.pairs {
+        *per_title.entry(p.a).or_default() += 1;
+    }
+    let over_max_related = per_title
+        .values()
+        .filter(|&&c| c > meta.max_related)
+        .count() as u64;
+    let findings = forbidden.scan_tree(staging)?;
+    let files_with_findings = findings
+        .iter()
+        .map(|(p, _)| p)
+        .collect::<HashSet<_>>()
+        .len() as u64;
+    if below_support > 0 || over_max_related > 0 || !findings.is_empty() {
+        return Err(PublishError::CheckFailed {
+            below_support,
+            over_max_related,
+            findings: findings.len() as u64,
+            files_with_findings,
+        });
+    }
+    Ok(())
+}
+
+fn create_dir(path: &Path) -> Result<(), PublishError> {
+    fs::create_dir(path).map_err(|e| PublishError::io(path, e))?;
+    fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
+        .map_err(|e| PublishError::io(path, e))
+}
+
+fn write_file(path: &Path, bytes: &[u8]) -> Result<(), PublishError> {
+    let io = |e| PublishError::io(path, e);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(FILE_MODE)
+        .open(path)
+        .map_err(io)?;
+    f.write_all(bytes).map_err(io)?;
+    // The umask may have narrowed the mode; a served release needs 0644.
+    f.set_permissions(fs::Permissions::from_mode(FILE_MODE))
+        .map_err(io)
+}
+
+fn sync_dir(path: &Path) -> Result<(), PublishError> {
+    File::open(path)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| PublishError::io(path, e))
+}
+
+/// Name of the release `current` points to, if it is a link into `releases/`.
+fn current_release_name(current: &Path) -> Result<Option<String>, PublishError> {
+    match fs::read_link(current) {
+        Ok(target) => {
+            let mut parts = target.components();
+            let name = match (parts.next(), parts.next(), parts.next()) {
+                (Some(dir), Some(name), None) if dir.as_os_str() == RELEASES_DIR => {
+                    name.as_os_str().to_str().map(str::to_owned)
+                }
+                _ => None,
+            };
+            Ok(name)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        // `current` exists but is no symlink: never overwrite what we did not make.
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => Err(PublishError::invalid(
+            format!("{} exists and is not a symbolic link", current.display()),
+        )),
+        Err(e) => Err(PublishError::io(current, e)),
+    }
+}
+
+/// Points `<out>/current` at `releases/<hash>` with one atomic rename.
+fn switch_current(out: &Path, hash: &str) -> Result<(), PublishError> {
+    let tmp = out.join(format!("{CURRENT_LINK}.tmp-{}", std::process::id()));
+    match fs::remove_file(&tmp) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(PublishError::io(&tmp, e)),
+    }
+    // Relative, so the output directory can be moved or mounted elsewhere.
+    let target = Path::new(RELEASES_DIR).join(hash);
+    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| PublishError::io(&tmp, e))?;
+    let current = out.join(CURRENT_LINK);
+    if let Err(e) = fs::rename(&tmp, &current) {
+        let _ = fs::remove_file(&tmp);
+        return Err(PublishError::io(&current, e));
+    }
+    sync_dir(out)
+}
+
+/// Deletes every release but the new and the previous one, and stale staging
+/// directories; best effort, since the new release is already live.
+fn remove_old_releases(releases: &Path, keep: &str, previous: Option<&str>) {
+    let Ok(entries) = fs::read_dir(releases) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_release = name.len() == 64 && name.bytes().all(|b| b.is_ascii_hexdigit());
+        let is_staging = name.starts_with(STAGING_PREFIX);
+        if (is_release || is_staging) && name != keep && Some(name) != previous {
+            let _ = fs::remove_dir_all(entry.path());
+        }
+    }
+}
+
+/// Independent audit of the live release `<out>/current`.
+///
+/// Recounts, from `window_loans` (the store's loans of the window, uncapped)
+/// with plain hash sets, the distinct borrowers of every published pair read
+/// back from `pairs.parquet` and the feed files; fails if any is below
+/// `min_support`, if `pairs.parquet`, `pairs.csv` and the feed disagree, if
+/// the files no longer hash to the release's name, or if the forbidden scan
+/// finds anything in any file. Loans outside the feed's window are ignored.
+pub fn verify(
+    out: &Path,
+    window_loans: &Loans,
+    min_support: u32,
+    forbidden: &Forbidden,
+) -> Result<VerifyReport, PublishError> {
+    window_loans
+        .validate()
+        .map_err(|e| PublishError::invalid(format!("window loans: {e}")))?;
+    let current = out.join(CURRENT_LINK);
+    let Some(name) = current_release_name(&current)? else {
+        return Err(PublishError::NoRelease { path: current });
+    };
+    let release = out.join(RELEASES_DIR).join(&name);
+    if !release.is_dir() {
+        return Err(PublishError::NoRelease { path: current });
+    }
+
+    let mut all_files = Vec::new();
+    list_files(&release, "", &mut all_files)?;
+    all_files.sort();
+    let mut hash = ContentHash::new();
+    for rel in &all_files {
+        let path = release.join(rel);
+        let bytes = fs::read(&path).map_err(|e| PublishError::io(&path, e))?;
+        hash.add(rel, &bytes);
+    }
+    let content_hash_ok = hash.finish() == name;
+
+    let parquet = files::read_parquet(&release.join(PAIRS_PARQUET))?;
+    let csv = files::read_csv(&release.join(PAIRS_CSV))?;
+    let feed = Feed::open(&release)?;
+    let mut inconsistencies = (parquet.len().abs_diff(csv.len())) as u64;
+    inconsistencies += parquet
+        .iter()
+        .zip(&csv)
+        .filter(|(p, c)| {
+            p.title_a != c.title_a || p.title_b != c.title_b || !same(p.score, c.score)
+        })
+        .count() as u64;
+    let mut from_pairs: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    for r in &parquet {
+        from_pairs
+            .entry(&r.title_a)
+            .or_default()
+            .push((&r.title_b, r.score));
+    }
+    let mut from_feed: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    for t in feed.titles() {
+        let list = feed.similar(t, usize::MAX);
+        from_feed.insert(
+            t,
+            list.iter().map(|r| (r.title.as_str(), r.score)).collect(),
+        );
+    }
+    for (t, list) in &from_pairs {
+        match from_feed.get(t) {
+            Some(f) if lists_equal(f, list) => {}
+            _ => inconsistencies += 1,
+        }
+    }
+    inconsistencies += from_feed
+        .keys()
+        .filter(|t| !from_pairs.contains_key(*t))
+        .count() as u64;
+    let index = feed.index();
+    if index.min_support < min_support {
+        inconsistencies += 1;
+    }
+
+    let window = (
+        parse_month(&release, &index.window.first)?,
+        parse_month(&release, &index.window.last)?,
+    );
+    let mut pairs: Vec<(&str, &str)> = from_pairs
+        .iter()
+        .chain(&from_feed)
+        .flat_map(|(a, list)| list.iter().map(move |(b, _)| (*a, *b)))
+        .collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    let supports = recount(window_loans, window, &pairs);
+    let below_support = supports.iter().filter(|&&s| s < min_support).count() as u64;
+    let min_support_seen = supports.iter().copied().min().unwrap_or(0);
+
+    let findings = forbidden.scan_tree(&release)?.len() as u64;
+    if below_support > 0 || inconsistencies > 0 || findings > 0 || !content_hash_ok {
+        return Err(PublishError::VerifyFailed {
+            below_support,
+            inconsistencies,
+            findings,
+            content_hash_ok,
+        });
+    }
+    Ok(VerifyReport {
+        pairs_checked: pairs.len() as u64,
+        min_support_seen,
+        files_scanned: all_files.len() as u64,
+    })
+}
+
+fn same(a: f64, b: f64) -> bool {
+    a.to_bits() == b.to_bits()
+}
+
+fn lists_equal(a: &[(&str, f64)], b: &[(&str, f64)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && same(x.1, y.1))
+}
+
+fn parse_month(release: &Path, text: &str) -> Result<LoanMonth, PublishError> {
+    text.parse().map_err(|_| PublishError::Unreadable {
+        path: release.join(FEED_DIR).join(INDEX_FILE),
+        reason: "window month is not of the form YYYY-MM".into(),
+    })
+}
+
+/// Release-relative paths (with `/`) of every file and link below `dir`.
+fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), PublishError> {
+    for entry in fs::read_dir(dir).map_err(|e| PublishError::io(dir, e))? {
+        let entry = entry.map_err(|e| PublishError::io(dir, e))?;
+        let path = entry.path();
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else {
+            return Err(PublishError::Unreadable {
+                path: dir.to_path_buf(),
+                reason: "a file name is not UTF-8".into(),
+            });
+        };
+        let rel = format!("{prefix}{name}");
+        let ty = entry.file_type().map_err(|e| PublishError::io(&path, e))?;
+        if ty.is_dir() {
+            list_files(&path, &format!("{rel}/"), out)?;
+        } else {
+            out.push(rel);
+        }
+    }
+    Ok(())
+}
+
+/// Distinct borrowers of each pair among the window's loans, uncapped;
+/// plain hash sets, sharing no code with the engine on purpose.
+fn recount(loans: &Loans, window: (LoanMonth, LoanMonth), pairs: &[(&str, &str)]) -> Vec<u32> {
+    let wanted: HashSet<&str> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
+    let mut borrowers: HashMap<&str, HashSet<Pseudonym>> = HashMap::new();
+    for ((p, &t), m) in loans
+        .pseudonyms
+        .iter()
+        .zip(&loans.titles)
+        .zip(&loans.months)
+    {
+        if *m < window.0 || *m > window.1 {
+            continue;
+        }
+        let title = loans.title_ids[t as usize].as_str();
+        if wanted.contains(title) {
+            borrowers.entry(title).or_default().insert(*p);
+        }
+    }
+    let empty = HashSet::new();
+    pairs
+        .par_iter()
+        .map(|&(a, b)| {
+            let sa = borrowers.get(a).unwrap_or(&empty);
+            let sb = borrowers.get(b).unwrap_or(&empty);
+            let (small, large) = if sa.len() <= sb.len() {
+                (sa, sb)
+            } else {
+                (sb, sa)
+            };
+            let n = small.iter().filter(|p| large.contains(p)).count();
+            u32::try_from(n).unwrap_or(u32::MAX)
+        })
+        .collect()
+}

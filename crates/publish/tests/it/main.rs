@@ -1,0 +1,802 @@
+//! Integration tests: export, the privacy check, atomic publishing and verify.
+
+mod schema;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::os::unix::fs::PermissionsExt as _;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use alsoborrowed_feed::{Feed, file_stem};
+use engine::{Related, ScoredPair};
+use loans::{LoanMonth, Loans, Pseudonym};
+use pipeline::Measure;
+use proptest::prelude::*;
+use publish::{ExportMeta, ExportOutcome, FindingKind, Forbidden, PublishError, export, verify};
+
+fn month(y: i32, m: u32) -> LoanMonth {
+    LoanMonth::new(y, m).unwrap()
+}
+
+fn meta(k: u32, n: u32) -> ExportMeta {
+    ExportMeta {
+        window_first: month(2024, 1),
+        window_last: month(2024, 12),
+        measure: Measure::Count,
+        min_support: k,
+        max_titles_per_borrower: 100,
+        max_related: n,
+    }
+}
+
+fn pseudonym(i: u32) -> Pseudonym {
+    let mut b = [0u8; 16];
+    b[..4].copy_from_slice(&i.to_le_bytes());
+    b[4..8].copy_from_slice(&i.wrapping_mul(0x9e37_79b9).to_be_bytes());
+    b[8] = 0xfb;
+    b[15] = 0xa7;
+    Pseudonym(b)
+}
+
+/// Loans from (borrower, title) pairs, all in one month of the window.
+fn loans(titles: &[&str], rows: &[(u32, usize)], m: LoanMonth) -> Loans {
+    Loans {
+        pseudonyms: rows.iter().map(|&(b, _)| pseudonym(b)).collect(),
+        titles: rows.iter().map(|&(_, t)| t as u32).collect(),
+        months: rows.iter().map(|_| m).collect(),
+        title_ids: titles.iter().map(|t| t.to_string()).collect(),
+        work_ids: titles.iter().map(|t| t.to_string()).collect(),
+    }
+}
+
+/// A naive stand-in for the engine: support of every title pair, kept when
+/// >= k, score = support, sorted by title then score, at most n per title.
+fn naive_related(l: &Loans, k: u32, n: usize) -> Related {
+    let mut sets: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); l.title_ids.len()];
+    for (p, &t) in l.pseudonyms.iter().zip(&l.titles) {
+        sets[t as usize].insert(*p);
+    }
+    let mut order: Vec<u32> = (0..l.title_ids.len() as u32).collect();
+    order.sort_by(|&x, &y| l.title_ids[x as usize].cmp(&l.title_ids[y as usize]));
+    let mut pairs = Vec::new();
+    for &a in &order {
+        let mut row: Vec<ScoredPair> = order
+            .iter()
+            .filter(|&&b| b != a)
+            .map(|&b| {
+                let support = sets[a as usize].intersection(&sets[b as usize]).count() as u32;
+                ScoredPair {
+                    a,
+                    b,
+                    support,
+                    score: f64::from(support) + 1.0 / f64::from(b + 3),
+                }
+            })
+            .filter(|p| p.support >= k)
+            .collect();
+        row.sort_by(|x, y| y.score.total_cmp(&x.score));
+        row.truncate(n);
+        pairs.extend(row);
+    }
+    let borrowers = l.pseudonyms.iter().collect::<HashSet<_>>().len() as u64;
+    Related {
+        title_ids: l.title_ids.clone(),
+        borrowers,
+        pairs,
+    }
+}
+
+const TITLES: [&str; 5] = [
+    "9788702173512",
+    "b/2",
+    "=cmd|' /C calc'!A0",
+    "Ünïcode ✓",
+    "x y",
+];
+
+/// Five titles; titles 0..3 co-borrowed by 4 borrowers, title 3 by 3 of
+/// them, title 4 by one borrower only.
+fn sample_loans() -> Loans {
+    let mut rows = Vec::new();
+    for b in 0..4 {
+        rows.extend([(b, 0), (b, 1), (b, 2)]);
+    }
+    rows.extend([(0, 3), (1, 3), (2, 3), (9, 4), (9, 0)]);
+    loans(&TITLES, &rows, month(2024, 5))
+}
+
+fn sample() -> (Loans, Related) {
+    let l = sample_loans();
+    let r = naive_related(&l, 3, 20);
+    (l, r)
+}
+
+fn files_below(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(e.path()).unwrap());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn release_of(outcome: &ExportOutcome) -> PathBuf {
+    match outcome {
+        ExportOutcome::Published { release, .. } | ExportOutcome::Unchanged { release } => {
+            release.clone()
+        }
+        other => panic!("unexpected outcome {other:?}"),
+    }
+}
+
+fn current_target(out: &Path) -> PathBuf {
+    std::fs::read_link(out.join("current")).unwrap()
+}
+
+#[test]
+fn export_round_trips_through_the_feed() {
+    let (_, related) = sample();
+    assert!(related.pairs.len() >= 6, "fixture must publish pairs");
+    let out = tempfile::tempdir().unwrap();
+    let outcome = export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    let ExportOutcome::Published { titles, pairs, .. } = &outcome else {
+        panic!("expected a new release, got {outcome:?}");
+    };
+    assert_eq!(*pairs, related.pairs.len() as u64);
+
+    let feed = Feed::open(out.path()).unwrap();
+    assert_eq!(feed.len() as u64, *titles);
+    let idx = feed.index();
+    assert_eq!(
+        (idx.window.first.as_str(), idx.window.last.as_str()),
+        ("2024-01", "2024-12")
+    );
+    assert_eq!(
+        (idx.measure.as_str(), idx.min_support, idx.max_related),
+        ("count", 3, 20)
+    );
+
+    let mut expected: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    for p in &related.pairs {
+        expected
+            .entry(&related.title_ids[p.a as usize])
+            .or_default()
+            .push((&related.title_ids[p.b as usize], p.score));
+    }
+    assert_eq!(
+        feed.titles().collect::<Vec<_>>(),
+        expected.keys().copied().collect::<Vec<_>>()
+    );
+    for (a, list) in &expected {
+        let got: Vec<(&str, f64)> = feed
+            .similar(a, usize::MAX)
+            .iter()
+            .map(|r| (r.title.as_str(), r.score))
+            .collect();
+        assert_eq!(&got, list);
+    }
+    // The lonely title 4 shares only one borrower with anything.
+    assert!(feed.similar(TITLES[4], 10).is_empty());
+}
+
+#[test]
+fn exports_are_deterministic_and_unchanged_on_rebuild() {
+    let (_, related) = sample();
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let ra = release_of(&export(&related, &meta(3, 20), a.path(), &Forbidden::new()).unwrap());
+    let rb = release_of(&export(&related, &meta(3, 20), b.path(), &Forbidden::new()).unwrap());
+    assert_eq!(ra.file_name(), rb.file_name());
+    let (fa, fb) = (files_below(&ra), files_below(&rb));
+    assert_eq!(fa, fb);
+    assert!(fa.contains_key(Path::new("pairs.parquet")));
+
+    let again = export(&related, &meta(3, 20), a.path(), &Forbidden::new()).unwrap();
+    assert_eq!(
+        again,
+        ExportOutcome::Unchanged {
+            release: ra.clone()
+        }
+    );
+    assert_eq!(files_below(&ra), fa);
+    let releases: Vec<_> = std::fs::read_dir(a.path().join("releases"))
+        .unwrap()
+        .collect();
+    assert_eq!(releases.len(), 1, "no staging directory may be left behind");
+}
+
+#[test]
+fn previous_release_is_kept_and_older_ones_deleted() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let mut releases = Vec::new();
+    let meta_until = |last: u32| ExportMeta {
+        window_last: month(2024, last),
+        ..meta(3, 20)
+    };
+    for last in [10, 11, 12] {
+        let outcome = export(&related, &meta_until(last), out.path(), &Forbidden::new()).unwrap();
+        assert!(matches!(outcome, ExportOutcome::Published { .. }));
+        releases.push(release_of(&outcome));
+        assert_eq!(
+            out.path().join(current_target(out.path())),
+            *releases.last().unwrap()
+        );
+    }
+    assert!(!releases[0].exists(), "oldest release is deleted");
+    assert!(releases[1].exists(), "previous release is kept");
+    assert!(releases[2].exists());
+    assert!(current_target(out.path()).is_relative());
+    let leftovers: Vec<_> = std::fs::read_dir(out.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "current" && n != "releases")
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Rolling back to the kept release's content switches to it again.
+    let back = export(&related, &meta_until(11), out.path(), &Forbidden::new()).unwrap();
+    assert!(matches!(back, ExportOutcome::Published { .. }));
+    assert_eq!(release_of(&back), releases[1]);
+    assert_eq!(
+        Feed::open(out.path()).unwrap().index().window.last,
+        "2024-11"
+    );
+    assert!(
+        releases[2].exists(),
+        "the release just replaced is now the previous one"
+    );
+}
+
+#[test]
+fn release_is_world_readable() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let release =
+        release_of(&export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap());
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode(&release), 0o755);
+    assert_eq!(mode(&release.join("feed/titles")), 0o755);
+    for rel in files_below(&release).keys() {
+        assert_eq!(mode(&release.join(rel)), 0o644, "{}", rel.display());
+    }
+}
+
+/// Snapshot of everything the public can see through `current`.
+fn live(out: &Path) -> (PathBuf, BTreeMap<PathBuf, Vec<u8>>) {
+    (current_target(out), files_below(&out.join("current")))
+}
+
+fn assert_no_staging(out: &Path) {
+    for e in std::fs::read_dir(out.join("releases")).unwrap() {
+        let name = e.unwrap().file_name();
+        assert!(
+            !name.to_string_lossy().starts_with('.'),
+            "{name:?} left behind"
+        );
+    }
+}
+
+#[test]
+fn pair_below_k_is_refused_and_current_is_untouched() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    let before = live(out.path());
+
+    let mut bad = related.clone();
+    bad.pairs[1].support = 2;
+    bad.pairs[0].score += 1.0;
+    let err = export(&bad, &meta(3, 20), out.path(), &Forbidden::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PublishError::CheckFailed {
+                below_support: 1,
+                findings: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert_eq!(live(out.path()), before);
+    assert_no_staging(out.path());
+}
+
+#[test]
+fn too_many_related_titles_are_refused() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let err = export(&related, &meta(3, 1), out.path(), &Forbidden::new()).unwrap_err();
+    assert!(
+        matches!(err, PublishError::CheckFailed { over_max_related, .. } if over_max_related > 0),
+        "{err}"
+    );
+    assert!(!out.path().join("current").exists());
+}
+
+/// Exports `related` with `title` in place of title 1 and returns the error.
+fn refused_with_title(title: String, forbidden: &Forbidden) -> PublishError {
+    let (_, mut related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), forbidden).unwrap();
+    let before = live(out.path());
+    related.title_ids[1] = title.clone();
+    let err = export(&related, &meta(3, 20), out.path(), forbidden).unwrap_err();
+    assert_eq!(live(out.path()), before);
+    assert_no_staging(out.path());
+    let msg = err.to_string();
+    assert!(!msg.contains(&title), "error reveals the value: {msg}");
+    err
+}
+
+#[test]
+fn planted_pseudonym_is_refused_in_every_encoding() {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+    let mut forbidden = Forbidden::new();
+    let population: Vec<Pseudonym> = (0..50_000).map(pseudonym).collect();
+    forbidden.add_pseudonyms(&population);
+    let victim = population[31_337];
+    let b = victim.as_bytes();
+    for encoded in [
+        hex::encode(b),
+        hex::encode_upper(b),
+        STANDARD.encode(b),
+        URL_SAFE_NO_PAD.encode(b),
+    ] {
+        let err = refused_with_title(format!("isbn:{encoded}"), &forbidden);
+        let PublishError::CheckFailed {
+            findings,
+            files_with_findings,
+            below_support: 0,
+            ..
+        } = err
+        else {
+            panic!("expected a failed check, got {err}");
+        };
+        // The title is in the CSV, the Parquet file, its own feed file and
+        // those of the titles it is related to.
+        assert!(
+            findings >= 3 && files_with_findings >= 3,
+            "{findings} {files_with_findings}"
+        );
+        assert!(err_kinds_are_pseudonyms(&forbidden, &encoded));
+    }
+}
+
+fn err_kinds_are_pseudonyms(forbidden: &Forbidden, encoded: &str) -> bool {
+    forbidden.scan(encoded.as_bytes()) == Some(FindingKind::Pseudonym)
+}
+
+#[test]
+fn planted_identifier_and_secret_are_refused() {
+    let mut forbidden = Forbidden::new();
+    forbidden.add_identifier("K00012345");
+    forbidden.add_identifier("77");
+    forbidden.add_secret(&[0x5a; 32]);
+    assert!(matches!(
+        refused_with_title("see K00012345 too".into(), &forbidden),
+        PublishError::CheckFailed { findings, .. } if findings > 0
+    ));
+    assert!(matches!(
+        refused_with_title("77".into(), &forbidden),
+        PublishError::CheckFailed { findings, .. } if findings > 0
+    ));
+    assert!(matches!(
+        refused_with_title(hex::encode([0x5a; 32]), &forbidden),
+        PublishError::CheckFailed { findings, .. } if findings > 0
+    ));
+    // A short id inside a longer title id is not an identifier.
+    let (_, mut related) = sample();
+    related.title_ids[1] = "9787700".into();
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), &forbidden).unwrap();
+}
+
+#[test]
+fn csv_defuses_formulas_and_quotes_fields() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let release =
+        release_of(&export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap());
+    let text = std::fs::read_to_string(release.join("pairs.csv")).unwrap();
+    let mut lines = text.split("\r\n");
+    assert_eq!(lines.next(), Some("title_a,title_b,score"));
+    assert!(text.contains("\r\n'=cmd|' /C calc'!A0,"), "{text}");
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut rows = 0;
+    for (rec, p) in reader.records().zip(&related.pairs) {
+        let rec = rec.unwrap();
+        for (cell, t) in [(&rec[0], p.a), (&rec[1], p.b)] {
+            let title = &related.title_ids[t as usize];
+            assert!(
+                !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
+                "{cell}"
+            );
+            if title.starts_with('=') {
+                assert_eq!(cell, format!("'{title}"));
+            } else {
+                assert_eq!(cell, title);
+            }
+        }
+        assert_eq!(rec[2].parse::<f64>().unwrap(), p.score);
+        rows += 1;
+    }
+    assert_eq!(rows, related.pairs.len());
+}
+
+#[test]
+fn weird_title_ids_get_distinct_safe_files() {
+    let long = "L".repeat(1024);
+    let weird = [
+        "a/b",
+        "../etc/passwd",
+        "..",
+        ".",
+        "a.b",
+        "ü",
+        "Ü",
+        "ABC",
+        "abc",
+        "Abc",
+        &long,
+        "%41",
+        "~x",
+        "con",
+        "a\\b",
+        "a\u{0}b",
+        " ",
+        "\n",
+    ];
+    let titles: Vec<&str> = weird.to_vec();
+    let mut rows = Vec::new();
+    for b in 0..2 {
+        rows.extend((0..titles.len()).map(|t| (b, t)));
+    }
+    let l = loans(&titles, &rows, month(2024, 3));
+    let related = naive_related(&l, 2, 2);
+    let out = tempfile::tempdir().unwrap();
+    let release =
+        release_of(&export(&related, &meta(2, 2), out.path(), &Forbidden::new()).unwrap());
+    let names: Vec<String> = std::fs::read_dir(release.join("feed/titles"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names.len(), titles.len());
+    let lower: BTreeSet<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    assert_eq!(
+        lower.len(),
+        names.len(),
+        "names collide on a case-insensitive file system"
+    );
+    for n in &names {
+        let stem = n.strip_suffix(".json").unwrap();
+        assert!(
+            stem.len() <= 200 && !stem.is_empty() && !stem.starts_with('.'),
+            "{n}"
+        );
+        assert!(
+            stem.bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"%_-~".contains(&c)),
+            "{n}"
+        );
+    }
+    let feed = Feed::open(out.path()).unwrap();
+    for t in &titles {
+        assert_eq!(feed.similar(t, 5).len(), 2, "{t:?}");
+        assert!(
+            release
+                .join("feed/titles")
+                .join(format!("{}.json", file_stem(t)))
+                .is_file()
+        );
+    }
+}
+
+#[test]
+fn invalid_input_is_refused_without_values() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let mut r = related.clone();
+    r.pairs[0].score = f64::NAN;
+    assert!(matches!(
+        export(&r, &meta(3, 20), out.path(), &Forbidden::new()),
+        Err(PublishError::InvalidInput { .. })
+    ));
+    let mut r = related.clone();
+    r.title_ids[2] = r.title_ids[0].clone();
+    let err = export(&r, &meta(3, 20), out.path(), &Forbidden::new()).unwrap_err();
+    assert!(matches!(err, PublishError::InvalidInput { .. }));
+    assert!(!err.to_string().contains(&r.title_ids[0]), "{err}");
+    let mut r = related.clone();
+    r.pairs[0].b = 99;
+    assert!(export(&r, &meta(3, 20), out.path(), &Forbidden::new()).is_err());
+    assert!(export(&related, &meta(1, 20), out.path(), &Forbidden::new()).is_err());
+    assert!(!out.path().join("current").exists());
+}
+
+#[test]
+fn verify_accepts_a_good_release() {
+    let (l, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    let mut forbidden = Forbidden::new();
+    forbidden.add_pseudonyms(&l.pseudonyms);
+    let report = verify(out.path(), &l, 3, &forbidden).unwrap();
+    assert_eq!(report.pairs_checked, related.pairs.len() as u64);
+    assert_eq!(
+        report.min_support_seen,
+        related.pairs.iter().map(|p| p.support).min().unwrap()
+    );
+    // parquet, csv, index and one file per title with pairs.
+    let with_pairs = related
+        .pairs
+        .iter()
+        .map(|p| p.a)
+        .collect::<HashSet<_>>()
+        .len();
+    assert_eq!(report.files_scanned, 3 + with_pairs as u64);
+}
+
+#[test]
+fn verify_recounts_support_from_the_loans() {
+    let (mut l, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    // The loans of borrower 2 of title 3 fall outside the window: pairs
+    // with title 3 drop to support 2.
+    for (i, (p, &t)) in l.pseudonyms.iter().zip(&l.titles).enumerate() {
+        if *p == pseudonym(2) && t == 3 {
+            l.months[i] = month(2023, 12);
+        }
+    }
+    let err = verify(out.path(), &l, 3, &Forbidden::new()).unwrap_err();
+    let expected = related
+        .pairs
+        .iter()
+        .filter(|p| p.a == 3 || p.b == 3)
+        .count() as u64;
+    assert!(expected > 0);
+    assert!(
+        matches!(err, PublishError::VerifyFailed { below_support, inconsistencies: 0, findings: 0, content_hash_ok: true } if below_support == expected),
+        "{err}"
+    );
+    // Asking for a larger k than the release was made with fails too.
+    assert!(verify(out.path(), &sample_loans(), 5, &Forbidden::new()).is_err());
+}
+
+fn write_pairs(path: &Path, rows: &[(&str, &str, f64)]) {
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    let a: StringArray = rows.iter().map(|r| Some(r.0)).collect();
+    let b: StringArray = rows.iter().map(|r| Some(r.1)).collect();
+    let s: Float64Array = rows.iter().map(|r| Some(r.2)).collect();
+    let batch = RecordBatch::try_from_iter([
+        ("title_a", Arc::new(a) as ArrayRef),
+        ("title_b", Arc::new(b) as ArrayRef),
+        ("score", Arc::new(s) as ArrayRef),
+    ])
+    .unwrap();
+    let mut buf = Vec::new();
+    let mut w = parquet::arrow::ArrowWriter::try_new(&mut buf, batch.schema(), None).unwrap();
+    w.write(&batch).unwrap();
+    w.close().unwrap();
+    // Releases are 0644: the tamperer needs to make it writable first.
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    std::fs::write(path, buf).unwrap();
+}
+
+#[test]
+fn verify_catches_a_tampered_pairs_file() {
+    let (l, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let release =
+        release_of(&export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap());
+    let mut rows: Vec<(&str, &str, f64)> = related
+        .pairs
+        .iter()
+        .map(|p| {
+            (
+                related.title_ids[p.a as usize].as_str(),
+                related.title_ids[p.b as usize].as_str(),
+                p.score,
+            )
+        })
+        .collect();
+    // Same rows re-encoded: content differs only in encoding, the data agree.
+    write_pairs(&release.join("pairs.parquet"), &rows);
+    let err = verify(out.path(), &l, 3, &Forbidden::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PublishError::VerifyFailed {
+                inconsistencies: 0,
+                below_support: 0,
+                content_hash_ok: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    // A pair that the feed does not publish, with too little support.
+    rows.push((TITLES[4], TITLES[0], 99.0));
+    write_pairs(&release.join("pairs.parquet"), &rows);
+    let err = verify(out.path(), &l, 3, &Forbidden::new()).unwrap_err();
+    let PublishError::VerifyFailed {
+        inconsistencies,
+        below_support,
+        ..
+    } = err
+    else {
+        panic!("expected a failed audit, got {err}");
+    };
+    assert!(
+        inconsistencies >= 2,
+        "csv and feed disagree: {inconsistencies}"
+    );
+    assert_eq!(below_support, 1);
+    // A truncated file cannot be read at all.
+    std::fs::write(release.join("pairs.parquet"), b"PAR1").unwrap();
+    assert!(matches!(
+        verify(out.path(), &l, 3, &Forbidden::new()),
+        Err(PublishError::Unreadable { .. })
+    ));
+}
+
+#[test]
+fn verify_finds_forbidden_values_and_missing_release() {
+    let (l, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    assert!(matches!(
+        verify(out.path(), &l, 3, &Forbidden::new()),
+        Err(PublishError::NoRelease { .. })
+    ));
+    export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    let mut forbidden = Forbidden::new();
+    forbidden.add_identifier(TITLES[1]);
+    let err = verify(out.path(), &l, 3, &forbidden).unwrap_err();
+    assert!(
+        matches!(err, PublishError::VerifyFailed { findings, .. } if findings > 0),
+        "{err}"
+    );
+}
+
+#[test]
+fn scan_tree_reads_parquet_values() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = pseudonym(5);
+    let encoded = hex::encode(p.as_bytes());
+    // Snappy and dictionary encoding hide values from a raw byte scan, and a
+    // repeated value is stored once: the decoded scan must still see it.
+    let rows: Vec<(&str, &str, f64)> = (0..50)
+        .map(|i| (encoded.as_str(), "x", f64::from(i)))
+        .collect();
+    let path = dir.path().join("pairs.parquet");
+    std::fs::write(&path, b"").unwrap();
+    write_pairs(&path, &rows);
+    let mut forbidden = Forbidden::new();
+    forbidden.add_pseudonyms(&[p]);
+    let found = forbidden.scan_tree(dir.path()).unwrap();
+    assert_eq!(found, [(path, FindingKind::Pseudonym)]);
+}
+
+#[test]
+fn feed_files_validate_against_the_schema() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let release =
+        release_of(&export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap());
+    let checked = schema::validate_release(&release);
+    assert_eq!(checked, 1 + Feed::open(&release).unwrap().len());
+}
+
+#[test]
+#[ignore = "timing: run with --release -- --ignored --nocapture"]
+fn export_10k_titles_timing() {
+    let n_titles = 10_000u32;
+    let titles: Vec<String> = (0..n_titles).map(|i| format!("978{i:010}")).collect();
+    let mut pairs = Vec::new();
+    let mut order: Vec<u32> = (0..n_titles).collect();
+    order.sort_by(|a, b| titles[*a as usize].cmp(&titles[*b as usize]));
+    for &a in &order {
+        for j in 1..=20 {
+            pairs.push(ScoredPair {
+                a,
+                b: (a + j) % n_titles,
+                support: 5,
+                score: 100.0 / f64::from(j),
+            });
+        }
+    }
+    let related = Related {
+        title_ids: titles,
+        borrowers: 1,
+        pairs,
+    };
+    let mut forbidden = Forbidden::new();
+    forbidden.add_pseudonyms(&(0..1_000_000).map(pseudonym).collect::<Vec<_>>());
+    let empty = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    export(&related, &meta(5, 20), empty.path(), &Forbidden::new()).unwrap();
+    println!(
+        "export of 10k titles x 20 related, nothing forbidden: {:?}",
+        t.elapsed()
+    );
+    let t = std::time::Instant::now();
+    let findings = forbidden.scan_tree(&empty.path().join("current")).unwrap();
+    println!(
+        "scan_tree of that release with 1M pseudonyms: {:?}",
+        t.elapsed()
+    );
+    assert!(findings.is_empty());
+    let out = tempfile::tempdir().unwrap();
+    let t = std::time::Instant::now();
+    let outcome = export(&related, &meta(5, 20), out.path(), &forbidden).unwrap();
+    println!(
+        "export of 10k titles x 20 related with 1M pseudonyms: {:?}",
+        t.elapsed()
+    );
+    assert!(matches!(
+        outcome,
+        ExportOutcome::Published {
+            titles: 10_000,
+            pairs: 200_000,
+            ..
+        }
+    ));
+    let t = std::time::Instant::now();
+    let feed = Feed::open(out.path()).unwrap();
+    println!("Feed::open: {:?}", t.elapsed());
+    let t = std::time::Instant::now();
+    let mut hits = 0usize;
+    for title in feed.titles() {
+        hits += feed.similar(title, 10).len();
+    }
+    println!("10k similar(): {:?}", t.elapsed());
+    assert_eq!(hits, 100_000);
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 24, ..ProptestConfig::default() })]
+
+    #[test]
+    fn any_related_round_trips(
+        titles in proptest::collection::btree_set("[ -~]{1,12}|\\PC{1,6}", 2..8),
+        edges in proptest::collection::vec((0usize..8, 0usize..8, 2u32..9, -5.0f64..5.0), 0..30),
+    ) {
+        let titles: Vec<String> = titles.into_iter().collect();
+        let n = titles.len();
+        let mut by_a: BTreeMap<&str, Vec<ScoredPair>> = BTreeMap::new();
+        let mut seen = HashSet::new();
+        for (a, b, support, score) in edges {
+            let (a, b) = (a % n, b % n);
+            if a != b && seen.insert((a, b)) {
+                by_a.entry(&titles[a]).or_default().push(ScoredPair { a: a as u32, b: b as u32, support, score });
+            }
+        }
+        let pairs: Vec<ScoredPair> = by_a.values().flatten().copied().collect();
+        let related = Related { title_ids: titles.clone(), borrowers: 10, pairs };
+        let out = tempfile::tempdir().unwrap();
+        export(&related, &meta(2, 8), out.path(), &Forbidden::new()).unwrap();
+        let feed = Feed::open(out.path()).unwrap();
+        let mut got: HashMap<(String, String), f64> = HashMap::new();
+        for t in feed.titles() {
+            for r in feed.similar(t, usize::MAX) {
+                got.insert((t.to_owned(), r.title.clone()), r.score);
+            }
+        }
+        prop_assert_eq!(got.len(), related.pairs.len());
+        for p in &related.pairs {
+            let key = (titles[p.a as usize].clone(), titles[p.b as usize].clone());
+            prop_assert_eq!(got.get(&key).copied(), Some(p.score));
+        }
+        schema::validate_release(&out.path().join("current"));
+    }
+}

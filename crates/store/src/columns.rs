@@ -1,0 +1,482 @@
+//! Parquet encoding of one month of one batch, and fast column readers.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::{Arc, LazyLock};
+
+use arrow_array::types::Int32Type;
+use arrow_array::{
+    Array, ArrayRef, Date32Array, DictionaryArray, FixedSizeBinaryArray, Int32Array, RecordBatch,
+    StringArray,
+};
+use arrow_buffer::Buffer;
+use arrow_schema::{DataType, Field, Schema, SchemaRef};
+use loans::{LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::ProjectionMask;
+use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
+use parquet::basic::Compression;
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+
+use crate::{StoreError, fsx};
+
+/// Column of borrower pseudonyms, `FixedSizeBinary(16)`.
+pub(crate) const PSEUDONYM: &str = "pseudonym";
+/// Column of title ids, dictionary-encoded `Utf8`.
+pub(crate) const TITLE: &str = "title";
+/// Column of work ids, dictionary-encoded `Utf8`.
+pub(crate) const WORK: &str = "work";
+/// Column of loan months, `Date32` of the first day of the month.
+pub(crate) const MONTH: &str = "month";
+
+/// `created_by` written into every file: fixed, so bytes do not change with
+/// the parquet crate's version string.
+pub(crate) const CREATED_BY: &str = "alsoborrowed-store format 1";
+
+const PSEUDONYM_WIDTH: i32 = PSEUDONYM_LEN as i32;
+const READ_BATCH_ROWS: usize = 64 * 1024;
+
+/// The Arrow schema of every data file.
+pub(crate) fn schema() -> SchemaRef {
+    static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        Arc::new(Schema::new(vec![
+            Field::new(PSEUDONYM, DataType::FixedSizeBinary(PSEUDONYM_WIDTH), false),
+            Field::new(TITLE, dict.clone(), false),
+            Field::new(WORK, dict, false),
+            Field::new(MONTH, DataType::Date32, false),
+        ]))
+    });
+    SCHEMA.clone()
+}
+
+/// Writer settings pinned explicitly so that equal input gives equal bytes.
+fn writer_properties() -> WriterProperties {
+    let pseudonym = ColumnPath::from(PSEUDONYM);
+    WriterProperties::builder()
+        .set_created_by(CREATED_BY.to_owned())
+        .set_writer_version(WriterVersion::PARQUET_1_0)
+        .set_compression(Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(1 << 20))
+        .set_dictionary_enabled(true)
+        // A big catalogue's title dictionary outgrows the 1 MiB default and
+        // would fall back to plain strings.
+        .set_dictionary_page_size_limit(16 << 20)
+        // Pseudonyms are random bytes: min/max statistics and bloom filters
+        // are useless for them, and dictionary pages barely pay off.
+        .set_column_dictionary_enabled(pseudonym.clone(), false)
+        .set_column_statistics_enabled(pseudonym, EnabledStatistics::None)
+        .build()
+}
+
+/// Writes the rows `rows` (indices into `loans`, in batch order) of `month`
+/// to a new owner-only file at `path` and syncs it.
+///
+/// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
+pub(crate) fn write_month(
+    path: &Path,
+    loans: &Loans,
+    rows: &[u32],
+    month: LoanMonth,
+) -> Result<(), StoreError> {
+    let batch = month_batch(loans, rows, month).map_err(|source| StoreError::Arrow {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let parquet_err = |source| StoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = fsx::create_new(path)?;
+    let mut writer =
+        ArrowWriter::try_new(BufWriter::new(file), schema(), Some(writer_properties()))
+            .map_err(parquet_err)?;
+    writer.write(&batch).map_err(parquet_err)?;
+    let file = writer
+        .into_inner()
+        .map_err(parquet_err)?
+        .into_inner()
+        .map_err(|e| fsx::io_err(path)(e.into_error()))?;
+    file.sync_all().map_err(fsx::io_err(path))
+}
+
+/// Builds the record batch of one month with month-local dictionaries in
+/// first-appearance order (deterministic for a given batch).
+fn month_batch(
+    loans: &Loans,
+    rows: &[u32],
+    month: LoanMonth,
+) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    let n = rows.len();
+    let mut pseudonyms = Vec::with_capacity(n * PSEUDONYM_LEN);
+    let mut title_keys = Vec::with_capacity(n);
+    let mut work_keys = Vec::with_capacity(n);
+    let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
+    let mut title_values: Vec<&str> = Vec::new();
+    let mut work_of_local: Vec<i32> = Vec::new();
+    let mut work_values: Vec<&str> = Vec::new();
+    let mut work_index: HashMap<&str, i32> = HashMap::new();
+    for &r in rows {
+        let r = r as usize;
+        pseudonyms.extend_from_slice(loans.pseudonyms[r].as_bytes());
+        let t = loans.titles[r] as usize;
+        if local_of_title[t] == u32::MAX {
+            local_of_title[t] = title_values.len() as u32;
+            title_values.push(&loans.title_ids[t]);
+            let w = loans.work_ids[t].as_str();
+            let next = work_values.len() as i32;
+            let wk = *work_index.entry(w).or_insert_with(|| {
+                work_values.push(w);
+                next
+            });
+            work_of_local.push(wk);
+        }
+        let local = local_of_title[t];
+        title_keys.push(local as i32);
+        work_keys.push(work_of_local[local as usize]);
+    }
+    let titles = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from(title_keys),
+        Arc::new(StringArray::from(title_values)),
+    )?;
+    let works = DictionaryArray::<Int32Type>::try_new(
+        Int32Array::from(work_keys),
+        Arc::new(StringArray::from(work_values)),
+    )?;
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(FixedSizeBinaryArray::try_new(
+            PSEUDONYM_WIDTH,
+            Buffer::from_vec(pseudonyms),
+            None,
+        )?),
+        Arc::new(titles),
+        Arc::new(works),
+        Arc::new(Date32Array::from(vec![month.first_day_since_epoch(); n])),
+    ];
+    RecordBatch::try_new(schema(), columns)
+}
+
+/// The loans of one data file, with a file-local title dictionary.
+#[derive(Debug, Default)]
+pub(crate) struct FilePart {
+    /// Pseudonym of each row.
+    pub pseudonyms: Vec<Pseudonym>,
+    /// Title of each row, an index into `dict`.
+    pub titles: Vec<u32>,
+    /// (title, work) of each local title, in first-appearance order.
+    pub dict: Vec<(String, String)>,
+}
+
+fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
+    StoreError::Corrupt {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+/// Opens `path` reading only the named columns.
+fn open_columns(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReader, StoreError> {
+    let parquet_err = |source| StoreError::Parquet {
+        path: path.to_path_buf(),
+        source,
+    };
+    let file = File::open(path).map_err(fsx::io_err(path))?;
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    for c in columns {
+        if builder.schema().field_with_name(c).is_err() {
+            return Err(corrupt(path, format!("missing column {c}")));
+        }
+    }
+    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
+    builder
+        .with_projection(mask)
+        .with_batch_size(READ_BATCH_ROWS)
+        .build()
+        .map_err(parquet_err)
+}
+
+fn column<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, StoreError> {
+    let col = batch
+        .column_by_name(name)
+        .ok_or_else(|| corrupt(path, format!("missing column {name}")))?;
+    if col.null_count() > 0 {
+        return Err(corrupt(path, format!("column {name} holds nulls")));
+    }
+    Ok(col)
+}
+
+fn pseudonym_column<'a>(
+    path: &Path,
+    batch: &'a RecordBatch,
+) -> Result<&'a FixedSizeBinaryArray, StoreError> {
+    column(path, batch, PSEUDONYM)?
+        .as_any()
+        .downcast_ref::<FixedSizeBinaryArray>()
+        .filter(|a| a.value_length() == PSEUDONYM_WIDTH)
+        .ok_or_else(|| corrupt(path, "column pseudonym is not 16-byte fixed-size binary"))
+}
+
+fn pseudonym_at(a: &FixedSizeBinaryArray, i: usize) -> Pseudonym {
+    let mut b = [0u8; PSEUDONYM_LEN];
+    // The width was checked in `pseudonym_column`.
+    b.copy_from_slice(a.value(i));
+    Pseudonym(b)
+}
+
+/// A string column as stored: dictionary-encoded (our files) or plain (files
+/// rewritten by other tools).
+enum StrCol<'a> {
+    Dict {
+        keys: &'a [i32],
+        values: &'a StringArray,
+    },
+    Plain(&'a StringArray),
+}
+
+impl<'a> StrCol<'a> {
+    fn new(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<Self, StoreError> {
+        let col = column(path, batch, name)?;
+        if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
+            return Ok(StrCol::Plain(s));
+        }
+        let dict = col
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .ok_or_else(|| corrupt(path, format!("column {name} is not a string column")))?;
+        let values = dict
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .filter(|v| v.null_count() == 0)
+            .ok_or_else(|| corrupt(path, format!("column {name} is not a string column")))?;
+        Ok(StrCol::Dict {
+            keys: dict.keys().values(),
+            values,
+        })
+    }
+
+    fn str_at(&self, i: usize) -> Option<&'a str> {
+        match self {
+            StrCol::Plain(s) => (i < s.len()).then(|| s.value(i)),
+            StrCol::Dict { keys, values } => {
+                let k = usize::try_from(*keys.get(i)?).ok()?;
+                (k < values.len()).then(|| values.value(k))
+            }
+        }
+    }
+}
+
+/// Interns titles of one file; allocates once per distinct title, never per row.
+#[derive(Default)]
+struct Interner {
+    index: HashMap<String, u32>,
+    dict: Vec<(String, String)>,
+}
+
+impl Interner {
+    fn intern(&mut self, title: &str, work: Option<&str>) -> Option<u32> {
+        if let Some(&id) = self.index.get(title) {
+            return Some(id);
+        }
+        let id = u32::try_from(self.dict.len()).ok()?;
+        self.index.insert(title.to_owned(), id);
+        self.dict.push((title.to_owned(), work?.to_owned()));
+        Some(id)
+    }
+}
+
+/// Reads the pseudonym, title and work columns of a data file that the
+/// manifest says holds `rows` rows.
+pub(crate) fn read_loans(path: &Path, rows: u64) -> Result<FilePart, StoreError> {
+    let cap = usize::try_from(rows).unwrap_or(0);
+    let mut part = FilePart {
+        pseudonyms: Vec::with_capacity(cap),
+        titles: Vec::with_capacity(cap),
+        dict: Vec::new(),
+    };
+    let mut interner = Interner::default();
+    // Dictionary keys of the current batch mapped to local title ids; the
+    // reader hands out the same dictionary for every batch of a column
+    // chunk, so the mapping is reused while the dictionary stays the same.
+    let mut remap: Vec<u32> = Vec::new();
+    let mut remap_for: Option<(usize, usize, usize)> = None;
+    let bad_title = || corrupt(path, "column title refers past its dictionary");
+    for batch in open_columns(path, &[PSEUDONYM, TITLE, WORK])? {
+        let batch = batch.map_err(|source| StoreError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let pseudonyms = pseudonym_column(path, &batch)?;
+        let titles = StrCol::new(path, &batch, TITLE)?;
+        let works = StrCol::new(path, &batch, WORK)?;
+        let n = batch.num_rows();
+        part.pseudonyms
+            .extend((0..n).map(|i| pseudonym_at(pseudonyms, i)));
+        match titles {
+            StrCol::Plain(s) => {
+                for i in 0..n {
+                    let id = interner
+                        .intern(s.value(i), works.str_at(i))
+                        .ok_or_else(bad_title)?;
+                    part.titles.push(id);
+                }
+            }
+            StrCol::Dict { keys, values } => {
+                let identity = (
+                    values.values().as_ptr() as usize,
+                    values.value_offsets().as_ptr() as usize,
+                    values.len(),
+                );
+                if remap_for != Some(identity) {
+                    remap.clear();
+                    remap.resize(values.len(), u32::MAX);
+                    remap_for = Some(identity);
+                }
+                for (i, &k) in keys.iter().enumerate().take(n) {
+                    let k = usize::try_from(k).map_err(|_| bad_title())?;
+                    let slot = remap.get_mut(k).ok_or_else(bad_title)?;
+                    if *slot == u32::MAX {
+                        *slot = interner
+                            .intern(values.value(k), works.str_at(i))
+                            .ok_or_else(bad_title)?;
+                    }
+                    part.titles.push(*slot);
+                }
+            }
+        }
+    }
+    if part.pseudonyms.len() as u64 != rows {
+        return Err(corrupt(
+            path,
+            format!(
+                "file holds {} rows but the manifest says {rows}",
+                part.pseudonyms.len()
+            ),
+        ));
+    }
+    part.dict = interner.dict;
+    Ok(part)
+}
+
+/// Calls `each` with every pseudonym of a data file, reading only that column.
+pub(crate) fn for_each_pseudonym(
+    path: &Path,
+    rows: u64,
+    mut each: impl FnMut(Pseudonym),
+) -> Result<(), StoreError> {
+    let mut seen = 0u64;
+    for batch in open_columns(path, &[PSEUDONYM])? {
+        let batch = batch.map_err(|source| StoreError::Arrow {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let col = pseudonym_column(path, &batch)?;
+        for i in 0..col.len() {
+            each(pseudonym_at(col, i));
+        }
+        seen += col.len() as u64;
+    }
+    if seen != rows {
+        return Err(corrupt(
+            path,
+            format!("file holds {seen} rows but the manifest says {rows}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Loans {
+        let m = LoanMonth::new(2024, 1).unwrap();
+        Loans {
+            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
+            titles: vec![2, 0, 2],
+            months: vec![m; 3],
+            title_ids: vec!["t0".into(), "t1".into(), "t2".into()],
+            work_ids: vec!["w0".into(), "w1".into(), "w0".into()],
+        }
+    }
+
+    #[test]
+    fn month_batch_uses_local_dictionaries_in_first_appearance_order() {
+        let loans = sample();
+        let m = loans.months[0];
+        let b = month_batch(&loans, &[0, 1, 2], m).unwrap();
+        assert_eq!(b.schema(), schema());
+        let titles = b
+            .column(1)
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .unwrap();
+        assert_eq!(titles.keys().values().to_vec(), [0, 1, 0]);
+        let values = titles
+            .values()
+            .as_any()
+            .downcast_ref::<StringArray>()
+            .unwrap();
+        assert_eq!(values.iter().flatten().collect::<Vec<_>>(), ["t2", "t0"]);
+        let works = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .unwrap();
+        // t2 and t0 share work w0: one dictionary entry.
+        assert_eq!(works.keys().values().to_vec(), [0, 0, 0]);
+        assert_eq!(works.values().len(), 1);
+    }
+
+    #[test]
+    fn written_file_reads_back_and_counts_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.parquet");
+        let loans = sample();
+        write_month(&p, &loans, &[0, 1, 2], loans.months[0]).unwrap();
+        let part = read_loans(&p, 3).unwrap();
+        assert_eq!(part.pseudonyms, loans.pseudonyms);
+        assert_eq!(part.titles, [0, 1, 0]);
+        assert_eq!(
+            part.dict,
+            [("t2".into(), "w0".into()), ("t0".into(), "w0".into())]
+        );
+        let mut n = 0;
+        for_each_pseudonym(&p, 3, |_| n += 1).unwrap();
+        assert_eq!(n, 3);
+        assert!(matches!(read_loans(&p, 4), Err(StoreError::Corrupt { .. })));
+        assert!(matches!(
+            for_each_pseudonym(&p, 2, |_| ()),
+            Err(StoreError::Corrupt { .. })
+        ));
+    }
+
+    #[test]
+    fn plain_string_columns_are_read_too() {
+        // Files rewritten by other tools may drop the dictionary encoding.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("plain.parquet");
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(PSEUDONYM, DataType::FixedSizeBinary(16), false),
+            Field::new(TITLE, DataType::Utf8, false),
+            Field::new(WORK, DataType::Utf8, false),
+        ]));
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(
+                FixedSizeBinaryArray::try_new(16, Buffer::from_vec(vec![7u8; 32]), None).unwrap(),
+            ),
+            Arc::new(StringArray::from(vec!["a", "b"])),
+            Arc::new(StringArray::from(vec!["wa", "wb"])),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+        let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let part = read_loans(&p, 2).unwrap();
+        assert_eq!(part.titles, [0, 1]);
+        assert_eq!(part.dict[1], ("b".into(), "wb".into()));
+    }
+}

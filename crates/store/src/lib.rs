@@ -1,0 +1,762 @@
+//! The data-mining store: owner-only, month-partitioned Parquet files of
+//! pseudonymous loans, with atomic, idempotent batch ingest.
+//!
+//! Layout under the root (see `docs/fragments/store.md`):
+//!
+//! ```text
+//! <root>/                      0700
+//!   LOCK                       0600  advisory lock of writers (flock)
+//!   manifest.json              0600  commit point: batches + live files
+//!   tmp/                       0700  staging; emptied by every writer
+//!   loans/                     0700
+//!     month=YYYY-MM/           0700  Hive-style partition
+//!       <batch-id>.parquet     0600  one file per batch and month
+//! ```
+//!
+//! Only files listed in `manifest.json` exist for readers. A writer stages
+//! files in `tmp/`, renames them into their partitions and then commits by
+//! replacing the manifest atomically; a crash before that leaves orphan files
+//! that readers ignore and the next writer removes.
+//!
+//! Architecture invariant: the store never sees keys or raw borrower ids, and
+//! no pseudonym reaches an error message.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::hash::{BuildHasherDefault, Hasher};
+use std::io;
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use loans::{LoanMonth, Loans, LoansError};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+mod columns;
+mod fsx;
+mod manifest;
+
+use manifest::{BatchEntry, FileEntry, Manifest};
+
+/// Name of the lock file under the root.
+pub const LOCK_FILE: &str = "LOCK";
+/// Name of the manifest under the root.
+pub const MANIFEST_FILE: &str = "manifest.json";
+/// Name of the directory of month partitions under the root.
+pub const LOANS_DIR: &str = "loans";
+/// Name of the staging directory under the root.
+pub const TMP_DIR: &str = "tmp";
+
+/// Errors of the store; messages name files and reasons, never a pseudonym.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// A file system operation failed.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// Another writer (process or handle) holds the store's lock.
+    #[error("store is locked by another writer ({})", path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// A file of the store is not what the store wrote.
+    #[error("{} is corrupt: {reason}", path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The store root is accessible to group or others.
+    #[error(
+        "{} has mode {mode:o}, but the store must be owner-only (chmod 700 it)",
+        path.display()
+    )]
+    Permissions {
+        /// The root directory.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A path that must be a directory is something else.
+    #[error("{} exists and is not a directory", path.display())]
+    NotADirectory {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Parquet could not encode or decode a data file.
+    #[error("parquet error in {}: {source}", path.display())]
+    Parquet {
+        /// The data file.
+        path: PathBuf,
+        /// The Parquet error.
+        source: parquet::errors::ParquetError,
+    },
+    /// Arrow rejected the columns of a data file.
+    #[error("arrow error in {}: {source}", path.display())]
+    Arrow {
+        /// The data file.
+        path: PathBuf,
+        /// The Arrow error.
+        source: arrow_schema::ArrowError,
+    },
+    /// The batch record is malformed or does not match the loans given.
+    #[error("invalid batch: {reason}")]
+    InvalidBatch {
+        /// What is wrong.
+        reason: String,
+    },
+    /// The loans handed to ingest do not fit together.
+    #[error("invalid loans: {source}")]
+    InvalidLoans {
+        /// What is wrong.
+        #[from]
+        source: LoansError,
+    },
+    /// The lock passed in was taken on another store.
+    #[error("the lock passed in belongs to the store at {}", path.display())]
+    ForeignLock {
+        /// Root of the store the lock belongs to.
+        path: PathBuf,
+    },
+}
+
+/// The record of a sealed batch, as the caller opened it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRecord {
+    /// Content hash of the sealed batch, 64 lowercase hex digits.
+    pub id: String,
+    /// Fingerprint of the pseudonym key, 16 lowercase hex digits.
+    pub pseudonym_key: String,
+    /// Rows in the batch, before dropping expired ones.
+    pub rows: u64,
+}
+
+/// What an ingest did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum IngestOutcome {
+    /// The batch was committed.
+    Ingested {
+        /// Rows written.
+        rows: u64,
+        /// Months written, ascending.
+        months: Vec<LoanMonth>,
+        /// Rows dropped because they were older than the retention.
+        expired_rows: u64,
+    },
+    /// The batch was committed before; nothing was written.
+    AlreadyIngested,
+}
+
+/// Proof of holding the store's exclusive writer lock; released on drop.
+#[derive(Debug)]
+pub struct StoreLock {
+    root: PathBuf,
+    // Held only for its flock: dropping the file releases the lock.
+    _file: File,
+}
+
+/// A summary of the committed contents.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StoreStatus {
+    /// Live rows.
+    pub rows: u64,
+    /// Distinct pseudonyms among the live rows.
+    pub distinct_pseudonyms: u64,
+    /// Live rows per month, ascending.
+    pub months: Vec<(LoanMonth, u64)>,
+    /// Batches ever ingested (including those whose months were pruned).
+    pub batches: u64,
+    /// Pseudonym key fingerprints of all ingested batches, sorted, each once.
+    pub pseudonym_keys: Vec<String>,
+}
+
+/// A month-partitioned Parquet store of pseudonymous loans.
+#[derive(Debug, Clone)]
+pub struct Store {
+    root: PathBuf,
+}
+
+/// Hashes a pseudonym by its own bits: they are HMAC output, already uniform,
+/// so SipHash would only slow down counting 10^8 rows.
+#[derive(Default)]
+struct PseudonymHasher(u64);
+
+impl Hasher for PseudonymHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn write_u128(&mut self, v: u128) {
+        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
+    }
+}
+
+type PseudonymSet = HashSet<u128, BuildHasherDefault<PseudonymHasher>>;
+
+impl Store {
+    /// Opens the store at `root`, creating missing directories with mode 0700;
+    /// refuses a root that group or others may access.
+    pub fn open(root: &Path) -> Result<Store, StoreError> {
+        match fs::metadata(root) {
+            Ok(m) if !m.is_dir() => {
+                return Err(StoreError::NotADirectory {
+                    path: root.to_path_buf(),
+                });
+            }
+            Ok(m) => {
+                let mode = m.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    return Err(StoreError::Permissions {
+                        path: root.to_path_buf(),
+                        mode,
+                    });
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                fsx::ensure_dir(root)?;
+            }
+            Err(e) => return Err(fsx::io_err(root)(e)),
+        }
+        let root = fs::canonicalize(root).map_err(fsx::io_err(root))?;
+        let store = Store { root };
+        fsx::ensure_dir(&store.root.join(LOANS_DIR))?;
+        fsx::ensure_dir(&store.root.join(TMP_DIR))?;
+        // Fail early on a damaged manifest rather than at the first read.
+        store.read_manifest()?;
+        Ok(store)
+    }
+
+    /// The store's root directory (canonical absolute path).
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Takes the exclusive writer lock without waiting; [`StoreError::Locked`]
+    /// if another process or handle holds it.
+    pub fn lock(&self) -> Result<StoreLock, StoreError> {
+        let path = self.root.join(LOCK_FILE);
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(fsx::FILE_MODE)
+            .open(&path)
+            .map_err(fsx::io_err(&path))?;
+        // flock locks belong to the open file description, so a second
+        // handle in this very process is refused as well.
+        match file.try_lock() {
+            Ok(()) => Ok(StoreLock {
+                root: self.root.clone(),
+                _file: file,
+            }),
+            Err(TryLockError::WouldBlock) => Err(StoreError::Locked { path }),
+            Err(TryLockError::Error(e)) => Err(StoreError::Io { path, source: e }),
+        }
+    }
+
+    /// Commits the rows of one batch that are not older than `oldest_kept`,
+    /// all or nothing; a batch id committed before is a no-op.
+    pub fn ingest(
+        &self,
+        lock: &StoreLock,
+        batch: &BatchRecord,
+        loans: &Loans,
+        oldest_kept: LoanMonth,
+    ) -> Result<IngestOutcome, StoreError> {
+        self.check_lock(lock)?;
+        manifest::check_record(batch).map_err(|reason| StoreError::InvalidBatch { reason })?;
+        loans.validate()?;
+        if batch.rows != loans.len() as u64 {
+            return Err(StoreError::InvalidBatch {
+                reason: format!(
+                    "batch record says {} rows but {} were given",
+                    batch.rows,
+                    loans.len()
+                ),
+            });
+        }
+        if u32::try_from(loans.len()).is_err() || i32::try_from(loans.title_ids.len()).is_err() {
+            return Err(StoreError::InvalidBatch {
+                reason: "batch is too large (split it below 2^32 rows and 2^31 titles)".to_owned(),
+            });
+        }
+        let mut manifest = self.manifest_for_write()?;
+        self.recover(&manifest)?;
+        if manifest.has_batch(&batch.id) {
+            return Ok(IngestOutcome::AlreadyIngested);
+        }
+
+        let mut by_month: BTreeMap<LoanMonth, Vec<u32>> = BTreeMap::new();
+        let mut expired_rows = 0u64;
+        for (row, &month) in loans.months.iter().enumerate() {
+            if month < oldest_kept {
+                expired_rows += 1;
+            } else {
+                // Row count checked above to fit in u32.
+                by_month.entry(month).or_default().push(row as u32);
+            }
+        }
+
+        let stage = self.root.join(TMP_DIR).join(&batch.id);
+        fsx::ensure_dir(&stage)?;
+        // Months are independent files: encode them in parallel (each file's
+        // bytes depend only on its own rows, so the result stays deterministic).
+        let staged = by_month
+            .par_iter()
+            .map(|(&month, rows)| {
+                let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
+                columns::write_month(&tmp, loans, rows, month)?;
+                Ok((month, tmp, rows.len() as u64))
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+
+        let loans_dir = self.root.join(LOANS_DIR);
+        let mut entry = BatchEntry {
+            batch: batch.clone(),
+            months: Vec::with_capacity(staged.len()),
+            files: Vec::with_capacity(staged.len()),
+            expired_rows,
+        };
+        let mut rows_written = 0;
+        for (month, tmp, rows) in staged {
+            let dir = loans_dir.join(manifest::partition_dir(month));
+            if fsx::ensure_dir(&dir)? {
+                fsx::sync_dir(&loans_dir)?;
+            }
+            let rel = manifest::data_file_path(month, &batch.id);
+            let dest = self.root.join(&rel);
+            fs::rename(&tmp, &dest).map_err(fsx::io_err(&dest))?;
+            fsx::sync_dir(&dir)?;
+            manifest.files.push(FileEntry {
+                path: rel.clone(),
+                month,
+                batch: batch.id.clone(),
+                rows,
+            });
+            entry.months.push(month);
+            entry.files.push(rel);
+            rows_written += rows;
+        }
+        let months = entry.months.clone();
+        manifest.batches.push(entry);
+        manifest
+            .files
+            .sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
+        self.commit(&manifest)?;
+        // Committed: a leftover staging directory is only clutter, and the
+        // next writer's recovery removes it.
+        let _ = fs::remove_dir_all(&stage);
+        Ok(IngestOutcome::Ingested {
+            rows: rows_written,
+            months,
+            expired_rows,
+        })
+    }
+
+    /// Drops every month older than `oldest_kept`; returns the rows removed.
+    ///
+    /// Batch records stay in the manifest, so a pruned batch delivered again
+    /// is still recognised as already ingested.
+    pub fn prune(&self, lock: &StoreLock, oldest_kept: LoanMonth) -> Result<u64, StoreError> {
+        self.check_lock(lock)?;
+        let mut manifest = self.manifest_for_write()?;
+        self.recover(&manifest)?;
+        let before = manifest.files.len();
+        let mut removed = 0;
+        manifest.files.retain(|f| {
+            let keep = f.month >= oldest_kept;
+            if !keep {
+                removed += f.rows;
+            }
+            keep
+        });
+        if manifest.files.len() == before {
+            return Ok(0);
+        }
+        // Commit first: a crash after it only leaves orphans to recover.
+        self.commit(&manifest)?;
+        self.recover(&manifest)?;
+        Ok(removed)
+    }
+
+    /// Summarises the committed contents; reads only the pseudonym column.
+    pub fn status(&self) -> Result<StoreStatus, StoreError> {
+        let manifest = self.read_manifest()?;
+        let mut months: BTreeMap<LoanMonth, u64> = BTreeMap::new();
+        for f in &manifest.files {
+            *months.entry(f.month).or_default() += f.rows;
+        }
+        let distinct = manifest
+            .files
+            .par_iter()
+            .map(|f| {
+                let mut set = PseudonymSet::default();
+                columns::for_each_pseudonym(&self.root.join(&f.path), f.rows, |p| {
+                    set.insert(u128::from_le_bytes(p.0));
+                })?;
+                Ok::<_, StoreError>(set)
+            })
+            .try_reduce(PseudonymSet::default, |a, b| {
+                let (mut big, small) = if a.len() >= b.len() { (a, b) } else { (b, a) };
+                big.extend(small);
+                Ok(big)
+            })?;
+        let mut keys: Vec<String> = manifest
+            .batches
+            .iter()
+            .map(|b| b.batch.pseudonym_key.clone())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(StoreStatus {
+            rows: months.values().sum(),
+            distinct_pseudonyms: distinct.len() as u64,
+            months: months.into_iter().collect(),
+            batches: manifest.batches.len() as u64,
+            pseudonym_keys: keys,
+        })
+    }
+
+    /// Reads the loans of the months `first..=last` (in month order, then
+    /// batch-id order), with a title dictionary holding each title once.
+    ///
+    /// A title's work is taken from its first row in that order.
+    pub fn scan(&self, first: LoanMonth, last: LoanMonth) -> Result<Loans, StoreError> {
+        let manifest = self.read_manifest()?;
+        let mut files: Vec<&FileEntry> = manifest
+            .files
+            .iter()
+            .filter(|f| (first..=last).contains(&f.month))
+            .collect();
+        files.sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
+        let total = usize::try_from(files.iter().map(|f| f.rows).sum::<u64>()).unwrap_or(0);
+        let mut out = Loans {
+            pseudonyms: Vec::with_capacity(total),
+            titles: Vec::with_capacity(total),
+            months: Vec::with_capacity(total),
+            ..Loans::default()
+        };
+        let mut index: HashMap<String, u32> = HashMap::new();
+        // Read a few files at a time in parallel and merge them in order, so
+        // the decoded parts never hold more than a window beside the result.
+        let window = rayon::current_num_threads().max(1) * 2;
+        for chunk in files.chunks(window) {
+            // Titles already in the global dictionary are resolved inside the
+            // parallel phase; only new ones are left for the ordered merge.
+            let index_now = &index;
+            let parts: Vec<_> = chunk
+                .par_iter()
+                .map(|f| {
+                    let mut part = columns::read_loans(&self.root.join(&f.path), f.rows)?;
+                    let known: Vec<u32> = part
+                        .dict
+                        .iter_mut()
+                        .map(|(title, work)| match index_now.get(title.as_str()) {
+                            Some(&id) => {
+                                // Free the strings here, in parallel.
+                                *title = String::new();
+                                *work = String::new();
+                                id
+                            }
+                            None => u32::MAX,
+                        })
+                        .collect();
+                    Ok::<_, StoreError>((part, known))
+                })
+                .collect();
+            for (f, part) in chunk.iter().zip(parts) {
+                let (part, mut remap) = part?;
+                for ((title, work), id) in part.dict.into_iter().zip(&mut remap) {
+                    if *id != u32::MAX {
+                        continue;
+                    }
+                    *id = match index.get(&title) {
+                        Some(&known) => known,
+                        None => {
+                            let new = u32::try_from(out.title_ids.len())
+                                .ok()
+                                .filter(|&n| n != u32::MAX)
+                                .ok_or_else(|| StoreError::Corrupt {
+                                    path: self.root.join(&f.path),
+                                    reason: "too many distinct titles".to_owned(),
+                                })?;
+                            index.insert(title.clone(), new);
+                            out.title_ids.push(title);
+                            out.work_ids.push(work);
+                            new
+                        }
+                    };
+                }
+                // Local ids come from the file's interner, so all are in range.
+                out.titles
+                    .extend(part.titles.iter().map(|&t| remap[t as usize]));
+                out.pseudonyms.extend_from_slice(&part.pseudonyms);
+                out.months
+                    .resize(out.months.len() + part.pseudonyms.len(), f.month);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every committed data file, in month then file-name order.
+    pub fn data_files(&self) -> Result<Vec<PathBuf>, StoreError> {
+        let manifest = self.read_manifest()?;
+        let mut files: Vec<&FileEntry> = manifest.files.iter().collect();
+        files.sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
+        Ok(files.iter().map(|f| self.root.join(&f.path)).collect())
+    }
+
+    fn check_lock(&self, lock: &StoreLock) -> Result<(), StoreError> {
+        if lock.root == self.root {
+            Ok(())
+        } else {
+            Err(StoreError::ForeignLock {
+                path: lock.root.clone(),
+            })
+        }
+    }
+
+    fn manifest_path(&self) -> PathBuf {
+        self.root.join(MANIFEST_FILE)
+    }
+
+    /// Whether `loans/` holds any partition directory.
+    fn has_partitions(&self) -> Result<bool, StoreError> {
+        let dir = self.root.join(LOANS_DIR);
+        let entries = match fs::read_dir(&dir) {
+            Ok(e) => e,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(fsx::io_err(&dir)(e)),
+        };
+        for e in entries {
+            let e = e.map_err(fsx::io_err(&dir))?;
+            if e.file_name().to_string_lossy().starts_with("month=") {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// The committed manifest; a store without one is empty, unless data
+    /// is present, which means the manifest was lost.
+    fn read_manifest(&self) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path();
+        match Manifest::load(&path)? {
+            Some(m) => Ok(m),
+            None if self.has_partitions()? => Err(StoreError::Corrupt {
+                path,
+                reason: "manifest is missing but loans/ holds partitions; restore it from a backup"
+                    .to_owned(),
+            }),
+            None => Ok(Manifest::empty()),
+        }
+    }
+
+    /// Like [`Self::read_manifest`], but writes the empty manifest of a new
+    /// store first, so a crash during the very first ingest is recoverable.
+    fn manifest_for_write(&self) -> Result<Manifest, StoreError> {
+        let path = self.manifest_path();
+        if let Some(m) = Manifest::load(&path)? {
+            return Ok(m);
+        }
+        let m = self.read_manifest()?;
+        self.commit(&m)?;
+        Ok(m)
+    }
+
+    /// Replaces the manifest atomically: the commit point of every writer.
+    fn commit(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let dest = self.manifest_path();
+        let tmp = self.root.join(TMP_DIR).join("manifest.json.new");
+        fsx::replace_atomically(&tmp, &dest, &manifest.to_bytes(&dest)?)
+    }
+
+    /// Removes what an interrupted writer left: everything in `tmp/`, data
+    /// files not in the manifest, and empty partitions. Caller holds the lock.
+    fn recover(&self, manifest: &Manifest) -> Result<(), StoreError> {
+        let tmp = self.root.join(TMP_DIR);
+        for e in fs::read_dir(&tmp).map_err(fsx::io_err(&tmp))? {
+            let e = e.map_err(fsx::io_err(&tmp))?;
+            let p = e.path();
+            let is_dir = e.file_type().map_err(fsx::io_err(&p))?.is_dir();
+            if is_dir {
+                fs::remove_dir_all(&p).map_err(fsx::io_err(&p))?;
+            } else {
+                fsx::remove_file_if_exists(&p)?;
+            }
+        }
+
+        let live: HashSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        let loans_dir = self.root.join(LOANS_DIR);
+        let mut removed_dir = false;
+        for part in fs::read_dir(&loans_dir).map_err(fsx::io_err(&loans_dir))? {
+            let part = part.map_err(fsx::io_err(&loans_dir))?;
+            let dir = part.path();
+            let Some(name) = part.file_name().to_str().map(str::to_owned) else {
+                continue;
+            };
+            if !name.starts_with("month=") || !part.file_type().map_err(fsx::io_err(&dir))?.is_dir()
+            {
+                continue;
+            }
+            let mut kept = 0usize;
+            let mut removed = false;
+            for f in fs::read_dir(&dir).map_err(fsx::io_err(&dir))? {
+                let f = f.map_err(fsx::io_err(&dir))?;
+                let fname = f.file_name();
+                let fname = fname.to_string_lossy();
+                let rel = format!("{LOANS_DIR}/{name}/{fname}");
+                let is_file = f.file_type().map_err(fsx::io_err(&f.path()))?.is_file();
+                // Only our own data files are removed; anything else an
+                // operator put here is left alone.
+                if !live.contains(rel.as_str()) && is_file && fname.ends_with(".parquet") {
+                    fsx::remove_file_if_exists(&f.path())?;
+                    removed = true;
+                } else {
+                    kept += 1;
+                }
+            }
+            if removed {
+                fsx::sync_dir(&dir)?;
+            }
+            if kept == 0 {
+                fs::remove_dir(&dir).map_err(fsx::io_err(&dir))?;
+                removed_dir = true;
+            }
+        }
+        if removed_dir {
+            fsx::sync_dir(&loans_dir)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loans::Pseudonym;
+
+    fn month(y: i32, m: u32) -> LoanMonth {
+        LoanMonth::new(y, m).unwrap()
+    }
+
+    fn batch() -> (BatchRecord, Loans) {
+        let loans = Loans {
+            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([3; 16])],
+            titles: vec![0, 1, 0],
+            months: vec![month(2024, 1), month(2024, 2), month(2024, 2)],
+            title_ids: vec!["a".into(), "b".into()],
+            work_ids: vec!["a".into(), "b".into()],
+        };
+        let rec = BatchRecord {
+            id: "ab".repeat(32),
+            pseudonym_key: "00112233aabbccdd".into(),
+            rows: 3,
+        };
+        (rec, loans)
+    }
+
+    #[test]
+    fn crash_after_placing_files_leaves_orphans_that_recovery_removes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("s");
+        let store = Store::open(&root).unwrap();
+        let lock = store.lock().unwrap();
+        let (rec, loans) = batch();
+        // Replay ingest up to the manifest rename, then "crash".
+        let manifest = store.manifest_for_write().unwrap();
+        let stage = root.join(TMP_DIR).join(&rec.id);
+        fsx::ensure_dir(&stage).unwrap();
+        columns::write_month(&stage.join("x.parquet"), &loans, &[0], month(2024, 1)).unwrap();
+        let placed = root.join(manifest::data_file_path(month(2024, 2), &rec.id));
+        fsx::ensure_dir(placed.parent().unwrap()).unwrap();
+        columns::write_month(&placed, &loans, &[1, 2], month(2024, 2)).unwrap();
+        drop(manifest);
+        drop(lock);
+
+        let store = Store::open(&root).unwrap();
+        assert!(store.data_files().unwrap().is_empty());
+        assert_eq!(store.status().unwrap().rows, 0);
+        assert!(
+            store
+                .scan(month(2000, 1), month(2100, 1))
+                .unwrap()
+                .is_empty()
+        );
+
+        let lock = store.lock().unwrap();
+        let out = store.ingest(&lock, &rec, &loans, month(2024, 1)).unwrap();
+        assert_eq!(
+            out,
+            IngestOutcome::Ingested {
+                rows: 3,
+                months: vec![month(2024, 1), month(2024, 2)],
+                expired_rows: 0
+            }
+        );
+        assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
+        assert_eq!(store.scan(month(2024, 1), month(2024, 2)).unwrap().len(), 3);
+    }
+
+    #[test]
+    fn pseudonym_set_counts_distinct_values() {
+        let mut s = PseudonymSet::default();
+        for i in 0..1000u128 {
+            s.insert(i << 64);
+            s.insert(i);
+        }
+        s.insert(0);
+        assert_eq!(s.len(), 1999);
+    }
+
+    #[test]
+    fn errors_are_lower_case_without_trailing_dot() {
+        let errs = [
+            StoreError::Locked {
+                path: "/s/LOCK".into(),
+            },
+            StoreError::Corrupt {
+                path: "/s/manifest.json".into(),
+                reason: "bad".into(),
+            },
+            StoreError::Permissions {
+                path: "/s".into(),
+                mode: 0o755,
+            },
+            StoreError::InvalidBatch { reason: "x".into() },
+            StoreError::ForeignLock { path: "/t".into() },
+        ];
+        for e in errs {
+            let s = e.to_string();
+            assert!(!s.ends_with('.'), "{s}");
+            assert!(
+                s.chars().next().unwrap().is_lowercase() || s.starts_with('/'),
+                "{s}"
+            );
+        }
+        assert!(
+            StoreError::Permissions {
+                path: "/s".into(),
+                mode: 0o755
+            }
+            .to_string()
+            .contains("755")
+        );
+    }
+}

@@ -1,0 +1,35 @@
+# Recipes for people and CI alike. `just --list` shows them.
+
+# Run the whole job (extract, ingest, export) on the committed demo data.
+demo:
+    cargo run --release -- run --pipeline pipelines/demo.toml
+
+# The test suite (the README's test command).
+test:
+    cargo test --workspace --locked
+
+# Formatting and lints, as CI runs them.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets --locked -- -D warnings
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# Regenerate the committed demo fixtures (byte-identical; a test checks they do not drift).
+fixtures:
+    cargo run --release -- generate --demo --out fixtures/demo/loans.csv --works fixtures/demo/works.csv
+
+# Generate N synthetic loans to benches/data/loans-N.csv.
+generate n="1000000":
+    mkdir -p benches/data
+    cargo run --release -- generate --loans {{n}} --seed 7 --out benches/data/loans-{{n}}.csv
+
+# Extract + ingest throughput (issue 2's benchmark) on N generated loans.
+bench-ingest n="1000000":
+    bash benches/ingest.sh {{n}}
+
+# Cross-check published pairs against an independent DuckDB recount.
+crosscheck:
+    bash benches/peers/crosscheck.sh
