@@ -73,6 +73,12 @@ impl BorrowerInterner {
         self.ids.absorb(&other.ids)
     }
 
+    /// Lends every distinct canonical id to `audit` (for leak checks only);
+    /// the interner, and so the ids, are wiped on return.
+    pub(crate) fn lend<R>(self, audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R) -> R {
+        audit(&mut self.ids.iter())
+    }
+
     /// Pseudonymizes every distinct id exactly once, in parallel, and drops
     /// (zeroizing) the raw ids; element `i` is the pseudonym of index `i`.
     pub(crate) fn pseudonymize(self, pseudonymizer: &Pseudonymizer) -> Vec<Pseudonym> {

@@ -315,15 +315,9 @@ fn strip_bom(data: &[u8]) -> &[u8] {
     data.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(data)
 }
 
-/// Reads the export, keeps valid rows with pseudonymized borrowers, and
-/// reports what was rejected.
-///
-/// Output is deterministic: rows in file order, titles in order of first
-/// appearance, whatever the number of threads of the current rayon pool.
-pub fn extract(
-    input: &ExtractInput<'_>,
-    pseudonymizer: &Pseudonymizer,
-) -> Result<Extraction, ExtractError> {
+/// Reads the whole input file; it holds every borrower id, so it is wiped
+/// when dropped.
+fn read_input(input: &ExtractInput<'_>) -> Result<(PathBuf, Zeroizing<Vec<u8>>), ExtractError> {
     let path = input.input.unwrap_or(&input.source.path);
     let io = |source| ExtractError::Io {
         path: path.to_owned(),
@@ -336,15 +330,54 @@ pub fn extract(
             bytes,
         });
     }
-    // The raw file holds every borrower id: wipe it when done.
     let data = Zeroizing::new(std::fs::read(path).map_err(io)?);
+    Ok((path.to_owned(), data))
+}
+
+/// Lends the distinct canonical borrower ids of the input to `audit`, for
+/// one purpose only: checking on the extractor's host that no output
+/// contains them (`alsoborrowed verify` and `export`). The ids are not
+/// pseudonymized and are wiped when `audit` returns. Only kept rows
+/// contribute: a rejected row's id never reaches anything downstream.
+pub fn lend_borrower_ids<R>(
+    input: &ExtractInput<'_>,
+    audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
+) -> Result<R, ExtractError> {
+    let (path, data) = read_input(input)?;
+    let threads = rayon::current_num_threads().max(1);
+    let piece = (data.len() / (2 * threads)).max(MIN_PIECE);
+    let chunks = parse_chunks(
+        &path,
+        &data,
+        input.source,
+        input.today,
+        How::Parallel { piece },
+    )?;
+    let mut all = BorrowerInterner::default();
+    for chunk in &chunks {
+        all.absorb(&chunk.borrowers);
+    }
+    drop(chunks);
+    Ok(all.lend(audit))
+}
+
+/// Reads the export, keeps valid rows with pseudonymized borrowers, and
+/// reports what was rejected.
+///
+/// Output is deterministic: rows in file order, titles in order of first
+/// appearance, whatever the number of threads of the current rayon pool.
+pub fn extract(
+    input: &ExtractInput<'_>,
+    pseudonymizer: &Pseudonymizer,
+) -> Result<Extraction, ExtractError> {
+    let (path, data) = read_input(input)?;
     let threads = rayon::current_num_threads().max(1);
     // Few pieces: each has its own dictionaries, merged sequentially, so
     // more pieces than needed for load balance only add merge work.
     let piece = (data.len() / (2 * threads)).max(MIN_PIECE);
     let how = How::Parallel { piece };
     let (mut loans, report) =
-        extract_bytes(path, &data, input.source, input.today, pseudonymizer, how)?;
+        extract_bytes(&path, &data, input.source, input.today, pseudonymizer, how)?;
     if let Some(works) = input.works {
         works::apply(works, &loans.title_ids, &mut loans.work_ids)?;
     }
@@ -374,6 +407,30 @@ fn extract_bytes(
     pseudonymizer: &Pseudonymizer,
     how: How,
 ) -> Result<(Loans, ExtractReport), ExtractError> {
+    let chunks = parse_chunks(path, data, source, today, how)?;
+    let (loans, report) = assemble(path, chunks, pseudonymizer);
+    if report.rows_read == 0 {
+        return Err(ExtractError::EmptyFile {
+            path: path.to_owned(),
+        });
+    }
+    if report.rows_kept == 0 {
+        return Err(ExtractError::NoValidRows {
+            path: path.to_owned(),
+            report: Box::new(report),
+        });
+    }
+    Ok((loans, report))
+}
+
+/// Splits the export into parsed chunks with chunk-local dictionaries.
+fn parse_chunks(
+    path: &Path,
+    data: &[u8],
+    source: &pipeline::Source,
+    today: jiff::civil::Date,
+    how: How,
+) -> Result<Vec<Chunk>, ExtractError> {
     let data = strip_bom(data);
     if data.len() as u64 > MAX_INPUT_BYTES {
         return Err(ExtractError::TooLarge {
@@ -391,7 +448,7 @@ fn extract_bytes(
         line,
     };
 
-    let chunks = match how {
+    Ok(match how {
         How::Parallel { piece } if parse::fast_path_applies(data) => {
             let header = parse::fast_header(data, delimiter).ok_or_else(empty)?;
             let layout = layout(path, source, &header.names, dates, today)?;
@@ -409,19 +466,7 @@ fn extract_bytes(
             let layout = layout(path, source, &names, dates, today)?;
             vec![parse::parse_csv(data, &mut reader, &layout).map_err(malformed)?]
         }
-    };
-
-    let (loans, report) = assemble(path, chunks, pseudonymizer);
-    if report.rows_read == 0 {
-        return Err(empty());
-    }
-    if report.rows_kept == 0 {
-        return Err(ExtractError::NoValidRows {
-            path: path.to_owned(),
-            report: Box::new(report),
-        });
-    }
-    Ok((loans, report))
+    })
 }
 
 /// Finds the configured columns among the header names.

@@ -68,7 +68,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let _lock = RunLock::acquire(&p.export.path, "the export directory")?;
     let store = open_store(&p)?;
-    export_release(ctx, &p, &store)
+    export_release(ctx, &p, args.input.as_deref(), &store)
 }
 
 fn count_titles(r: &engine::Related) -> usize {
@@ -84,14 +84,40 @@ fn count_titles(r: &engine::Related) -> usize {
 }
 
 /// Everything that must never appear in published output and that this host
-/// can know: the window's pseudonyms and whichever key files are present.
-pub(crate) fn forbidden(p: &Pipeline, loans: &Loans) -> Result<Forbidden> {
+/// can know: the window's pseudonyms, whichever key files are present, and
+/// the borrower ids of the loans file when it is on this host.
+pub(crate) fn forbidden(
+    ctx: &Context,
+    p: &Pipeline,
+    input: Option<&Path>,
+    loans: &Loans,
+) -> Result<Forbidden> {
     let mut f = Forbidden::new();
     f.add_pseudonyms(&loans.pseudonyms);
     for key in [&p.keys.pseudonym, &p.keys.transfer] {
         if let Some(k) = optional_key(key)? {
             f.add_secret(k.expose_secret());
         }
+    }
+    let source = input.unwrap_or(&p.source.path);
+    if source.exists() {
+        let input = extract::ExtractInput {
+            source: &p.source,
+            works: None,
+            input: Some(source),
+            today: ctx.today,
+        };
+        extract::lend_borrower_ids(&input, |ids| {
+            for id in ids {
+                f.add_identifier(&String::from_utf8_lossy(id));
+            }
+        })
+        .with_context(|| {
+            format!(
+                "reading borrower ids of {} for the leak check",
+                source.display()
+            )
+        })?;
     }
     Ok(f)
 }
@@ -105,10 +131,15 @@ fn optional_key(path: &Path) -> Result<Option<keys::SecretKey>> {
     Ok(Some(keys::load_key_file(path)?))
 }
 
-pub(crate) fn export_release(ctx: &Context, p: &Pipeline, store: &Store) -> Result<()> {
+pub(crate) fn export_release(
+    ctx: &Context,
+    p: &Pipeline,
+    input: Option<&Path>,
+    store: &Store,
+) -> Result<()> {
     let w = read_window(ctx, p, store)?;
     let related = compute(ctx, p, &w)?;
-    let forbidden = forbidden(p, &w.loans)?;
+    let forbidden = ctx.stage("leak check set-up", || forbidden(ctx, p, input, &w.loans))?;
     let meta = ExportMeta {
         window_first: w.first,
         window_last: w.last,

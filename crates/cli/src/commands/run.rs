@@ -16,5 +16,5 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let lock = store.lock()?;
     extract::extract_to_outbox(ctx, &p, args.input.as_deref())?;
     ingest::ingest_inbox(ctx, &p, &store, &lock)?;
-    export::export_release(ctx, &p, &store)
+    export::export_release(ctx, &p, args.input.as_deref(), &store)
 }

@@ -11,7 +11,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let store = open_store(&p)?;
     let w = read_window(ctx, &p, &store)?;
-    let f = forbidden(&p, &w.loans)?;
+    let f = forbidden(ctx, &p, args.input.as_deref(), &w.loans)?;
     let report = publish::verify(&p.export.path, &w.loans, p.engine.min_support, &f)
         .with_context(|| format!("verifying {}", p.export.path.display()))?;
     ctx.say(format!(

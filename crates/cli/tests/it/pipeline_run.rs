@@ -209,3 +209,36 @@ fn status_reports_counts_and_retention_without_personal_data() {
         assert!(!s.contains(&id));
     }
 }
+
+#[test]
+fn export_refuses_to_publish_an_output_holding_a_borrower_id() {
+    // A title id that is also a borrower's card number, in pairs that pass k.
+    let inputs = tempfile::tempdir().unwrap();
+    let mut csv = String::from("borrower_id,title_id,loan_date\n");
+    for i in 0..6 {
+        for title in ["T-ALPHA", "T-BETA", "CARD-0000003"] {
+            csv.push_str(&format!("CARD-000000{i},{title},2026-03-0{}\n", i + 1));
+        }
+    }
+    let input = inputs.path().join("loans.csv");
+    std::fs::write(&input, csv).unwrap();
+    let sb = Sandbox::new(&input, "");
+    let out = sb.run("run", &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("refusing to publish"), "{err}");
+    assert!(!err.contains("CARD-000000"), "the id was echoed: {err}");
+    assert!(
+        !sb.path("published/current").exists(),
+        "something was published"
+    );
+
+    // The same loans without the clash publish fine.
+    let clean = std::fs::read_to_string(&input)
+        .unwrap()
+        .replace(",CARD-0000003,", ",T-GAMMA,");
+    std::fs::write(&input, clean).unwrap();
+    let sb = Sandbox::new(&input, "");
+    ok(&sb.run("run", &[]));
+    assert!(sb.path("published/current/feed/index.json").is_file());
+}

@@ -424,3 +424,26 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn lent_borrower_ids_are_the_distinct_canonical_ids_of_every_row() {
+    let f = Fixture::new(
+        "loans.csv",
+        b"borrower_id,title_id,loan_date\n ab1 ,T1,2024-01-05\nAB1,T2,2024-01-06\nx9,T1,2024-02-01\nREJECTED-7,T1,2099-01-01\n,T3,2024-01-01\n",
+    );
+    let p = pipeline(f.dir.path(), "", "");
+    let input = ExtractInput {
+        source: &p.source,
+        works: None,
+        input: None,
+        today: TODAY,
+    };
+    let mut ids = extract::lend_borrower_ids(&input, |ids| {
+        ids.map(|id| String::from_utf8(id.to_vec()).unwrap())
+            .collect::<Vec<_>>()
+    })
+    .unwrap();
+    ids.sort();
+    // Rejected rows never add a borrower (their ids reach nothing downstream).
+    assert_eq!(ids, ["AB1", "X9"]);
+}
