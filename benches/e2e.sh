@@ -9,8 +9,8 @@ rounds=${2:-2}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 python3 -m pip install --quiet --disable-pip-version-check \
     duckdb==2.0.0 pyarrow==26.0.1 scipy==1.17.1 numpy
-cargo build --release --locked --quiet
-bin=$PWD/target/release/alsoborrowed
+[ -n "${BIN:-}" ] || cargo build --release --locked --quiet
+bin=${BIN:-$PWD/target/release/alsoborrowed}
 mkdir -p benches/data
 csv=$PWD/benches/data/loans-$n.csv
 [ -f "$csv" ] || "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv"
@@ -43,10 +43,8 @@ TOML
 }
 row() { # label command...
     local label=$1; shift
-    local out t
-    out=$( { /usr/bin/time -f 'TIME %e %U %S %M' "$@" 2>&1 1>&3; } 3>&1 )
-    t=$(grep '^TIME' <<<"$out" | tail -1)
-    read -r _ wall user sys rss <<<"$t"
+    /usr/bin/time -o "$work/time" -f '%e %U %S %M' "$@" > "$work/out"
+    read -r wall user sys rss < "$work/time"
     printf '| %s | %s | %s | %s | %.0f |\n' "$label" "$n" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
 }
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; $(date -u +%F)"
@@ -61,11 +59,8 @@ done
 # Agreement: with no cap and no top-N truncation, alsoborrowed's relations are
 # exactly twice the peers' unordered pairs.
 rm -rf "$work/agree"; pipeline "$work/agree" 100000000 1000000000
-ours=$("$bin" build --today 2026-11-22 --pipeline "$work/agree/pipeline.toml" 2>/dev/null || true)
-if [ -z "$ours" ]; then
-    "$bin" extract --quiet --today 2026-11-22 --pipeline "$work/agree/pipeline.toml"
-    "$bin" ingest --quiet --today 2026-11-22 --pipeline "$work/agree/pipeline.toml"
-    ours=$("$bin" build --today 2026-11-22 --pipeline "$work/agree/pipeline.toml" 2>/dev/null)
-fi
+"$bin" extract --quiet --today 2026-11-22 --pipeline "$work/agree/pipeline.toml"
+"$bin" ingest --quiet --today 2026-11-22 --pipeline "$work/agree/pipeline.toml"
+ours=$("$bin" build --today 2026-11-22 --pipeline "$work/agree/pipeline.toml" 2>/dev/null)
 echo "alsoborrowed: $ours"
 python3 benches/peers/peers.py duckdb "$csv" 2025-11 2026-10 5

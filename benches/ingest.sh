@@ -4,8 +4,8 @@
 set -euo pipefail
 n=${1:-1000000}
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-cargo build --release --locked --quiet
-bin=$PWD/target/release/alsoborrowed
+[ -n "${BIN:-}" ] || cargo build --release --locked --quiet
+bin=${BIN:-$PWD/target/release/alsoborrowed}
 mkdir -p benches/data
 csv=$PWD/benches/data/loans-$n.csv
 [ -f "$csv" ] || "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv"
@@ -31,8 +31,8 @@ path = "published"
 TOML
 measure() { # label, command...
     local label=$1; shift
-    local t; t=$( { /usr/bin/time -f '%e %U %S %M' "$@" >/dev/null 2>/dev/null; } 2>&1 | tail -1 )
-    read -r wall user sys rss <<<"$t"
+    /usr/bin/time -o "$work/time" -f '%e %U %S %M' "$@" >/dev/null
+    read -r wall user sys rss < "$work/time"
     printf '| %s | %s | %s | %s | %.0f MiB |\n' "$label" "$n" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
 }
 echo "| stage | loans | wall s | cpu s | peak RSS |"

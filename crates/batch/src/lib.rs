@@ -6,7 +6,7 @@
 //! AES-256-GCM under a key derived from the transfer key. The cleartext
 //! envelope header (id, key fingerprints, library, purpose, row count, nonce)
 //! is authenticated as associated data, so it can be read before decryption
-//! but not altered. See `docs/fragments/batch.md` for the byte layout.
+//! but not altered. See `docs/design.md#envelope` for the byte layout.
 
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};

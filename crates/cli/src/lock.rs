@@ -3,12 +3,17 @@
 //! click).
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
 
 use crate::context::Busy;
+
+/// Mode of directories holding personal data (outbox).
+pub(crate) const PRIVATE_DIR: u32 = 0o700;
+/// Mode of the published output directory: served, holds no personal data.
+pub(crate) const SERVED_DIR: u32 = 0o755;
 
 /// An exclusive advisory lock held until dropped.
 pub(crate) struct RunLock {
@@ -16,13 +21,20 @@ pub(crate) struct RunLock {
 }
 
 impl RunLock {
-    /// Takes the lock file `dir/LOCK` without waiting, creating `dir` owner-only.
-    pub fn acquire(dir: &Path, what: &'static str) -> Result<RunLock> {
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(dir)
-            .with_context(|| format!("creating {}", dir.display()))?;
+    /// Takes the lock file `dir/LOCK` without waiting, creating a missing
+    /// `dir` with `dir_mode` (0700 for private data, 0755 for a directory
+    /// that a web server must traverse).
+    pub fn acquire(dir: &Path, what: &'static str, dir_mode: u32) -> Result<RunLock> {
+        if !dir.exists() {
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(dir_mode)
+                .create(dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+            // The umask may have narrowed the mode (0077 under systemd's UMask).
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(dir_mode))
+                .with_context(|| format!("setting the mode of {}", dir.display()))?;
+        }
         let path = dir.join("LOCK");
         let file = OpenOptions::new()
             .create(true)

@@ -1,7 +1,7 @@
 //! The data-mining store: owner-only, month-partitioned Parquet files of
 //! pseudonymous loans, with atomic, idempotent batch ingest.
 //!
-//! Layout under the root (see `docs/fragments/store.md`):
+//! Layout under the root (see `docs/design.md#store`):
 //!
 //! ```text
 //! <root>/                      0700

@@ -5,7 +5,7 @@
 //! writes the loans CSV the extractor reads (`borrower_id,title_id,loan_date,
 //! branch,due_date`) and a manifestation-to-work mapping.
 //!
-//! The shape, documented in `docs/fragments/synth.md`: heavy-tailed borrower
+//! The shape, documented in `docs/design.md#synthetic-data`: heavy-tailed borrower
 //! activity, Zipf title popularity within genres, borrowers with one to three
 //! favourite genres (so real co-borrowing structure exists), repeat loans, and
 //! seasonal dates.

@@ -12,7 +12,7 @@ use store::Store;
 use crate::PipelineArgs;
 use crate::commands::ingest::open_store;
 use crate::context::{Context, Refused, load_pipeline};
-use crate::lock::RunLock;
+use crate::lock::{RunLock, SERVED_DIR};
 
 /// Loans of the scoring window and the window itself.
 pub(crate) struct Window {
@@ -66,7 +66,7 @@ pub(crate) fn build_only(ctx: &Context, args: &PipelineArgs) -> Result<()> {
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
-    let _lock = RunLock::acquire(&p.export.path, "the export directory")?;
+    let _lock = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
     let store = open_store(&p)?;
     export_release(ctx, &p, args.input.as_deref(), &store)
 }
@@ -94,10 +94,19 @@ pub(crate) fn forbidden(
 ) -> Result<Forbidden> {
     let mut f = Forbidden::new();
     f.add_pseudonyms(&loans.pseudonyms);
-    for key in [&p.keys.pseudonym, &p.keys.transfer] {
-        if let Some(k) = optional_key(key)? {
-            f.add_secret(k.expose_secret());
-        }
+    // The keys as stored and the keys actually used (derived per purpose).
+    if let Some(k) = optional_key(&p.keys.pseudonym)? {
+        f.add_secret(k.expose_secret());
+        let lib = p.library.id.as_bytes();
+        let purpose = p.library.purpose.as_bytes();
+        f.add_secret(
+            k.derive(&[pseudonym::PURPOSE_PSEUDONYM, lib, purpose])
+                .expose_secret(),
+        );
+    }
+    if let Some(k) = optional_key(&p.keys.transfer)? {
+        f.add_secret(k.expose_secret());
+        f.add_secret(k.derive(&[batch::PURPOSE_BATCH_SEAL]).expose_secret());
     }
     let source = input.unwrap_or(&p.source.path);
     if source.exists() {

@@ -2,16 +2,16 @@
 
 use std::path::Path;
 
-use anyhow::{Context as _, Result};
+use anyhow::{Context as _, Result, bail};
 use pipeline::Pipeline;
 
 use crate::PipelineArgs;
 use crate::context::{Context, load_pipeline};
-use crate::lock::RunLock;
+use crate::lock::{PRIVATE_DIR, RunLock};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
-    let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox")?;
+    let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
     extract_to_outbox(ctx, &p, args.input.as_deref())?;
     Ok(())
 }
@@ -43,6 +43,15 @@ pub(crate) fn extract_to_outbox(ctx: &Context, p: &Pipeline, input: Option<&Path
         pseudonym::Pseudonymizer::new(&master, &p.library.id, &p.library.purpose)
     };
     let transfer = load_key(ctx, &p.keys.transfer, create, "transfer")?;
+    // Key separation is the point: the mining host holds the transfer key and
+    // must never be able to recompute pseudonyms.
+    if transfer.fingerprint() == pseudonymizer.master_fingerprint() {
+        bail!(
+            "{} and {} hold the same key; the pseudonym key and the transfer key must be different keys",
+            p.keys.pseudonym.display(),
+            p.keys.transfer.display()
+        );
+    }
     let source_input = extract::ExtractInput {
         source: &p.source,
         works: p.works.as_ref(),

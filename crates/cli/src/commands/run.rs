@@ -5,13 +5,13 @@ use anyhow::Result;
 use crate::PipelineArgs;
 use crate::commands::{export, extract, ingest};
 use crate::context::{Context, load_pipeline};
-use crate::lock::RunLock;
+use crate::lock::{PRIVATE_DIR, RunLock, SERVED_DIR};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     // Every lock first, so a second run exits before doing anything.
-    let _outbox = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox")?;
-    let _export = RunLock::acquire(&p.export.path, "the export directory")?;
+    let _outbox = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
+    let _export = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
     let store = ingest::open_store(&p)?;
     let lock = store.lock()?;
     extract::extract_to_outbox(ctx, &p, args.input.as_deref())?;

@@ -242,3 +242,42 @@ fn export_refuses_to_publish_an_output_holding_a_borrower_id() {
     ok(&sb.run("run", &[]));
     assert!(sb.path("published/current/feed/index.json").is_file());
 }
+
+#[test]
+fn private_directories_are_owner_only_and_the_published_one_is_servable() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let mode = |rel: &str| {
+        std::fs::metadata(sb.path(rel))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode("store"), 0o700);
+    assert_eq!(mode("outbox"), 0o700);
+    assert_eq!(mode("keys/pseudonym.key"), 0o600);
+    assert_eq!(mode("published"), 0o755);
+    assert_eq!(mode("published/current/feed/index.json"), 0o644);
+}
+
+#[test]
+fn the_same_key_for_pseudonyms_and_transfer_is_refused() {
+    let sb = Sandbox::new(&demo_input(), "");
+    std::fs::create_dir_all(sb.path("keys")).unwrap();
+    ok(&crate::bin()
+        .args(["key", "new"])
+        .arg(sb.path("keys/pseudonym.key"))
+        .output()
+        .unwrap());
+    std::fs::copy(sb.path("keys/pseudonym.key"), sb.path("keys/transfer.key")).unwrap();
+    let out = sb.run("extract", &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("must be different keys"),
+        "{}",
+        text(&out)
+    );
+    assert!(std::fs::read_dir(sb.path("outbox")).map_or(true, |d| d.count() <= 1));
+}
