@@ -1,7 +1,6 @@
 //! Borrower-by-title incidence in compressed sparse row (CSR) form.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
 
 use loans::{Loans, Pseudonym};
 use rayon::prelude::*;
@@ -142,31 +141,6 @@ fn prefix_sum(counts: &mut [usize]) {
     }
 }
 
-/// Hasher for pseudonyms used as `u128` map keys.
-///
-/// Pseudonyms are keyed HMAC outputs, so nobody without the key can choose
-/// them to collide, and SipHash's flood resistance buys nothing; a SplitMix
-/// mix of both halves spreads them evenly at a fraction of the cost, which
-/// matters for tens of millions of lookups.
-#[derive(Default)]
-struct PseudonymHasher(u64);
-
-impl Hasher for PseudonymHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = splitmix64(self.0 ^ u64::from(b));
-        }
-    }
-
-    fn write_u128(&mut self, x: u128) {
-        self.0 = splitmix64(splitmix64(self.0 ^ x as u64) ^ (x >> 64) as u64);
-    }
-}
-
 /// SplitMix64's finaliser: a bijective avalanche mix of 64 bits.
 pub(crate) fn splitmix64(mut z: u64) -> u64 {
     z = z.wrapping_add(0x9e37_79b9_7f4a_7c15);
@@ -294,12 +268,12 @@ fn dedup_sorted(xs: &mut [u32]) -> usize {
 /// Maps every row's pseudonym to a dense borrower id (in order of first
 /// appearance) and returns the ids with the distinct pseudonyms by id.
 fn dense_ids(pseudonyms: &[Pseudonym]) -> Result<(Vec<u32>, Vec<Pseudonym>), EngineError> {
-    let mut map: HashMap<u128, u32, BuildHasherDefault<PseudonymHasher>> = HashMap::default();
+    let mut map: HashMap<u128, u32, loans::BuildPseudonymHasher> = HashMap::default();
     let mut distinct = Vec::new();
     let mut ids = Vec::with_capacity(pseudonyms.len());
     for p in pseudonyms {
         let next = distinct.len();
-        let id = *map.entry(u128::from_le_bytes(p.0)).or_insert_with(|| {
+        let id = *map.entry(p.as_u128()).or_insert_with(|| {
             distinct.push(*p);
             next as u32
         });

@@ -23,7 +23,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
@@ -185,28 +184,7 @@ pub struct Store {
     root: PathBuf,
 }
 
-/// Hashes a pseudonym by its own bits: they are HMAC output, already uniform,
-/// so SipHash would only slow down counting 10^8 rows.
-#[derive(Default)]
-struct PseudonymHasher(u64);
-
-impl Hasher for PseudonymHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-        }
-    }
-
-    fn write_u128(&mut self, v: u128) {
-        self.0 ^= (v as u64) ^ ((v >> 64) as u64);
-    }
-}
-
-type PseudonymSet = HashSet<u128, BuildHasherDefault<PseudonymHasher>>;
+type PseudonymSet = HashSet<u128, loans::BuildPseudonymHasher>;
 
 impl Store {
     /// Opens the store at `root`, creating missing directories with mode 0700;
@@ -408,7 +386,7 @@ impl Store {
             .map(|f| {
                 let mut set = PseudonymSet::default();
                 columns::for_each_pseudonym(&self.root.join(&f.path), f.rows, |p| {
-                    set.insert(u128::from_le_bytes(p.0));
+                    set.insert(p.as_u128());
                 })?;
                 Ok::<_, StoreError>(set)
             })
