@@ -33,3 +33,7 @@ bench-ingest n="1000000":
 # Cross-check published pairs against an independent DuckDB recount.
 crosscheck:
     bash benches/peers/crosscheck.sh
+
+# End-to-end `run` against DuckDB and SciPy on N generated loans.
+bench-e2e n="1000000":
+    bash benches/e2e.sh {{n}}

@@ -80,8 +80,14 @@ impl BorrowerInterner {
     }
 
     /// Pseudonymizes every distinct id exactly once, in parallel, and drops
-    /// (zeroizing) the raw ids; element `i` is the pseudonym of index `i`.
-    pub(crate) fn pseudonymize(self, pseudonymizer: &Pseudonymizer) -> Vec<Pseudonym> {
+    /// (zeroizing) the raw ids, after lending them to `audit` (a leak check's
+    /// forbidden set); element `i` is the pseudonym of index `i`.
+    pub(crate) fn pseudonymize(
+        self,
+        pseudonymizer: &Pseudonymizer,
+        audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
+    ) -> Vec<Pseudonym> {
+        audit(&mut self.ids.iter());
         let ids: Vec<BorrowerId<'_>> = self.ids.iter().map(BorrowerId).collect();
         ids.par_iter()
             .map(|id| pseudonymizer.pseudonymize(id.as_bytes()))

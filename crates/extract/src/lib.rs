@@ -370,14 +370,33 @@ pub fn extract(
     input: &ExtractInput<'_>,
     pseudonymizer: &Pseudonymizer,
 ) -> Result<Extraction, ExtractError> {
+    extract_and_lend(input, pseudonymizer, &mut |_| {})
+}
+
+/// Like [`extract`], and lends the distinct canonical borrower ids of the kept
+/// rows to `audit` just before they are wiped, so a one-host `run` can
+/// forbid them in its outputs without reading the file twice (see
+/// [`lend_borrower_ids`] for the same purpose on its own).
+pub fn extract_and_lend(
+    input: &ExtractInput<'_>,
+    pseudonymizer: &Pseudonymizer,
+    audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
+) -> Result<Extraction, ExtractError> {
     let (path, data) = read_input(input)?;
     let threads = rayon::current_num_threads().max(1);
     // Few pieces: each has its own dictionaries, merged sequentially, so
     // more pieces than needed for load balance only add merge work.
     let piece = (data.len() / (2 * threads)).max(MIN_PIECE);
     let how = How::Parallel { piece };
-    let (mut loans, report) =
-        extract_bytes(&path, &data, input.source, input.today, pseudonymizer, how)?;
+    let (mut loans, report) = extract_bytes(
+        &path,
+        &data,
+        input.source,
+        input.today,
+        pseudonymizer,
+        how,
+        audit,
+    )?;
     if let Some(works) = input.works {
         works::apply(works, &loans.title_ids, &mut loans.work_ids)?;
     }
@@ -406,9 +425,10 @@ fn extract_bytes(
     today: jiff::civil::Date,
     pseudonymizer: &Pseudonymizer,
     how: How,
+    audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
 ) -> Result<(Loans, ExtractReport), ExtractError> {
     let chunks = parse_chunks(path, data, source, today, how)?;
-    let (loans, report) = assemble(path, chunks, pseudonymizer);
+    let (loans, report) = assemble(path, chunks, pseudonymizer, audit);
     if report.rows_read == 0 {
         return Err(ExtractError::EmptyFile {
             path: path.to_owned(),
@@ -513,6 +533,7 @@ fn assemble(
     path: &Path,
     chunks: Vec<Chunk>,
     pseudonymizer: &Pseudonymizer,
+    audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
 ) -> (Loans, ExtractReport) {
     let mut borrowers = BorrowerInterner::default();
     let mut titles = Interner::default();
@@ -544,7 +565,7 @@ fn assemble(
         parts.push((borrower_map, title_map, row_borrowers, row_titles, months));
     }
     let distinct_borrowers = borrowers.len() as u64;
-    let pseudonyms = borrowers.pseudonymize(pseudonymizer);
+    let pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
 
     let total: usize = parts.iter().map(|p| p.2.len()).sum();
     let mut loans = Loans {
@@ -616,6 +637,7 @@ mod tests {
             date(2024, 6, 15),
             &pseudonymizer(),
             how,
+            &mut |_| {},
         )
     }
 

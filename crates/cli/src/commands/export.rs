@@ -68,7 +68,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let _lock = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
     let store = open_store(&p)?;
-    export_release(ctx, &p, args.input.as_deref(), &store)
+    export_release(ctx, &p, args.input.as_deref(), None, &store)
 }
 
 fn count_titles(r: &engine::Related) -> usize {
@@ -86,13 +86,18 @@ fn count_titles(r: &engine::Related) -> usize {
 /// Everything that must never appear in published output and that this host
 /// can know: the window's pseudonyms, whichever key files are present, and
 /// the borrower ids of the loans file when it is on this host.
+///
+/// `ids` is a set already holding the borrower ids (lent by `run`'s own
+/// extraction); without it, the ids are read from the loans file if present.
 pub(crate) fn forbidden(
     ctx: &Context,
     p: &Pipeline,
     input: Option<&Path>,
+    ids: Option<Forbidden>,
     loans: &Loans,
 ) -> Result<Forbidden> {
-    let mut f = Forbidden::new();
+    let have_ids = ids.is_some();
+    let mut f = ids.unwrap_or_default();
     f.add_pseudonyms(&loans.pseudonyms);
     // The keys as stored and the keys actually used (derived per purpose).
     if let Some(k) = optional_key(&p.keys.pseudonym)? {
@@ -109,7 +114,7 @@ pub(crate) fn forbidden(
         f.add_secret(k.derive(&[batch::PURPOSE_BATCH_SEAL]).expose_secret());
     }
     let source = input.unwrap_or(&p.source.path);
-    if source.exists() {
+    if !have_ids && source.exists() {
         let input = extract::ExtractInput {
             source: &p.source,
             works: None,
@@ -144,11 +149,14 @@ pub(crate) fn export_release(
     ctx: &Context,
     p: &Pipeline,
     input: Option<&Path>,
+    ids: Option<Forbidden>,
     store: &Store,
 ) -> Result<()> {
     let w = read_window(ctx, p, store)?;
     let related = compute(ctx, p, &w)?;
-    let forbidden = ctx.stage("leak check set-up", || forbidden(ctx, p, input, &w.loans))?;
+    let forbidden = ctx.stage("leak check set-up", || {
+        forbidden(ctx, p, input, ids, &w.loans)
+    })?;
     let meta = ExportMeta {
         window_first: w.first,
         window_last: w.last,

@@ -12,7 +12,7 @@ use crate::lock::{PRIVATE_DIR, RunLock};
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
-    extract_to_outbox(ctx, &p, args.input.as_deref())?;
+    extract_to_outbox(ctx, &p, args.input.as_deref(), None)?;
     Ok(())
 }
 
@@ -35,8 +35,14 @@ pub(crate) fn load_key(
     Ok(key)
 }
 
-/// Reads, pseudonymizes and seals; the raw ids die inside `extract::extract`.
-pub(crate) fn extract_to_outbox(ctx: &Context, p: &Pipeline, input: Option<&Path>) -> Result<()> {
+/// Reads, pseudonymizes and seals; the raw ids die inside `extract`, after
+/// being added to `ids` (the leak check's forbidden set) when one is given.
+pub(crate) fn extract_to_outbox(
+    ctx: &Context,
+    p: &Pipeline,
+    input: Option<&Path>,
+    ids: Option<&mut publish::Forbidden>,
+) -> Result<()> {
     let create = p.keys.create_if_missing;
     let pseudonymizer = {
         let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
@@ -59,7 +65,14 @@ pub(crate) fn extract_to_outbox(ctx: &Context, p: &Pipeline, input: Option<&Path
         today: ctx.today,
     };
     let extraction = ctx.stage("extract", || {
-        Ok(extract::extract(&source_input, &pseudonymizer)?)
+        Ok(match ids {
+            Some(f) => extract::extract_and_lend(&source_input, &pseudonymizer, &mut |lent| {
+                for id in lent {
+                    f.add_identifier(&String::from_utf8_lossy(id));
+                }
+            })?,
+            None => extract::extract(&source_input, &pseudonymizer)?,
+        })
     })?;
     report(ctx, &extraction.report);
     let (meta, sealed) = batch::seal(

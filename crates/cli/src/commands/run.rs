@@ -14,7 +14,10 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let _export = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
     let store = ingest::open_store(&p)?;
     let lock = store.lock()?;
-    extract::extract_to_outbox(ctx, &p, args.input.as_deref())?;
+    // The borrower ids extract sees go straight into the leak check's set,
+    // so the loans file is read once.
+    let mut ids = publish::Forbidden::new();
+    extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids))?;
     ingest::ingest_inbox(ctx, &p, &store, &lock)?;
-    export::export_release(ctx, &p, args.input.as_deref(), &store)
+    export::export_release(ctx, &p, args.input.as_deref(), Some(ids), &store)
 }

@@ -19,7 +19,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
             .scan(first, last)
             .with_context(|| format!("reading months {first}..{last} from the store"))
     })?;
-    let f = forbidden(ctx, &p, args.input.as_deref(), &loans)?;
+    let f = forbidden(ctx, &p, args.input.as_deref(), None, &loans)?;
     let report = publish::verify(&p.export.path, &loans, p.engine.min_support, &f)
         .with_context(|| format!("verifying {}", p.export.path.display()))?;
     ctx.say(format!(
