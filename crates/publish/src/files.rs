@@ -33,8 +33,17 @@ fn schema() -> Arc<Schema> {
     ]))
 }
 
+/// An encoded `pairs.parquet` and the strings its footer holds.
+pub(crate) struct EncodedParquet {
+    /// The file's bytes.
+    pub bytes: Vec<u8>,
+    /// Column names, `created_by` and key-value metadata as written, so the
+    /// privacy check can scan them without decoding `bytes` again.
+    pub meta_values: Vec<String>,
+}
+
 /// `pairs.parquet`: fixed writer properties, so equal rows give equal bytes.
-pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
+pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<EncodedParquet, PublishError> {
     let encode = |e: &dyn std::fmt::Display| PublishError::Encode {
         file: "pairs.parquet",
         reason: e.to_string(),
@@ -55,19 +64,39 @@ pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
     let mut writer =
         ArrowWriter::try_new(&mut buf, schema(), Some(props)).map_err(|e| encode(&e))?;
     writer.write(&batch).map_err(|e| encode(&e))?;
-    writer.close().map_err(|e| encode(&e))?;
-    Ok(buf)
+    let written = writer.close().map_err(|e| encode(&e))?;
+    let meta = written.file_metadata();
+    let mut meta_values: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
+    meta_values.extend(meta.created_by().map(str::to_owned));
+    for kv in meta.key_value_metadata().into_iter().flatten() {
+        meta_values.push(kv.key.clone());
+        meta_values.extend(kv.value.clone());
+    }
+    Ok(EncodedParquet {
+        bytes: buf,
+        meta_values,
+    })
 }
 
-/// Reads `pairs.parquet` back into rows.
-pub(crate) fn read_parquet(path: &Path) -> Result<Vec<Row<'static>>, PublishError> {
+/// Reads `pairs.parquet` back into rows, calling `visit` on every value
+/// [`visit_parquet_values`] would visit, in one decoding pass.
+pub(crate) fn read_parquet(
+    path: &Path,
+    visit: &mut impl FnMut(&[u8]),
+) -> Result<Vec<Row<'static>>, PublishError> {
     let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
-    let reader = ParquetRecordBatchReaderBuilder::try_new(file)
-        .and_then(|b| b.build())
+    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    visit_parquet_meta(&builder, visit);
+    let reader = builder
+        .build()
         .map_err(|e| PublishError::unreadable(path, e))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
+        for col in batch.columns() {
+            visit_array(col.as_ref(), visit);
+        }
         let column = |name: &str| {
             batch
                 .column_by_name(name)
@@ -114,6 +143,24 @@ pub(crate) fn visit_parquet_values(
     let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file)
         .map_err(|e| PublishError::unreadable(path, e))?;
+    visit_parquet_meta(&builder, visit);
+    let reader = builder
+        .build()
+        .map_err(|e| PublishError::unreadable(path, e))?;
+    for batch in reader {
+        let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
+        for col in batch.columns() {
+            visit_array(col.as_ref(), visit);
+        }
+    }
+    Ok(())
+}
+
+/// Calls `visit` on the key-value metadata, `created_by` and column names.
+fn visit_parquet_meta(
+    builder: &ParquetRecordBatchReaderBuilder<std::fs::File>,
+    visit: &mut impl FnMut(&[u8]),
+) {
     let meta = builder.metadata().file_metadata();
     for kv in meta.key_value_metadata().into_iter().flatten() {
         visit(kv.key.as_bytes());
@@ -127,16 +174,6 @@ pub(crate) fn visit_parquet_values(
     for f in builder.schema().fields() {
         visit(f.name().as_bytes());
     }
-    let reader = builder
-        .build()
-        .map_err(|e| PublishError::unreadable(path, e))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
-        for col in batch.columns() {
-            visit_array(col.as_ref(), visit);
-        }
-    }
-    Ok(())
 }
 
 fn visit_array(col: &dyn Array, visit: &mut impl FnMut(&[u8])) {
@@ -232,12 +269,12 @@ pub(crate) fn csv_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
     })
 }
 
-/// Reads `pairs.csv` back into rows (titles undefused); `Err` names the row.
-pub(crate) fn read_csv(path: &Path) -> Result<Vec<Row<'static>>, PublishError> {
-    let bytes = std::fs::read(path).map_err(|e| PublishError::io(path, e))?;
+/// Decodes the bytes of `pairs.csv` (read from `path`) into rows (titles
+/// undefused); `Err` names the row.
+pub(crate) fn read_csv(path: &Path, bytes: &[u8]) -> Result<Vec<Row<'static>>, PublishError> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_reader(bytes.as_slice());
+        .from_reader(bytes);
     let bad = |row: usize, reason: &str| PublishError::Unreadable {
         path: path.to_path_buf(),
         reason: format!("row {row}: {reason}"),
@@ -341,24 +378,37 @@ mod tests {
         );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pairs.csv");
-        std::fs::write(&path, &text).unwrap();
-        assert_eq!(read_csv(&path).unwrap(), rows);
+        assert_eq!(read_csv(&path, text.as_bytes()).unwrap(), rows);
     }
 
     #[test]
     fn parquet_round_trips_and_is_deterministic() {
         let rows = [row("a", "b", 0.5), row("a", "c", 0.25), row("b", "a", 0.5)];
-        let bytes = parquet_bytes(&rows).unwrap();
-        assert_eq!(bytes, parquet_bytes(&rows).unwrap());
+        let encoded = parquet_bytes(&rows).unwrap();
+        let bytes = encoded.bytes;
+        assert_eq!(bytes, parquet_bytes(&rows).unwrap().bytes);
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("pairs.parquet");
         std::fs::write(&path, &bytes).unwrap();
-        assert_eq!(read_parquet(&path).unwrap(), rows);
+        let mut seen_reading = Vec::new();
+        let read = read_parquet(&path, &mut |v| seen_reading.push(v.to_vec())).unwrap();
+        assert_eq!(read, rows);
         let mut seen = Vec::new();
         visit_parquet_values(&path, &mut |v| seen.push(v.to_vec())).unwrap();
         for t in [&b"a"[..], b"b", b"c", b"title_a"] {
             assert!(seen.iter().any(|s| s == t));
         }
+        assert_eq!(seen_reading, seen);
+        // The footer strings the exporter scans are exactly those a reader sees.
+        let mut meta = encoded.meta_values;
+        meta.sort();
+        let mut from_file: Vec<String> = seen
+            .iter()
+            .filter(|v| !matches!(v.as_slice(), b"a" | b"b" | b"c"))
+            .map(|v| String::from_utf8(v.clone()).unwrap())
+            .collect();
+        from_file.sort();
+        assert_eq!(meta, from_file);
     }
 
     #[test]

@@ -300,17 +300,44 @@ impl Forbidden {
     }
 
     fn scan_file(&self, path: &Path, is_link: bool) -> Result<BTreeSet<FindingKind>, PublishError> {
+        if is_link {
+            let target = std::fs::read_link(path).map_err(|e| PublishError::io(path, e))?;
+            return Ok(self.scan_link(path, target.as_os_str().as_encoded_bytes()));
+        }
+        let bytes = std::fs::read(path).map_err(|e| PublishError::io(path, e))?;
+        self.scan_contents(path, &bytes, |visit| {
+            crate::files::visit_parquet_values(path, &mut |v: &[u8]| visit(v))
+        })
+    }
+
+    /// Scans a symbolic link's name and its `target` as text.
+    pub(crate) fn scan_link(&self, path: &Path, target: &[u8]) -> BTreeSet<FindingKind> {
         let mut found = BTreeSet::new();
         if let Some(name) = path.file_name() {
             found.extend(self.name_finding(name.as_encoded_bytes()));
         }
-        if is_link {
-            let target = std::fs::read_link(path).map_err(|e| PublishError::io(path, e))?;
-            found.extend(self.scan(target.as_os_str().as_encoded_bytes()));
-            return Ok(found);
+        found.extend(self.scan(target));
+        found
+    }
+
+    /// Scans one regular file's name, raw `bytes` and decoded values, as
+    /// [`Forbidden::scan_tree`] does for a file on disk; one entry per kind.
+    ///
+    /// `path` supplies the name, the format (by extension) and the path in
+    /// errors. A Parquet file's decoded values come from `parquet_values`,
+    /// which calls its argument on each value: the exporter passes the
+    /// values it encoded, `scan_tree` decodes the file.
+    pub(crate) fn scan_contents(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        parquet_values: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), PublishError>,
+    ) -> Result<BTreeSet<FindingKind>, PublishError> {
+        let mut found = BTreeSet::new();
+        if let Some(name) = path.file_name() {
+            found.extend(self.name_finding(name.as_encoded_bytes()));
         }
-        let bytes = std::fs::read(path).map_err(|e| PublishError::io(path, e))?;
-        found.extend(self.scan(&bytes));
+        found.extend(self.scan(bytes));
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
         let mut visit = |v: &[u8]| {
             if let Some(k) = self.scan_value(v) {
@@ -319,15 +346,15 @@ impl Forbidden {
         };
         match ext {
             "json" => {
-                let value: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| PublishError::unreadable(path, e))?;
+                let value: serde_json::Value =
+                    serde_json::from_slice(bytes).map_err(|e| PublishError::unreadable(path, e))?;
                 visit_json(&value, &mut visit);
             }
             "csv" => {
                 let mut reader = csv::ReaderBuilder::new()
                     .has_headers(false)
                     .flexible(true)
-                    .from_reader(bytes.as_slice());
+                    .from_reader(bytes);
                 let mut record = csv::ByteRecord::new();
                 while reader
                     .read_byte_record(&mut record)
@@ -342,7 +369,7 @@ impl Forbidden {
                     }
                 }
             }
-            "parquet" => crate::files::visit_parquet_values(path, &mut visit)?,
+            "parquet" => parquet_values(&mut visit)?,
             _ => {}
         }
         Ok(found)

@@ -310,6 +310,101 @@ fn pair_below_k_is_refused_and_current_is_untouched() {
     assert_no_staging(out.path());
 }
 
+/// Every entry below `dir` (not following links) with its modification time.
+fn entries_with_mtimes(dir: &Path) -> BTreeMap<PathBuf, std::time::SystemTime> {
+    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, std::time::SystemTime>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let meta = std::fs::symlink_metadata(e.path()).unwrap();
+            out.insert(e.path(), meta.modified().unwrap());
+            if meta.is_dir() {
+                walk(&e.path(), out);
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    out.insert(
+        dir.to_path_buf(),
+        std::fs::metadata(dir).unwrap().modified().unwrap(),
+    );
+    walk(dir, &mut out);
+    out
+}
+
+#[test]
+fn refused_export_creates_no_staging_directory_and_no_files() {
+    let (_, related) = sample();
+    let mut bad = related.clone();
+    bad.pairs[1].support = 2;
+    let mut forbidden = Forbidden::new();
+    forbidden.add_identifier(TITLES[1]);
+
+    // A fresh output directory is not even created.
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("export");
+    for (r, f) in [(&bad, &Forbidden::new()), (&related, &forbidden)] {
+        let err = export(r, &meta(3, 20), &out, f).unwrap_err();
+        assert!(matches!(err, PublishError::CheckFailed { .. }), "{err}");
+        assert!(!out.exists(), "a refused export created {}", out.display());
+    }
+
+    // Next to a live release, nothing is created, removed or touched: a
+    // staging directory made and removed again would change `releases/`'s
+    // modification time.
+    let out = tempfile::tempdir().unwrap();
+    export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    let before = entries_with_mtimes(out.path());
+    for (r, f) in [(&bad, &Forbidden::new()), (&related, &forbidden)] {
+        let err = export(r, &meta(3, 20), out.path(), f).unwrap_err();
+        assert!(matches!(err, PublishError::CheckFailed { .. }), "{err}");
+        assert_eq!(entries_with_mtimes(out.path()), before);
+    }
+}
+
+#[test]
+fn unchanged_export_writes_nothing() {
+    let (_, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let first = export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    assert!(matches!(first, ExportOutcome::Published { .. }));
+    let before = entries_with_mtimes(out.path());
+    let again = export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
+    assert_eq!(
+        again,
+        ExportOutcome::Unchanged {
+            release: release_of(&first)
+        }
+    );
+    assert_eq!(entries_with_mtimes(out.path()), before);
+
+    // The check still runs first: a value forbidden since is refused.
+    let mut forbidden = Forbidden::new();
+    forbidden.add_identifier(TITLES[0]);
+    let err = export(&related, &meta(3, 20), out.path(), &forbidden).unwrap_err();
+    assert!(
+        matches!(err, PublishError::CheckFailed { findings, .. } if findings > 0),
+        "{err}"
+    );
+    assert_eq!(entries_with_mtimes(out.path()), before);
+}
+
+#[test]
+fn export_and_releases_dirs_are_traversable() {
+    let (_, related) = sample();
+    let parent = tempfile::tempdir().unwrap();
+    let out = parent.path().join("export");
+    export(&related, &meta(3, 20), &out, &Forbidden::new()).unwrap();
+    let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+    assert_eq!(mode(&out), 0o755);
+    assert_eq!(mode(&out.join("releases")), 0o755);
+    // An existing directory keeps the mode its owner chose.
+    let owned = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(owned.path(), std::fs::Permissions::from_mode(0o750)).unwrap();
+    export(&related, &meta(3, 20), owned.path(), &Forbidden::new()).unwrap();
+    assert_eq!(mode(owned.path()), 0o750);
+    assert_eq!(mode(&owned.path().join("releases")), 0o755);
+}
+
 #[test]
 fn too_many_related_titles_are_refused() {
     let (_, related) = sample();
@@ -700,7 +795,19 @@ fn feed_files_validate_against_the_schema() {
 #[test]
 #[ignore = "timing: run with --release -- --ignored --nocapture"]
 fn export_10k_titles_timing() {
-    let n_titles = 10_000u32;
+    export_timing(10_000);
+}
+
+#[test]
+#[ignore = "timing: run with --release -- --ignored --nocapture"]
+fn export_200k_titles_timing() {
+    export_timing(200_000);
+}
+
+/// Exports `n_titles` x 20 related titles (empty and 1M-pseudonym forbidden
+/// sets), a rebuild of the same release, and reads the feed back, printing
+/// timings.
+fn export_timing(n_titles: u32) {
     let titles: Vec<String> = (0..n_titles).map(|i| format!("978{i:010}")).collect();
     let mut pairs = Vec::new();
     let mut order: Vec<u32> = (0..n_titles).collect();
@@ -720,15 +827,13 @@ fn export_10k_titles_timing() {
         borrowers: 1,
         pairs,
     };
+    let label = format!("{}k titles x 20 related", n_titles / 1000);
     let mut forbidden = Forbidden::new();
     forbidden.add_pseudonyms(&(0..1_000_000).map(pseudonym).collect::<Vec<_>>());
     let empty = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     export(&related, &meta(5, 20), empty.path(), &Forbidden::new()).unwrap();
-    println!(
-        "export of 10k titles x 20 related, nothing forbidden: {:?}",
-        t.elapsed()
-    );
+    println!("export of {label}, nothing forbidden: {:?}", t.elapsed());
     let t = std::time::Instant::now();
     let findings = forbidden.scan_tree(&empty.path().join("current")).unwrap();
     println!(
@@ -739,18 +844,16 @@ fn export_10k_titles_timing() {
     let out = tempfile::tempdir().unwrap();
     let t = std::time::Instant::now();
     let outcome = export(&related, &meta(5, 20), out.path(), &forbidden).unwrap();
-    println!(
-        "export of 10k titles x 20 related with 1M pseudonyms: {:?}",
-        t.elapsed()
-    );
+    println!("export of {label} with 1M pseudonyms: {:?}", t.elapsed());
     assert!(matches!(
         outcome,
-        ExportOutcome::Published {
-            titles: 10_000,
-            pairs: 200_000,
-            ..
-        }
+        ExportOutcome::Published { titles, pairs, .. }
+            if titles == u64::from(n_titles) && pairs == 20 * u64::from(n_titles)
     ));
+    let t = std::time::Instant::now();
+    let again = export(&related, &meta(5, 20), out.path(), &forbidden).unwrap();
+    println!("unchanged rebuild with 1M pseudonyms: {:?}", t.elapsed());
+    assert!(matches!(again, ExportOutcome::Unchanged { .. }));
     let t = std::time::Instant::now();
     let feed = Feed::open(out.path()).unwrap();
     println!("Feed::open: {:?}", t.elapsed());
@@ -759,8 +862,8 @@ fn export_10k_titles_timing() {
     for title in feed.titles() {
         hits += feed.similar(title, 10).len();
     }
-    println!("10k similar(): {:?}", t.elapsed());
-    assert_eq!(hits, 100_000);
+    println!("{} similar(): {:?}", feed.len(), t.elapsed());
+    assert_eq!(hits, 10 * n_titles as usize);
 }
 
 proptest! {
