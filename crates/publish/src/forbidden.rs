@@ -180,7 +180,11 @@ impl Forbidden {
         self.b64.reserve(p.len());
         for p in p {
             let bytes = p.as_bytes();
-            self.raw.insert(*bytes);
+            // Callers pass loan rows: most pseudonyms repeat, and encoding
+            // each repeat again cost seconds at 10M rows.
+            if !self.raw.insert(*bytes) {
+                continue;
+            }
             self.raw_pre.insert(prefix8(bytes));
             let mut hex = [0u8; HEX_LEN];
             // The buffer has exactly the needed length, so encoding cannot fail.
