@@ -10,12 +10,10 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 repo=$PWD
 input=$(realpath "${1:-fixtures/demo/loans.csv}")
+source benches/lib.sh
 python3 -m pip install --quiet --disable-pip-version-check \
     duckdb==2.0.0 pyarrow==26.0.1 jsonschema==4.26.0
-if [ -z "${BIN:-}" ]; then
-    cargo build --locked --quiet -p cli
-    BIN=$repo/target/debug/alsoborrowed
-fi
+bin=$(ab_binary debug)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 works_table=""
@@ -24,34 +22,10 @@ if [ "$input" = "$repo/fixtures/demo/loans.csv" ]; then
 path = \"$repo/fixtures/demo/works.csv\""
 fi
 for variant in uncapped default; do
-    mkdir -p "$work/$variant"
     cap=100
     [ "$variant" = uncapped ] && cap=1000000
-    cat > "$work/$variant/pipeline.toml" <<TOML
-[library]
-id = "crosscheck"
-[keys]
-pseudonym = "keys/pseudonym.key"
-transfer = "keys/transfer.key"
-create_if_missing = true
-[source]
-path = "$input"
-$works_table
-[transfer]
-outbox = "outbox"
-[store]
-path = "store"
-[engine]
-window_end = "2026-10"
-window_months = 12
-measure = "llr"
-min_support = 5
-max_titles_per_borrower = $cap
-max_related = 20
-[export]
-path = "published"
-TOML
-    "$BIN" run --quiet --today 2026-11-22 --pipeline "$work/$variant/pipeline.toml"
+    write_pipeline "$work/$variant/pipeline.toml" "$input" "$work/$variant/keys" "$cap" 20 "$works_table"
+    "$bin" run --quiet --today 2026-11-22 --pipeline "$work/$variant/pipeline.toml"
     exact=""
     [ "$variant" = uncapped ] && exact="--exact-llr"
     python3 benches/peers/crosscheck.py --input "$input" \
