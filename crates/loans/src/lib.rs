@@ -141,7 +141,11 @@ impl LoanMonth {
 
     /// The month `n` months later (earlier when `n` is negative).
     pub fn plus(self, n: i32) -> Result<Self, MonthError> {
-        Self::from_index(self.0 + n)
+        let index = self.0.checked_add(n).ok_or(MonthError::OutOfRange {
+            year: self.year(),
+            month: self.month(),
+        })?;
+        Self::from_index(index)
     }
 
     /// Days from 1970-01-01 to the first day of this month (Arrow `Date32`).
@@ -363,6 +367,8 @@ mod tests {
         assert_eq!((m.year(), m.month()), (2024, 2));
         assert_eq!(m.to_string(), "2024-02");
         assert_eq!(m.plus(-2).unwrap().to_string(), "2023-12");
+        assert!(m.plus(i32::MAX).is_err());
+        assert!(m.plus(i32::MIN).is_err());
         assert!("2024-13".parse::<LoanMonth>().is_err());
         assert!("2024-1".parse::<LoanMonth>().is_err());
         assert!("０２０24-01".parse::<LoanMonth>().is_err());

@@ -327,6 +327,9 @@ pub struct Export {
     pub path: PathBuf,
 }
 
+/// Longest retention accepted (100 years): keeps month arithmetic in range.
+pub const MAX_RETENTION_MONTHS: u32 = 1200;
+
 /// Smallest k the software accepts: a pair seen by one borrower singles them out.
 pub const MIN_SUPPORT_FLOOR: u32 = 2;
 
@@ -396,9 +399,18 @@ impl Pipeline {
         if self.store.retention_months == 0 {
             return Err(invalid("store.retention_months must be at least 1".into()));
         }
-        if e.window_months > self.store.retention_months {
+        if self.store.retention_months > MAX_RETENTION_MONTHS {
             return Err(invalid(format!(
-                "engine.window_months ({}) exceeds store.retention_months ({})",
+                "store.retention_months must be at most {MAX_RETENTION_MONTHS}, got {}",
+                self.store.retention_months
+            )));
+        }
+        // Retention counts the current month, the window ends with the last
+        // complete one: a window as long as the retention would start in a
+        // month already deleted.
+        if e.window_months >= self.store.retention_months {
+            return Err(invalid(format!(
+                "engine.window_months ({}) must be less than store.retention_months ({})",
                 e.window_months, self.store.retention_months
             )));
         }
@@ -491,6 +503,21 @@ mod tests {
     fn k_below_two_is_refused() {
         let err = parse(&format!("{MINIMAL}\n[engine]\nmin_support = 1\n")).unwrap_err();
         assert!(err.to_string().contains("at least 2"), "{err}");
+    }
+
+    #[test]
+    fn the_window_must_be_shorter_than_the_retention() {
+        let text = format!("{MINIMAL}\n[engine]\nwindow_months = 12\n");
+        let text = text.replace(
+            "path = \"store\"",
+            "path = \"store\"\nretention_months = 12",
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("must be less than"), "{err}");
+        assert!(parse(&text.replace("retention_months = 12", "retention_months = 13")).is_ok());
+        let err =
+            parse(&text.replace("retention_months = 12", "retention_months = 99999")).unwrap_err();
+        assert!(err.to_string().contains("at most 1200"), "{err}");
     }
 
     #[test]

@@ -302,7 +302,10 @@ pub(crate) fn read_loans(path: &Path, rows: u64) -> Result<FilePart, StoreError>
     // reader hands out the same dictionary for every batch of a column
     // chunk, so the mapping is reused while the dictionary stays the same.
     let mut remap: Vec<u32> = Vec::new();
-    let mut remap_for: Option<(usize, usize, usize)> = None;
+    // The dictionary `remap` belongs to, kept alive (a cheap Arc clone) so its
+    // buffers cannot be freed and reused by a later, different dictionary at
+    // the same addresses while the pointer comparison below trusts them.
+    let mut remap_for: Option<StringArray> = None;
     let bad_title = || corrupt(path, "column title refers past its dictionary");
     for batch in open_columns(path, &[PSEUDONYM, TITLE, WORK])? {
         let batch = batch.map_err(|source| StoreError::Arrow {
@@ -325,15 +328,15 @@ pub(crate) fn read_loans(path: &Path, rows: u64) -> Result<FilePart, StoreError>
                 }
             }
             StrCol::Dict { keys, values } => {
-                let identity = (
-                    values.values().as_ptr() as usize,
-                    values.value_offsets().as_ptr() as usize,
-                    values.len(),
-                );
-                if remap_for != Some(identity) {
+                let same = |d: &StringArray| {
+                    d.values().as_ptr() == values.values().as_ptr()
+                        && d.value_offsets().as_ptr() == values.value_offsets().as_ptr()
+                        && d.len() == values.len()
+                };
+                if !remap_for.as_ref().is_some_and(same) {
                     remap.clear();
                     remap.resize(values.len(), u32::MAX);
-                    remap_for = Some(identity);
+                    remap_for = Some(values.clone());
                 }
                 for (i, &k) in keys.iter().enumerate().take(n) {
                     let k = usize::try_from(k).map_err(|_| bad_title())?;

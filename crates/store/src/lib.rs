@@ -21,7 +21,7 @@
 //! Architecture invariant: the store never sees keys or raw borrower ids, and
 //! no pseudonym reaches an error message.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -371,6 +371,33 @@ impl Store {
         self.commit(&manifest)?;
         self.recover(&manifest)?;
         Ok(removed)
+    }
+
+    /// Fingerprints of the pseudonym keys of the loans held for months
+    /// `first..=last`, sorted; from the manifest only. Loans of one borrower
+    /// under two keys are two pseudonyms, so a caller counting distinct
+    /// borrowers must refuse a range with more than one key.
+    pub fn pseudonym_keys(
+        &self,
+        first: LoanMonth,
+        last: LoanMonth,
+    ) -> Result<Vec<String>, StoreError> {
+        let manifest = self.read_manifest()?;
+        let batches: BTreeSet<&str> = manifest
+            .files
+            .iter()
+            .filter(|f| (first..=last).contains(&f.month))
+            .map(|f| f.batch.as_str())
+            .collect();
+        let mut keys: Vec<String> = manifest
+            .batches
+            .iter()
+            .filter(|b| batches.contains(b.batch.id.as_str()))
+            .map(|b| b.batch.pseudonym_key.clone())
+            .collect();
+        keys.sort_unstable();
+        keys.dedup();
+        Ok(keys)
     }
 
     /// Summarises the committed contents; reads only the pseudonym column.

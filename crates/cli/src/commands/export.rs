@@ -25,6 +25,7 @@ pub(crate) struct Window {
 /// that a broken feed never replaces a good one.
 pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<Window> {
     let (first, last) = ctx.window(p)?;
+    refuse_mixed_keys(store, first, last)?;
     let loans = ctx.stage("read store", || {
         store
             .scan(first, last)
@@ -37,6 +38,28 @@ pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<
         .into());
     }
     Ok(Window { first, last, loans })
+}
+
+/// Refuses a window whose loans were pseudonymized under more than one key:
+/// one borrower would count as two, inflating every support count past what
+/// k promises.
+pub(crate) fn refuse_mixed_keys(
+    store: &Store,
+    first: loans::LoanMonth,
+    last: loans::LoanMonth,
+) -> Result<()> {
+    let keys = store.pseudonym_keys(first, last)?;
+    if keys.len() > 1 {
+        return Err(Refused(format!(
+            "months {first}..{last} hold loans pseudonymized under {} different pseudonym keys ({}); \
+             one borrower would count as several, so nothing is published. After a key change, \
+             start a new store (docs/operations.md)",
+            keys.len(),
+            keys.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 fn compute(ctx: &Context, p: &Pipeline, w: &Window) -> Result<engine::Related> {

@@ -31,6 +31,8 @@ pub(crate) fn ingest_inbox(
 ) -> Result<()> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
+    // Retention first: a bad batch below must not keep expired loans alive.
+    prune(ctx, p, store, lock, oldest_kept)?;
     let batches = batch::list_batches(p.transfer.inbox())?;
     if batches.is_empty() {
         ctx.say(format!("no batches in {}", p.transfer.inbox().display()));
@@ -84,6 +86,16 @@ pub(crate) fn ingest_inbox(
         std::fs::remove_file(&path)
             .with_context(|| format!("removing ingested batch {}", path.display()))?;
     }
+    Ok(())
+}
+
+fn prune(
+    ctx: &Context,
+    p: &Pipeline,
+    store: &Store,
+    lock: &StoreLock,
+    oldest_kept: loans::LoanMonth,
+) -> Result<()> {
     let removed = store.prune(lock, oldest_kept)?;
     if removed > 0 {
         ctx.say(format!(

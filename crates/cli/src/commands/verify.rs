@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use loans::LoanMonth;
 
 use crate::PipelineArgs;
-use crate::commands::export::forbidden;
+use crate::commands::export::{forbidden, refuse_mixed_keys};
 use crate::commands::ingest::open_store;
 use crate::context::{Context, load_pipeline};
 
@@ -14,6 +14,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // Recount over the months the live release covers, which after a month
     // boundary differ from the window the next export will use.
     let (first, last) = published_window(&p)?;
+    refuse_mixed_keys(&store, first, last)?;
     let loans = ctx.stage("read store", || {
         store
             .scan(first, last)

@@ -281,3 +281,22 @@ fn the_same_key_for_pseudonyms_and_transfer_is_refused() {
     );
     assert!(std::fs::read_dir(sb.path("outbox")).map_or(true, |d| d.count() <= 1));
 }
+
+#[test]
+fn a_window_mixing_pseudonym_keys_is_not_published() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("extract", &[]));
+    ok(&sb.run("ingest", &[]));
+    // A new pseudonym key (as after a suspected leak) without a new store.
+    std::fs::remove_file(sb.path("keys/pseudonym.key")).unwrap();
+    ok(&sb.run("extract", &[]));
+    ok(&sb.run("ingest", &[]));
+    let out = sb.run("export", &[]);
+    assert_eq!(out.status.code(), Some(4), "{}", text(&out));
+    assert!(
+        text(&out).contains("2 different pseudonym keys"),
+        "{}",
+        text(&out)
+    );
+    assert!(!sb.path("published/current").exists());
+}

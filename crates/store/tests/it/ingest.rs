@@ -299,3 +299,30 @@ fn status_counts_distinct_pseudonyms_across_files() {
     let other = Store::open(store.root()).unwrap();
     assert_eq!(other.status().unwrap(), st);
 }
+
+#[test]
+fn pseudonym_keys_lists_the_keys_of_the_months_asked_for() {
+    let (_dir, _root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let old = record(1, 1);
+    let mut new = record(2, 1);
+    new.pseudonym_key = "fedcba9876543210".to_owned();
+    let jan = loans_of(&[(1, "T1", "T1", m(2024, 1))]);
+    let feb = loans_of(&[(1, "T1", "T1", m(2024, 2))]);
+    store.ingest(&lock, &old, &jan, m(2020, 1)).unwrap();
+    store.ingest(&lock, &new, &feb, m(2020, 1)).unwrap();
+    assert_eq!(
+        store.pseudonym_keys(m(2024, 1), m(2024, 1)).unwrap(),
+        ["0123456789abcdef"]
+    );
+    assert_eq!(
+        store.pseudonym_keys(m(2024, 1), m(2024, 2)).unwrap(),
+        ["0123456789abcdef", "fedcba9876543210"]
+    );
+    assert!(
+        store
+            .pseudonym_keys(m(2023, 1), m(2023, 12))
+            .unwrap()
+            .is_empty()
+    );
+}
