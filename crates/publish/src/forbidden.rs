@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use loans::{PSEUDONYM_LEN, Pseudonym};
+use zeroize::Zeroize;
 
 use crate::PublishError;
 
@@ -136,7 +137,10 @@ fn b64_std(b: u8) -> u8 {
 /// matched against every token and field, and those of at least
 /// [`SUBSTRING_ID_MIN`] bytes also as raw substrings (one window pass per
 /// distinct identifier length).
-#[derive(Default, Clone)]
+///
+/// Key material and borrower ids are wiped from memory when the set is
+/// dropped, and the set cannot be cloned.
+#[derive(Default)]
 pub struct Forbidden {
     raw: FastSet<[u8; PSEUDONYM_LEN]>,
     raw_pre: Prefilter,
@@ -149,6 +153,22 @@ pub struct Forbidden {
     secrets: Vec<Vec<u8>>,
     ids: FastSet<Vec<u8>>,
     long_ids: HashMap<usize, FastSet<Vec<u8>>>,
+}
+
+impl Drop for Forbidden {
+    fn drop(&mut self) {
+        for mut secret in self.secrets.drain(..) {
+            secret.zeroize();
+        }
+        for mut id in self.ids.drain() {
+            id.zeroize();
+        }
+        for (_, set) in self.long_ids.drain() {
+            for mut id in set {
+                id.zeroize();
+            }
+        }
+    }
 }
 
 impl fmt::Debug for Forbidden {
@@ -464,13 +484,44 @@ impl Forbidden {
                         | b'='
                 )
         };
-        if bytes.split(token_sep).any(in_ids) {
-            return true;
+        // A number in number position (after `:`, `[` or `,`) is a JSON count
+        // or a score, never where an id leaks (a leaked id is a string, caught
+        // as a field above); numeric card numbers would otherwise match counts
+        // such as `"min_support":5`.
+        let mut start = 0;
+        for t in bytes.split(token_sep) {
+            let begin = start;
+            start += t.len() + 1;
+            let number_position = begin
+                .checked_sub(1)
+                .and_then(|j| bytes.get(j))
+                .is_some_and(|b| matches!(b, b':' | b'[' | b','));
+            if in_ids(t) && !(number_position && is_number(t)) {
+                return true;
+            }
         }
-        self.long_ids
-            .iter()
-            .any(|(&len, set)| bytes.len() >= len && bytes.windows(len).any(|w| set.contains(w)))
+        // Likewise an all-digit id inside a longer number: with 10^5 numeric
+        // card numbers, the digits of 10^5 scores (or of ISBN title ids)
+        // would contain some id by chance.
+        let in_number = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_digit() || *b == b'.');
+        self.long_ids.iter().any(|(&len, set)| {
+            bytes.len() >= len
+                && bytes.windows(len).enumerate().any(|(i, w)| {
+                    set.contains(w)
+                        && !(w.iter().all(u8::is_ascii_digit)
+                            && (in_number(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                                || in_number(bytes.get(i + len))))
+                })
+        })
     }
+}
+
+/// Whether a token is a numeric literal (an integer, a decimal or an exponent form).
+fn is_number(t: &[u8]) -> bool {
+    t.first().is_some_and(|b| b.is_ascii_digit() || *b == b'-')
+        && t.iter().any(u8::is_ascii_digit)
+        && t.iter()
+            .all(|b| b.is_ascii_digit() || matches!(b, b'.' | b'-' | b'+' | b'e' | b'E'))
 }
 
 /// Maximal runs of bytes satisfying `pred` that are at least `min` long.
@@ -519,6 +570,24 @@ mod tests {
     use super::*;
     use base64::engine::general_purpose::{STANDARD, URL_SAFE};
     use proptest::prelude::*;
+
+    #[test]
+    fn numeric_ids_do_not_match_numbers_but_still_match_strings() {
+        let mut f = Forbidden::new();
+        f.add_identifier("5");
+        f.add_identifier("9855275180");
+        // Counts and scores are numbers, not leaked ids.
+        assert_eq!(f.scan(br#"{"min_support":5,"titles":12}"#), None);
+        assert_eq!(f.scan(b"T1,T2,13.9855275180427\n"), None);
+        assert_eq!(f.scan(br#"{"score":1.29855275180e3}"#), None);
+        // As a value, or inside a string, they are found.
+        assert_eq!(f.scan(br#"{"title":"5"}"#), Some(FindingKind::Identifier));
+        assert_eq!(f.scan(b"T1,5,0.5\n"), Some(FindingKind::Identifier));
+        assert_eq!(
+            f.scan(br#"{"title":"card-9855275180-x"}"#),
+            Some(FindingKind::Identifier)
+        );
+    }
 
     fn pseudonym(seed: u8) -> Pseudonym {
         let mut b = [0u8; 16];
