@@ -62,7 +62,15 @@ impl Context {
     }
 
     /// The oldest month the store keeps: `retention_months` months including this one.
+    /// Refuses a `--today` after the system date: pruning by it would delete
+    /// loans that are still within retention, irreversibly.
     pub fn oldest_kept(&self, p: &Pipeline) -> Result<LoanMonth> {
+        if self.today > jiff::Zoned::now().date() {
+            anyhow::bail!(
+                "--today {} is after the system date; ingest and run would delete loans still within retention",
+                self.today
+            );
+        }
         let months = i32::try_from(p.store.retention_months)
             .context("store.retention_months is too large")?;
         Ok(self.this_month()?.plus(1 - months)?)

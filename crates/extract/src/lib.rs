@@ -4,9 +4,12 @@
 //! Architecture invariant: this is the only crate in which raw borrower ids
 //! exist. They are read from the file into memory, canonicalized (trimmed,
 //! ASCII-uppercased), pseudonymized once per distinct id and then dropped; the
-//! file buffer and every owned copy are zeroized. Nothing public carries an
-//! id: errors and the [`ExtractReport`] name files, row numbers, reasons and
-//! column names, never a field value.
+//! file buffer and the final id stores are zeroized (best effort: buffers
+//! freed while a table grows, and the csv crate's internal buffers on the
+//! quoted-file path, are not). Nothing public carries an id: errors and the
+//! [`ExtractReport`] name files, row numbers, reasons and column names, never
+//! a field value. [`lend_borrower_ids`] and [`extract_and_lend`] lend ids to a
+//! leak check's forbidden set for the duration of a call, nothing else.
 
 mod borrower;
 mod date;

@@ -374,6 +374,14 @@ impl Pipeline {
                 "source.delimiter must be one ASCII character other than a quote or newline, got {d:?}"
             )));
         }
+        let c = &self.source.columns;
+        if c.borrower_id == c.title_id || c.borrower_id == c.loan_date || c.title_id == c.loan_date
+        {
+            return Err(invalid(
+                "source.columns must name three different columns (borrower_id, title_id, loan_date)"
+                    .into(),
+            ));
+        }
         let e = &self.engine;
         if e.min_support < MIN_SUPPORT_FLOOR {
             return Err(invalid(format!(
@@ -518,6 +526,17 @@ mod tests {
         let err =
             parse(&text.replace("retention_months = 12", "retention_months = 99999")).unwrap_err();
         assert!(err.to_string().contains("at most 1200"), "{err}");
+    }
+
+    #[test]
+    fn the_borrower_column_cannot_double_as_the_title_column() {
+        let text = format!("{MINIMAL}\n[source.columns]\ntitle_id = \"borrower_id\"\n");
+        let text = text.replace(
+            "[source]\n        path = \"loans.csv\"",
+            "[source]\npath = \"loans.csv\"",
+        );
+        let err = parse(&text).unwrap_err();
+        assert!(err.to_string().contains("three different columns"), "{err}");
     }
 
     #[test]

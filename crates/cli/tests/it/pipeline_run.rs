@@ -300,3 +300,20 @@ fn a_window_mixing_pseudonym_keys_is_not_published() {
     );
     assert!(!sb.path("published/current").exists());
 }
+
+#[test]
+fn a_future_today_cannot_prune_the_store() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("extract", &[]));
+    let out = crate::bin()
+        .args(["ingest", "--today", "2999-01-01", "--pipeline"])
+        .arg(sb.pipeline())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(
+        text(&out).contains("after the system date"),
+        "{}",
+        text(&out)
+    );
+}
