@@ -347,14 +347,12 @@ pub fn lend_borrower_ids<R>(
     audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
 ) -> Result<R, ExtractError> {
     let (path, data) = read_input(input)?;
-    let threads = rayon::current_num_threads().max(1);
-    let piece = (data.len() / (2 * threads)).max(MIN_PIECE);
     let chunks = parse_chunks(
         &path,
         &data,
         input.source,
         input.today,
-        How::Parallel { piece },
+        How::parallel(data.len()),
     )?;
     let mut all = BorrowerInterner::default();
     for chunk in &chunks {
@@ -386,11 +384,7 @@ pub fn extract_and_lend(
     audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
 ) -> Result<Extraction, ExtractError> {
     let (path, data) = read_input(input)?;
-    let threads = rayon::current_num_threads().max(1);
-    // Few pieces: each has its own dictionaries, merged sequentially, so
-    // more pieces than needed for load balance only add merge work.
-    let piece = (data.len() / (2 * threads)).max(MIN_PIECE);
-    let how = How::Parallel { piece };
+    let how = How::parallel(data.len());
     let (mut loans, report) = extract_bytes(
         &path,
         &data,
@@ -418,6 +412,18 @@ enum How {
     /// Always sequentially with the csv crate, to test both paths alike.
     #[cfg(test)]
     Sequential,
+}
+
+impl How {
+    /// Parallel parsing of `len` bytes in two pieces per thread: each piece
+    /// has its own dictionaries, merged sequentially, so more pieces than
+    /// needed for load balance only add merge work.
+    fn parallel(len: usize) -> How {
+        let threads = rayon::current_num_threads().max(1);
+        How::Parallel {
+            piece: (len / (2 * threads)).max(MIN_PIECE),
+        }
+    }
 }
 
 /// Parses a whole in-memory export (with an optional byte order mark).

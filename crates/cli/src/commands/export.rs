@@ -25,12 +25,7 @@ pub(crate) struct Window {
 /// that a broken feed never replaces a good one.
 pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<Window> {
     let (first, last) = ctx.window(p)?;
-    refuse_mixed_keys(store, first, last)?;
-    let loans = ctx.stage("read store", || {
-        store
-            .scan(first, last)
-            .with_context(|| format!("reading months {first}..{last} from the store"))
-    })?;
+    let loans = scan_months(ctx, store, first, last)?;
     if loans.is_empty() {
         return Err(Refused(format!(
             "the store holds no loans in the scoring window {first}..{last}; nothing to publish"
@@ -40,14 +35,32 @@ pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<
     Ok(Window { first, last, loans })
 }
 
-/// Refuses a window whose loans were pseudonymized under more than one key:
-/// one borrower would count as two, inflating every support count past what
-/// k promises.
-pub(crate) fn refuse_mixed_keys(
+/// The store's loans of `first..=last`, refused if they mix pseudonym keys.
+pub(crate) fn scan_months(
+    ctx: &Context,
     store: &Store,
     first: loans::LoanMonth,
     last: loans::LoanMonth,
-) -> Result<()> {
+) -> Result<Loans> {
+    refuse_mixed_keys(store, first, last)?;
+    ctx.stage("read store", || {
+        store
+            .scan(first, last)
+            .with_context(|| format!("reading months {first}..{last} from the store"))
+    })
+}
+
+/// Adds lent borrower ids to a forbidden set.
+pub(crate) fn add_borrower_ids(f: &mut Forbidden, ids: &mut dyn Iterator<Item = &[u8]>) {
+    for id in ids {
+        f.add_identifier(&String::from_utf8_lossy(id));
+    }
+}
+
+/// Refuses a window whose loans were pseudonymized under more than one key:
+/// one borrower would count as two, inflating every support count past what
+/// k promises.
+fn refuse_mixed_keys(store: &Store, first: loans::LoanMonth, last: loans::LoanMonth) -> Result<()> {
     let keys = store.pseudonym_keys(first, last)?;
     if keys.len() > 1 {
         return Err(Refused(format!(
@@ -144,17 +157,14 @@ pub(crate) fn forbidden(
             input: Some(source),
             today: ctx.today,
         };
-        extract::lend_borrower_ids(&input, |ids| {
-            for id in ids {
-                f.add_identifier(&String::from_utf8_lossy(id));
-            }
-        })
-        .with_context(|| {
-            format!(
-                "reading borrower ids of {} for the leak check",
-                source.display()
-            )
-        })?;
+        extract::lend_borrower_ids(&input, |ids| add_borrower_ids(&mut f, ids)).with_context(
+            || {
+                format!(
+                    "reading borrower ids of {} for the leak check",
+                    source.display()
+                )
+            },
+        )?;
     }
     Ok(f)
 }

@@ -6,6 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use pipeline::Pipeline;
 
 use crate::PipelineArgs;
+use crate::commands::export::add_borrower_ids;
 use crate::context::{Context, load_pipeline};
 use crate::lock::{PRIVATE_DIR, RunLock};
 
@@ -67,9 +68,7 @@ pub(crate) fn extract_to_outbox(
     let extraction = ctx.stage("extract", || {
         Ok(match ids {
             Some(f) => extract::extract_and_lend(&source_input, &pseudonymizer, &mut |lent| {
-                for id in lent {
-                    f.add_identifier(&String::from_utf8_lossy(id));
-                }
+                add_borrower_ids(f, lent)
             })?,
             None => extract::extract(&source_input, &pseudonymizer)?,
         })

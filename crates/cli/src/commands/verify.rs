@@ -4,7 +4,7 @@ use anyhow::{Context as _, Result};
 use loans::LoanMonth;
 
 use crate::PipelineArgs;
-use crate::commands::export::{forbidden, refuse_mixed_keys};
+use crate::commands::export::{forbidden, scan_months};
 use crate::commands::ingest::open_store;
 use crate::context::{Context, load_pipeline};
 
@@ -14,12 +14,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // Recount over the months the live release covers, which after a month
     // boundary differ from the window the next export will use.
     let (first, last) = published_window(&p)?;
-    refuse_mixed_keys(&store, first, last)?;
-    let loans = ctx.stage("read store", || {
-        store
-            .scan(first, last)
-            .with_context(|| format!("reading months {first}..{last} from the store"))
-    })?;
+    let loans = scan_months(ctx, &store, first, last)?;
     let f = forbidden(ctx, &p, args.input.as_deref(), None, &loans)?;
     let report = publish::verify(&p.export.path, &loans, p.engine.min_support, &f)
         .with_context(|| format!("verifying {}", p.export.path.display()))?;
