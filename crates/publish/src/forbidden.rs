@@ -4,6 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
@@ -84,30 +85,77 @@ impl FxHasher {
 
 type FastSet<T> = HashSet<T, BuildHasherDefault<FxHasher>>;
 
-const PREFILTER_BITS: u32 = 24;
+/// A one-probe bitmap over 64-bit keys of needles, sized to them (about 16
+/// bits per needle, so about one window in 16 that holds no needle passes):
+/// most windows are rejected with a multiply and a bit test before any
+/// hashing, and a small bitmap stays in cache.
+struct Bitmap {
+    words: Vec<u64>,
+    shift: u32,
+}
 
-/// A one-probe bitmap over the first 8 bytes of each needle: most windows
-/// are rejected with a multiply and a bit test before any hashing (2 MiB).
-#[derive(Default, Clone)]
-struct Prefilter(Vec<u64>);
-
-impl Prefilter {
-    fn slot(prefix: u64) -> usize {
-        (prefix.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - PREFILTER_BITS)) as usize
-    }
-
-    fn insert(&mut self, prefix: u64) {
-        if self.0.is_empty() {
-            self.0 = vec![0; 1 << (PREFILTER_BITS - 6)];
+impl Bitmap {
+    fn new(keys: impl ExactSizeIterator<Item = u64>) -> Bitmap {
+        let bits = (keys.len() * 16)
+            .next_power_of_two()
+            .clamp(1 << 12, 1 << 26);
+        let mut map = Bitmap {
+            words: vec![0; bits / 64],
+            shift: 64 - bits.trailing_zeros(),
+        };
+        for k in keys {
+            let s = map.slot(k);
+            map.words[s >> 6] |= 1 << (s & 63);
         }
-        let s = Self::slot(prefix);
-        self.0[s >> 6] |= 1 << (s & 63);
+        map
     }
 
-    fn may_contain(&self, prefix: u64) -> bool {
-        let s = Self::slot(prefix);
-        self.0.get(s >> 6).is_some_and(|w| w & (1 << (s & 63)) != 0)
+    fn slot(&self, key: u64) -> usize {
+        (key.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> self.shift) as usize
     }
+
+    fn may_contain(&self, key: u64) -> bool {
+        let s = self.slot(key);
+        self.words
+            .get(s >> 6)
+            .is_some_and(|w| w & (1 << (s & 63)) != 0)
+    }
+}
+
+/// Bitmaps derived from the needle sets, built on the first scan after a
+/// change: they hold hashed prefixes only, never a value.
+struct Filters {
+    raw: Bitmap,
+    hex: Bitmap,
+    b64: Bitmap,
+    /// Over [`id_key`] of every identifier.
+    ids: Bitmap,
+    /// Bit `n` set when some identifier is `n` bytes long (`n` < 64); longer
+    /// identifiers set bit 63.
+    id_lens: u64,
+    /// Over the first [`SUBSTRING_ID_MIN`] bytes of every long identifier.
+    long: Bitmap,
+}
+
+/// The length bit of a field or token for [`Filters::id_lens`].
+fn len_bit(len: usize) -> u64 {
+    1 << len.min(63)
+}
+
+/// A key of a whole value: its length and first and last 8 bytes, so ids
+/// sharing a prefix (`SYN1021…`) still spread over the bitmap.
+fn id_key(v: &[u8]) -> u64 {
+    let head = padded8(v);
+    let tail = padded8(&v[v.len().saturating_sub(8)..]);
+    head ^ tail.rotate_left(29) ^ (v.len() as u64).wrapping_mul(0xff51_afd7_ed55_8ccd)
+}
+
+/// Up to the first 8 bytes of `v` as a number, zero padded.
+fn padded8(v: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = v.len().min(8);
+    b[..n].copy_from_slice(&v[..n]);
+    u64::from_le_bytes(b)
 }
 
 /// The first 8 bytes of a window of at least 8 bytes, as a number.
@@ -143,9 +191,6 @@ fn b64_std(b: u8) -> u8 {
 #[derive(Default)]
 pub struct Forbidden {
     raw: FastSet<[u8; PSEUDONYM_LEN]>,
-    raw_pre: Prefilter,
-    hex_pre: Prefilter,
-    b64_pre: Prefilter,
     // Lowercase; windows are lowercased before lookup so any case matches.
     hex: FastSet<[u8; HEX_LEN]>,
     // Standard alphabet; url-safe windows are mapped to it before lookup.
@@ -153,6 +198,8 @@ pub struct Forbidden {
     secrets: Vec<Vec<u8>>,
     ids: FastSet<Vec<u8>>,
     long_ids: HashMap<usize, FastSet<Vec<u8>>>,
+    // Derived from the sets above; reset by every `add_*`.
+    filters: OnceLock<Filters>,
 }
 
 impl Drop for Forbidden {
@@ -195,6 +242,7 @@ impl Forbidden {
     /// Adds pseudonyms: raw bytes, hex (any case) and base64 (standard and
     /// url-safe, with or without padding).
     pub fn add_pseudonyms(&mut self, p: &[Pseudonym]) {
+        self.filters = OnceLock::new();
         self.raw.reserve(p.len());
         self.hex.reserve(p.len());
         self.b64.reserve(p.len());
@@ -205,16 +253,13 @@ impl Forbidden {
             if !self.raw.insert(*bytes) {
                 continue;
             }
-            self.raw_pre.insert(prefix8(bytes));
             let mut hex = [0u8; HEX_LEN];
             // The buffer has exactly the needed length, so encoding cannot fail.
             if hex::encode_to_slice(bytes, &mut hex).is_ok() {
-                self.hex_pre.insert(prefix8(&hex));
                 self.hex.insert(hex);
             }
             let mut b64 = [0u8; B64_LEN];
             if STANDARD_NO_PAD.encode_slice(bytes, &mut b64) == Ok(B64_LEN) {
-                self.b64_pre.insert(prefix8(&b64));
                 self.b64.insert(b64);
             }
         }
@@ -226,6 +271,7 @@ impl Forbidden {
         if bytes.is_empty() {
             return;
         }
+        self.filters = OnceLock::new();
         let lower = hex::encode(bytes);
         let upper = lower.to_ascii_uppercase();
         // Unpadded forms are prefixes of the padded ones, so they cover both.
@@ -249,6 +295,7 @@ impl Forbidden {
         if id.is_empty() {
             return;
         }
+        self.filters = OnceLock::new();
         self.ids.insert(id.to_vec());
         if id.len() >= SUBSTRING_ID_MIN {
             self.long_ids
@@ -260,11 +307,12 @@ impl Forbidden {
 
     /// The first kind of forbidden value found in `bytes`, if any.
     pub fn scan(&self, bytes: &[u8]) -> Option<FindingKind> {
-        if self.has_pseudonym(bytes) {
+        let f = self.filters();
+        if self.has_pseudonym(bytes, f) {
             Some(FindingKind::Pseudonym)
         } else if self.has_secret(bytes) {
             Some(FindingKind::Secret)
-        } else if self.has_identifier(bytes) {
+        } else if self.has_identifier(bytes, f) {
             Some(FindingKind::Identifier)
         } else {
             None
@@ -275,10 +323,37 @@ impl Forbidden {
     /// like [`Forbidden::scan`], and the whole value is also compared with
     /// every identifier.
     pub fn scan_value(&self, value: &[u8]) -> Option<FindingKind> {
-        if self.ids.contains(value) {
+        if self.is_id(value, self.filters()) {
             return Some(FindingKind::Identifier);
         }
         self.scan(value)
+    }
+
+    /// Whether `v` as a whole is an identifier; the filters reject most
+    /// values without hashing them.
+    fn is_id(&self, v: &[u8], f: &Filters) -> bool {
+        !v.is_empty()
+            && f.id_lens & len_bit(v.len()) != 0
+            && f.ids.may_contain(id_key(v))
+            && self.ids.contains(v)
+    }
+
+    fn filters(&self) -> &Filters {
+        self.filters.get_or_init(|| Filters {
+            raw: Bitmap::new(self.raw.iter().map(|n| prefix8(n))),
+            hex: Bitmap::new(self.hex.iter().map(|n| prefix8(n))),
+            b64: Bitmap::new(self.b64.iter().map(|n| prefix8(n))),
+            ids: Bitmap::new(self.ids.iter().map(|id| id_key(id))),
+            id_lens: self.ids.iter().fold(0, |m, id| m | len_bit(id.len())),
+            long: Bitmap::new(
+                self.long_ids
+                    .values()
+                    .flatten()
+                    .map(|id| padded8(&id[..SUBSTRING_ID_MIN]))
+                    .collect::<Vec<_>>()
+                    .into_iter(),
+            ),
+        })
     }
 
     /// Scans every file below `dir` (raw bytes, file names, and the decoded
@@ -357,22 +432,66 @@ impl Forbidden {
         bytes: &[u8],
         parquet_values: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), PublishError>,
     ) -> Result<BTreeSet<FindingKind>, PublishError> {
+        self.scan_contents_as(path, bytes, parquet_values, Decode::WhenNeeded)
+    }
+
+    fn scan_contents_as(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        parquet_values: impl FnOnce(&mut dyn FnMut(&[u8])) -> Result<(), PublishError>,
+        decode: Decode,
+    ) -> Result<BTreeSet<FindingKind>, PublishError> {
         let mut found = BTreeSet::new();
         if let Some(name) = path.file_name() {
             found.extend(self.name_finding(name.as_encoded_bytes()));
         }
         found.extend(self.scan(bytes));
         let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        let f = self.filters();
+        let fast = decode == Decode::WhenNeeded;
+        // A whole value found to be an identifier by a fast path below.
+        let mut whole_id = false;
         let mut visit = |v: &[u8]| {
             if let Some(k) = self.scan_value(v) {
                 found.insert(k);
             }
         };
         match ext {
+            "json" if fast && memchr::memchr(b'\\', bytes).is_none() => {
+                // Without escapes every `"` opens or closes a string and a
+                // string's value is its raw bytes, which the raw scan above
+                // covered (each is a field there); what decoding would add
+                // is the whole-value match of a string holding a separator.
+                serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
+                    .map_err(|e| PublishError::unreadable(path, e))?;
+                whole_id = bytes
+                    .split(|&b| b == b'"')
+                    .skip(1)
+                    .step_by(2)
+                    .any(|s| self.is_id(s, f));
+            }
             "json" => {
                 let value: serde_json::Value =
                     serde_json::from_slice(bytes).map_err(|e| PublishError::unreadable(path, e))?;
                 visit_json(&value, &mut visit);
+            }
+            "csv" if fast && memchr::memchr(b'"', bytes).is_none() => {
+                // Without quotes, records end at CR or LF and a cell is the
+                // raw bytes between commas, which the raw scan covered but
+                // for the whole-cell match and a cell's first token, which
+                // after a comma the raw scan reads as a number in number
+                // position (a score).
+                for line in bytes.split(|&b| b == b'\r' || b == b'\n') {
+                    for (i, cell) in line.split(|&b| b == b',').enumerate() {
+                        if let Some(rest) = cell.strip_prefix(b"'") {
+                            visit(rest);
+                        }
+                        let first = cell.split(|b| is_token_sep(*b)).next().unwrap_or(cell);
+                        whole_id |= self.is_id(cell, f)
+                            || (i > 0 && is_number(first) && self.is_id(first, f));
+                    }
+                }
             }
             "csv" => {
                 let mut reader = csv::ReaderBuilder::new()
@@ -396,15 +515,18 @@ impl Forbidden {
             "parquet" => parquet_values(&mut visit)?,
             _ => {}
         }
+        if whole_id {
+            found.insert(FindingKind::Identifier);
+        }
         Ok(found)
     }
 
-    fn has_pseudonym(&self, bytes: &[u8]) -> bool {
+    fn has_pseudonym(&self, bytes: &[u8], f: &Filters) -> bool {
         if self.raw.is_empty() {
             return false;
         }
         let raw_hit = bytes.windows(PSEUDONYM_LEN).any(|w| {
-            self.raw_pre.may_contain(prefix8(w))
+            f.raw.may_contain(prefix8(w))
                 && w.try_into()
                     .is_ok_and(|w: [u8; PSEUDONYM_LEN]| self.raw.contains(&w))
         });
@@ -413,7 +535,7 @@ impl Forbidden {
         }
         let hex_hit = runs(bytes, u8::is_ascii_hexdigit, HEX_LEN).any(|run| {
             run.windows(HEX_LEN).any(|w| {
-                if !self.hex_pre.may_contain(prefix8(w) | HEX_LOWER) {
+                if !f.hex.may_contain(prefix8(w) | HEX_LOWER) {
                     return false;
                 }
                 let mut buf = [0u8; HEX_LEN];
@@ -433,7 +555,7 @@ impl Forbidden {
                 for (d, &s) in buf[..8].iter_mut().zip(w) {
                     *d = b64_std(s);
                 }
-                if !self.b64_pre.may_contain(prefix8(&buf)) {
+                if !f.b64.may_contain(prefix8(&buf)) {
                     return false;
                 }
                 for (d, &s) in buf[8..].iter_mut().zip(&w[8..]) {
@@ -450,46 +572,25 @@ impl Forbidden {
             .any(|s| memchr::memmem::find(bytes, s).is_some())
     }
 
-    fn has_identifier(&self, bytes: &[u8]) -> bool {
+    fn has_identifier(&self, bytes: &[u8], f: &Filters) -> bool {
         if self.ids.is_empty() {
             return false;
         }
-        let in_ids = |t: &[u8]| !t.is_empty() && self.ids.contains(t);
+        let in_ids = |t: &[u8]| self.is_id(t, f);
         // Fields: CSV cells, JSON strings, lines.
-        let field_sep = |b: &u8| matches!(b, b'"' | b',' | b';' | b'\t' | b'\r' | b'\n');
         if bytes
-            .split(field_sep)
+            .split(|b| is_field_sep(*b))
             .any(|f| in_ids(f) || in_ids(f.trim_ascii()))
         {
             return true;
         }
         // Tokens: words between whitespace and JSON or CSV punctuation.
-        let token_sep = |b: &u8| {
-            b.is_ascii_whitespace()
-                || b.is_ascii_control()
-                || matches!(
-                    b,
-                    b'"' | b'\''
-                        | b','
-                        | b';'
-                        | b':'
-                        | b'{'
-                        | b'}'
-                        | b'['
-                        | b']'
-                        | b'('
-                        | b')'
-                        | b'<'
-                        | b'>'
-                        | b'='
-                )
-        };
         // A number in number position (after `:`, `[` or `,`) is a JSON count
         // or a score, never where an id leaks (a leaked id is a string, caught
         // as a field above); numeric card numbers would otherwise match counts
         // such as `"min_support":5`.
         let mut start = 0;
-        for t in bytes.split(token_sep) {
+        for t in bytes.split(|b| is_token_sep(*b)) {
             let begin = start;
             start += t.len() + 1;
             let number_position = begin
@@ -500,20 +601,67 @@ impl Forbidden {
                 return true;
             }
         }
-        // Likewise an all-digit id inside a longer number: with 10^5 numeric
-        // card numbers, the digits of 10^5 scores (or of ISBN title ids)
-        // would contain some id by chance.
+        self.has_long_identifier(bytes, f)
+    }
+
+    /// Long identifiers as raw substrings. Likewise an all-digit id inside a
+    /// longer number is not one: with 10^5 numeric card numbers, the digits
+    /// of 10^5 scores (or of ISBN title ids) would contain some id by chance.
+    fn has_long_identifier(&self, bytes: &[u8], f: &Filters) -> bool {
+        if self.long_ids.is_empty() || bytes.len() < SUBSTRING_ID_MIN {
+            return false;
+        }
         let in_number = |b: Option<&u8>| b.is_some_and(|b| b.is_ascii_digit() || *b == b'.');
-        self.long_ids.iter().any(|(&len, set)| {
-            bytes.len() >= len
-                && bytes.windows(len).enumerate().any(|(i, w)| {
-                    set.contains(w)
-                        && !(w.iter().all(u8::is_ascii_digit)
-                            && (in_number(i.checked_sub(1).and_then(|j| bytes.get(j)))
-                                || in_number(bytes.get(i + len))))
+        // One probe per position over all lengths, on the common prefix.
+        (0..=bytes.len() - SUBSTRING_ID_MIN).any(|i| {
+            f.long.may_contain(padded8(&bytes[i..i + SUBSTRING_ID_MIN]))
+                && self.long_ids.iter().any(|(&len, set)| {
+                    bytes.get(i..i + len).is_some_and(|w| {
+                        set.contains(w)
+                            && !(w.iter().all(u8::is_ascii_digit)
+                                && (in_number(i.checked_sub(1).and_then(|j| bytes.get(j)))
+                                    || in_number(bytes.get(i + len))))
+                    })
                 })
         })
     }
+}
+
+/// Separators of fields: CSV cells, JSON strings, lines.
+fn is_field_sep(b: u8) -> bool {
+    matches!(b, b'"' | b',' | b';' | b'\t' | b'\r' | b'\n')
+}
+
+/// Separators of tokens: whitespace, controls, JSON and CSV punctuation.
+fn is_token_sep(b: u8) -> bool {
+    b.is_ascii_whitespace()
+        || b.is_ascii_control()
+        || matches!(
+            b,
+            b'"' | b'\''
+                | b','
+                | b';'
+                | b':'
+                | b'{'
+                | b'}'
+                | b'['
+                | b']'
+                | b'('
+                | b')'
+                | b'<'
+                | b'>'
+                | b'='
+        )
+}
+
+/// How [`Forbidden::scan_contents_as`] gets a file's values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decode {
+    /// Decode only what the raw scan cannot stand in for.
+    WhenNeeded,
+    /// Decode every JSON and CSV file (the reference the fast path must match).
+    #[cfg(test)]
+    Always,
 }
 
 /// Whether a token is a numeric literal (an integer, a decimal or an exponent form).
@@ -599,6 +747,19 @@ mod tests {
         b[1] = 0xff;
         Pseudonym(b)
     }
+
+    /// Identifiers of the shapes the scan treats differently: short and
+    /// numeric, long and numeric, long, with a separator or a space inside.
+    const ID_POOL: [&str; 8] = [
+        "5",
+        "42",
+        "7",
+        "123456",
+        "SYN000123",
+        "a,b",
+        "card 0042",
+        "x;y",
+    ];
 
     fn forms(p: &Pseudonym) -> Vec<Vec<u8>> {
         let b = p.as_bytes();
@@ -709,6 +870,50 @@ mod tests {
             text.push(b'"');
             text.extend_from_slice(suffix.as_bytes());
             prop_assert_eq!(f.scan(&text), Some(FindingKind::Pseudonym));
+        }
+
+        /// The fast paths (escape-free JSON, quote-free CSV) find exactly
+        /// what decoding every value finds.
+        #[test]
+        fn fast_scan_equals_full_decoding(
+            cells in proptest::collection::vec(
+                prop_oneof![
+                    "[0-9a-zA-Z ,;'=.\\-]{0,12}",
+                    "[\"\\\\\t]{0,2}[0-9a-z]{0,4}",
+                    (0usize..ID_POOL.len()).prop_map(|i| ID_POOL[i].to_owned()),
+                    ((0usize..ID_POOL.len()), "[ ,;x]{1}").prop_map(|(i, sep)| format!("{}{sep}7", ID_POOL[i])),
+                    (0u32..200).prop_map(|n| n.to_string()),
+                ],
+                0..12,
+            ),
+            ids in proptest::collection::vec(0usize..ID_POOL.len(), 0..4),
+        ) {
+            let mut f = Forbidden::new();
+            for i in ids {
+                f.add_identifier(ID_POOL[i]);
+            }
+            f.add_pseudonyms(&[pseudonym(5)]);
+            // JSON: strings and numbers, as the feed writes them.
+            let json = serde_json::json!({
+                "title": cells.first().cloned().unwrap_or_default(),
+                "related": cells.iter().enumerate().map(|(i, c)| {
+                    serde_json::json!({"title": c, "score": i as f64 / 3.0})
+                }).collect::<Vec<_>>(),
+                "n": cells.len(),
+            });
+            let json = serde_json::to_vec(&json).unwrap();
+            // CSV: the cells as rows of three, quoted only where needed.
+            let mut w = csv::WriterBuilder::new().flexible(true).from_writer(Vec::new());
+            for row in cells.chunks(3) {
+                w.write_record(row).unwrap();
+            }
+            let csv = w.into_inner().unwrap();
+            for (name, bytes) in [("t.json", &json), ("pairs.csv", &csv)] {
+                let path = Path::new(name);
+                let fast = f.scan_contents_as(path, bytes, |_| Ok(()), Decode::WhenNeeded).unwrap();
+                let full = f.scan_contents_as(path, bytes, |_| Ok(()), Decode::Always).unwrap();
+                prop_assert_eq!(fast, full, "{}", String::from_utf8_lossy(bytes));
+            }
         }
 
         #[test]

@@ -263,6 +263,52 @@ fn private_directories_are_owner_only_and_the_published_one_is_servable() {
 }
 
 #[test]
+fn the_release_is_servable_under_the_systemd_umask() {
+    use std::os::unix::fs::PermissionsExt;
+    let sb = Sandbox::new(&demo_input(), "");
+    // The documented unit runs with UMask=0077; files must still be 0644.
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(r#"umask 077 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_alsoborrowed"))
+        .args(["run", "--today", "2026-11-22", "--pipeline"])
+        .arg(sb.pipeline())
+        .output()
+        .unwrap();
+    ok(&out);
+    let release = std::fs::canonicalize(sb.path("published/current")).unwrap();
+    let mut checked = 0;
+    for dir in [
+        release.clone(),
+        release.join("feed"),
+        release.join("feed/titles"),
+    ] {
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o755
+        );
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let entry = entry.unwrap();
+            if entry.file_type().unwrap().is_file() {
+                let mode = entry.metadata().unwrap().permissions().mode() & 0o777;
+                assert_eq!(mode, 0o644, "{}", entry.path().display());
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked > 100, "only {checked} files checked");
+    // Private state stays owner-only under any umask.
+    assert_eq!(
+        std::fs::metadata(sb.path("store"))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777,
+        0o700
+    );
+}
+
+#[test]
 fn the_same_key_for_pseudonyms_and_transfer_is_refused() {
     let sb = Sandbox::new(&demo_input(), "");
     std::fs::create_dir_all(sb.path("keys")).unwrap();
