@@ -79,10 +79,11 @@ fn writer_properties() -> WriterProperties {
 pub(crate) fn write_month(
     path: &Path,
     loans: &Loans,
+    works: &WorkIndex,
     rows: &[u32],
     month: LoanMonth,
 ) -> Result<(), StoreError> {
-    let batch = month_batch(loans, rows, month).map_err(|source| StoreError::Arrow {
+    let batch = month_batch(loans, works, rows, month).map_err(|source| StoreError::Arrow {
         path: path.to_path_buf(),
         source,
     })?;
@@ -103,10 +104,37 @@ pub(crate) fn write_month(
     file.sync_all().map_err(fsx::io_err(path))
 }
 
+/// Each dictionary title's work as a number, computed once per batch so that
+/// the months of a batch group titles by work without hashing work names.
+pub(crate) struct WorkIndex {
+    of_title: Vec<u32>,
+    works: usize,
+}
+
+impl WorkIndex {
+    /// Numbers the works of `loans`' dictionary in first-appearance order.
+    pub(crate) fn of(loans: &Loans) -> WorkIndex {
+        let mut index: HashMap<&str, u32> = HashMap::with_capacity(loans.work_ids.len());
+        let of_title = loans
+            .work_ids
+            .iter()
+            .map(|w| {
+                let next = index.len() as u32;
+                *index.entry(w.as_str()).or_insert(next)
+            })
+            .collect();
+        WorkIndex {
+            of_title,
+            works: index.len(),
+        }
+    }
+}
+
 /// Builds the record batch of one month with month-local dictionaries in
 /// first-appearance order (deterministic for a given batch).
 fn month_batch(
     loans: &Loans,
+    works: &WorkIndex,
     rows: &[u32],
     month: LoanMonth,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
@@ -118,7 +146,7 @@ fn month_batch(
     let mut title_values: Vec<&str> = Vec::new();
     let mut work_of_local: Vec<i32> = Vec::new();
     let mut work_values: Vec<&str> = Vec::new();
-    let mut work_index: HashMap<&str, i32> = HashMap::new();
+    let mut local_of_work = vec![u32::MAX; works.works];
     for &r in rows {
         let r = r as usize;
         pseudonyms.extend_from_slice(loans.pseudonyms[r].as_bytes());
@@ -126,13 +154,12 @@ fn month_batch(
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
             title_values.push(&loans.title_ids[t]);
-            let w = loans.work_ids[t].as_str();
-            let next = work_values.len() as i32;
-            let wk = *work_index.entry(w).or_insert_with(|| {
-                work_values.push(w);
-                next
-            });
-            work_of_local.push(wk);
+            let w = works.of_title[t] as usize;
+            if local_of_work[w] == u32::MAX {
+                local_of_work[w] = work_values.len() as u32;
+                work_values.push(&loans.work_ids[t]);
+            }
+            work_of_local.push(local_of_work[w] as i32);
         }
         let local = local_of_title[t];
         title_keys.push(local as i32);
@@ -410,7 +437,7 @@ mod tests {
     fn month_batch_uses_local_dictionaries_in_first_appearance_order() {
         let loans = sample();
         let m = loans.months[0];
-        let b = month_batch(&loans, &[0, 1, 2], m).unwrap();
+        let b = month_batch(&loans, &WorkIndex::of(&loans), &[0, 1, 2], m).unwrap();
         assert_eq!(b.schema(), schema());
         let titles = b
             .column(1)
@@ -439,7 +466,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("f.parquet");
         let loans = sample();
-        write_month(&p, &loans, &[0, 1, 2], loans.months[0]).unwrap();
+        let works = WorkIndex::of(&loans);
+        write_month(&p, &loans, &works, &[0, 1, 2], loans.months[0]).unwrap();
         let part = read_loans(&p, 3).unwrap();
         assert_eq!(part.pseudonyms, loans.pseudonyms);
         assert_eq!(part.titles, [0, 1, 0]);

@@ -295,11 +295,12 @@ impl Store {
         fsx::ensure_dir(&stage)?;
         // Months are independent files: encode them in parallel (each file's
         // bytes depend only on its own rows, so the result stays deterministic).
+        let works = columns::WorkIndex::of(loans);
         let staged = by_month
             .par_iter()
             .map(|(&month, rows)| {
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
-                columns::write_month(&tmp, loans, rows, month)?;
+                columns::write_month(&tmp, loans, &works, rows, month)?;
                 Ok((month, tmp, rows.len() as u64))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
@@ -688,10 +689,18 @@ mod tests {
         let manifest = store.manifest_for_write().unwrap();
         let stage = root.join(TMP_DIR).join(&rec.id);
         fsx::ensure_dir(&stage).unwrap();
-        columns::write_month(&stage.join("x.parquet"), &loans, &[0], month(2024, 1)).unwrap();
+        let works = columns::WorkIndex::of(&loans);
+        columns::write_month(
+            &stage.join("x.parquet"),
+            &loans,
+            &works,
+            &[0],
+            month(2024, 1),
+        )
+        .unwrap();
         let placed = root.join(manifest::data_file_path(month(2024, 2), &rec.id));
         fsx::ensure_dir(placed.parent().unwrap()).unwrap();
-        columns::write_month(&placed, &loans, &[1, 2], month(2024, 2)).unwrap();
+        columns::write_month(&placed, &loans, &works, &[1, 2], month(2024, 2)).unwrap();
         drop(manifest);
         drop(lock);
 
