@@ -62,3 +62,12 @@ measure() {
     rm -f "$t"
     printf '| %s | %s | %s | %.2f | %.0f |\n' "$label" "$n" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
 }
+
+# The Python of benches/.venv with the peers of benches/peers/requirements.txt
+# installed (pinned, from PyPI); created on first use.
+peers_venv() {
+    local venv=$PWD/benches/.venv
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r benches/peers/requirements.txt >&2
+    echo "$venv/bin/python"
+}
