@@ -171,12 +171,12 @@ fi
 
 disk=$(df -PT "$csv" | awk 'NR == 2 {print $1 ", " $2}')
 rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 || true)
-case $rot in 0) disk="$disk, non-rotational" ;; 1) disk="$disk, rotational" ;; esac
+[ -z "$rot" ] || disk="$disk (lsblk ROTA=$rot)"
 {
     echo
     echo "### National scale: $n loans, $rounds round(s), $(date -u '+%F %H:%M') UTC"
     echo
-    echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(free -m | awk '/Mem:/ {printf "%.1f GiB", $2 / 1024}') memory, disk $disk."
+    echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(free -m | awk '/Mem:/ {printf "%.1f GiB", $2 / 1024}') memory, disk $disk; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)."
     echo "Command: \`MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
     echo "($(basename "$(readlink -f "$py")") in benches/.venv, versions in benches/peers/requirements.txt; window $first..$last, k = $k.)"
     echo

@@ -90,7 +90,7 @@ def polars_job(path, first, last, k):
     l = (
         pl.scan_csv(path, schema_overrides={"borrower_id": pl.String, "title_id": pl.String, "loan_date": pl.String})
         .select("borrower_id", "title_id", "loan_date")
-        .filter(pl.col("loan_date").str.slice(0, 7).is_between(first, last))
+        .filter(pl.col("loan_date").str.slice(0, 7).is_between(pl.lit(first), pl.lit(last)))
         .select(
             pl.col("borrower_id").cast(pl.Categorical).to_physical().alias("b"),
             pl.col("title_id").cast(pl.Categorical).to_physical().alias("t"),
