@@ -59,7 +59,7 @@ measure_job() {
     case $rc in
         0) status=ok ;;
         124) status="timeout (${limit} s)" ;;
-        137) status="OOM (killed)" ;;
+        137) status="killed by SIGKILL (OOM?)" ;;
         *) if grep -qiE 'MemoryError|bad_alloc|out of memory|memory allocation|Cannot allocate' "$err"; then
             status=OOM
         else
@@ -170,7 +170,7 @@ if [[ " $peers " == *" implicit "* ]]; then
 fi
 
 disk=$(df -PT "$csv" | awk 'NR == 2 {print $1 ", " $2}')
-rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 || true)
+rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 | tr -d ' ' || true)
 [ -z "$rot" ] || disk="$disk (lsblk ROTA=$rot)"
 {
     echo

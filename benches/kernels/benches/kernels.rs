@@ -137,7 +137,7 @@ fn llr(bencher: Bencher) {
 
 /// The leak scan of published bytes (every file of a 10k-title release)
 /// against the window's pseudonyms, borrower ids and keys.
-#[divan::bench(sample_count = 10)]
+#[divan::bench(sample_count = 5, sample_size = 1)]
 fn leak_scan(bencher: Bencher) {
     let f = &*FIXTURE;
     let mut forbidden = publish::Forbidden::new();
