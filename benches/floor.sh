@@ -11,7 +11,7 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 source benches/lib.sh
 results=${RESULTS:-$PWD/benches/RESULTS.md}
 if ! command -v cc > /dev/null || [ ! -f /usr/include/openssl/sha.h ]; then
-    apt-get install -y -qq gcc libssl-dev > /dev/null
+    apt-get update -qq && apt-get install -y -qq gcc libssl-dev > /dev/null
 fi
 py=$(peers_venv)
 bin=$(ab_binary)

@@ -18,7 +18,11 @@ loans_csv() {
     local n=$1 bin=$2
     mkdir -p benches/data
     local csv=$PWD/benches/data/loans-$n.csv
-    [ -f "$csv" ] || "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv"
+    # Via a partial file, so an interrupted 100M generation is never taken for a whole one.
+    if [ ! -f "$csv" ]; then
+        "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv.part" >&2
+        mv "$csv.part" "$csv"
+    fi
     echo "$csv"
 }
 

@@ -38,7 +38,7 @@ for p in $peers; do
 done
 if [ ! -x /usr/bin/time ]; then
     echo "national: installing GNU time" >&2
-    apt-get install -y -qq time > /dev/null
+    apt-get update -qq && apt-get install -y -qq time > /dev/null
 fi
 py=$(peers_venv)
 bin=$(ab_binary)
@@ -109,7 +109,7 @@ run_job() {
         polars) measure_job "Polars self-join + group-by" "$py" benches/peers/peers.py polars "$csv" $first $last $k ;;
         implicit) measure_job "implicit CosineRecommender (K $top)" "$py" benches/peers/peers.py implicit "$csv" $first $last $k $top ;;
     esac
-    [ "$status" != ok ] || result[$1]=$outcome
+    [ "$status" != ok ] || result[$1]+=$outcome$'\n'
 }
 for r in $(seq 0 $((rounds - 1))); do
     # Round-robin: each round starts one job later, so no job always runs first.
@@ -149,10 +149,12 @@ for p in duckdb scipy polars; do
         continue
     fi
     finished=$((finished + 1))
-    if [ "$(grep -o 'pairs=[0-9]* support_sum=[0-9]*' <<< "$got")" = "$want" ]; then
+    # Every finished round must give alsoborrowed's totals, not just the last.
+    said=$(grep -o 'pairs=[0-9]* support_sum=[0-9]*' <<< "$got" | sort -u | paste -sd ';' -)
+    if [ -n "$want" ] && [ "$said" = "$want" ]; then
         note "$p agrees: $want"
     else
-        note "DISAGREE: $p says '$got', alsoborrowed '$want'"
+        note "DISAGREE: $p says '$said', alsoborrowed '$want'"
         failed=1
     fi
 done
@@ -161,10 +163,15 @@ done
     failed=1
 }
 if [[ " $peers " == *" implicit "* ]]; then
-    if check=$(timeout "$limit" "$py" benches/peers/peers.py implicit-check "$csv" $first $last $k $top 2>&1); then
+    rc=0
+    check=$(timeout -k 10 "$limit" "$py" benches/peers/peers.py implicit-check "$csv" $first $last $k $top 2>&1) || rc=$?
+    if [ "$rc" = 0 ]; then
         note "$(grep implicit-check <<< "$check" | head -n 1) (kept neighbour counts equal the exact counts)"
+    elif [ "$rc" = 124 ] || [ "$rc" = 137 ] || grep -q MemoryError <<< "$check"; then
+        # implicit is not an exact peer: a check that could not finish is reported, not failed.
+        note "implicit-check did not finish (rc $rc: timeout or out of memory); implicit's counts not checked"
     else
-        note "implicit-check failed: $(tail -n 1 <<< "$check")"
+        note "implicit-check FAILED: $(tail -n 1 <<< "$check")"
         failed=1
     fi
 fi
