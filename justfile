@@ -34,6 +34,19 @@ bench-ingest n="1000000":
 crosscheck:
     bash benches/peers/crosscheck.sh
 
-# End-to-end `run` against DuckDB and SciPy on N generated loans.
-bench-e2e n="1000000":
-    bash benches/e2e.sh {{n}}
+# End-to-end `run` against DuckDB and SciPy on N generated loans (national.sh with two peers).
+bench-e2e n="1000000" rounds="2":
+    bash benches/e2e.sh {{n}} {{rounds}}
+
+# National scale (issue 4): `run` beside DuckDB, SciPy, Polars and implicit on N loans,
+# with peak memory, timeouts and an exact agreement check; appends to benches/RESULTS.md.
+bench-national n="1000000" rounds="1" peers="duckdb scipy polars implicit":
+    bash benches/national.sh {{n}} {{rounds}} "{{peers}}"
+
+# Micro-benchmarks of the hot kernels (divan): pseudonyms, extract, pair counting, LLR, leak scan, feed.
+bench-kernels:
+    cargo bench --locked -p kernels
+
+# Per-stage floors of N loans on this machine (bytes, HMACs, pair increments, files at measured raw rates).
+bench-floor n="1000000":
+    bash benches/floor.sh {{n}}

@@ -18,7 +18,11 @@ loans_csv() {
     local n=$1 bin=$2
     mkdir -p benches/data
     local csv=$PWD/benches/data/loans-$n.csv
-    [ -f "$csv" ] || "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv"
+    # Via a partial file, so an interrupted 100M generation is never taken for a whole one.
+    if [ ! -f "$csv" ]; then
+        "$bin" generate --quiet --loans "$n" --seed 7 --first-month 2024-11 --months 24 --out "$csv.part" >&2
+        mv "$csv.part" "$csv"
+    fi
     echo "$csv"
 }
 
@@ -61,4 +65,13 @@ measure() {
     read -r wall user sys rss < "$t"
     rm -f "$t"
     printf '| %s | %s | %s | %.2f | %.0f |\n' "$label" "$n" "$wall" "$(echo "$user + $sys" | bc)" "$(echo "$rss / 1024" | bc -l)"
+}
+
+# The Python of benches/.venv with the peers of benches/peers/requirements.txt
+# installed (pinned, from PyPI); created on first use.
+peers_venv() {
+    local venv=$PWD/benches/.venv
+    [ -x "$venv/bin/python" ] || python3 -m venv "$venv" >&2
+    "$venv/bin/pip" install --quiet --disable-pip-version-check -r benches/peers/requirements.txt >&2
+    echo "$venv/bin/python"
 }

@@ -1,0 +1,193 @@
+//! Micro-benchmarks of the hot kernels, through the crates' public APIs:
+//! `cargo bench -p kernels` (or `just bench-kernels`). Inputs are synthetic
+//! and seeded; the loans file (1M rows by default, `KERNELS_LOANS` to change)
+//! is generated once into a temporary directory removed at the end.
+
+use std::path::PathBuf;
+use std::sync::LazyLock;
+
+use divan::Bencher;
+use divan::counter::{BytesCount, ItemsCount};
+use engine::EngineParams;
+use loans::Loans;
+use pipeline::{Measure, Pipeline};
+use pseudonym::Pseudonymizer;
+
+fn main() {
+    divan::main();
+    if LazyLock::get(&FIXTURE).is_some() {
+        let _ = std::fs::remove_dir_all(&FIXTURE.dir);
+    }
+}
+
+/// The generated loans file, its pipeline and its extraction, made on first use.
+struct Fixture {
+    dir: PathBuf,
+    bytes: u64,
+    pipeline: Pipeline,
+    loans: Loans,
+}
+
+static FIXTURE: LazyLock<Fixture> = LazyLock::new(|| {
+    let n = std::env::var("KERNELS_LOANS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1_000_000);
+    let dir = std::env::temp_dir().join(format!("kernels-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("creating the benchmark's temporary directory");
+    let csv = dir.join("loans.csv");
+    let file = std::fs::File::create(&csv).expect("creating the loans file");
+    let stats = kernels::write_synthetic_loans(n, std::io::BufWriter::with_capacity(1 << 20, file));
+    let pipeline = kernels::pipeline_for(&csv, &dir);
+    let loans = extract::extract(&input(&pipeline), &pseudonymizer())
+        .expect("extracting the generated loans")
+        .loans;
+    Fixture {
+        dir,
+        bytes: stats.bytes,
+        pipeline,
+        loans,
+    }
+});
+
+fn pseudonymizer() -> Pseudonymizer {
+    Pseudonymizer::new(
+        &keys::SecretKey::from_bytes([7; 32]),
+        "bench-library",
+        "related-titles",
+    )
+}
+
+fn input(p: &Pipeline) -> extract::ExtractInput<'_> {
+    extract::ExtractInput {
+        source: &p.source,
+        works: None,
+        input: None,
+        today: jiff::civil::date(2026, 11, 22),
+    }
+}
+
+/// HMAC-SHA256 pseudonyms of synthetic card numbers, one per call.
+#[divan::bench(sample_count = 20)]
+fn pseudonymize(bencher: Bencher) {
+    let params =
+        synth::SynthParams::for_loans(1_000_000, kernels::SEED, kernels::first_month(), 24);
+    let ids: Vec<String> = (0..10_000)
+        .map(|i| synth::borrower_id(&params, i))
+        .collect();
+    let p = pseudonymizer();
+    bencher.counter(ItemsCount::new(ids.len())).bench(|| {
+        ids.iter()
+            .map(|id| p.pseudonymize(id.as_bytes()).0[0])
+            .fold(0u8, u8::wrapping_add)
+    });
+}
+
+/// Parse, validate and pseudonymize the whole loans file (read from the page cache).
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn extract_csv(bencher: Bencher) {
+    let f = &*FIXTURE;
+    let p = pseudonymizer();
+    bencher
+        .counter(BytesCount::new(f.bytes))
+        .bench(|| extract::extract(&input(&f.pipeline), &p).map(|e| e.loans.len()));
+}
+
+/// Distinct-borrower pair counting, scoring and ranking of every loan (cap 100, N 20).
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn count_pairs(bencher: Bencher) {
+    let f = &*FIXTURE;
+    let params = EngineParams {
+        measure: Measure::Llr,
+        min_support: 5,
+        max_titles_per_borrower: 100,
+        max_related: 20,
+    };
+    bencher
+        .counter(ItemsCount::new(f.loans.len()))
+        .bench(|| engine::build(&f.loans, &params).map(|r| r.pairs.len()));
+}
+
+/// Dunning's log-likelihood ratio of 100k 2x2 tables.
+#[divan::bench(sample_count = 20)]
+fn llr(bencher: Bencher) {
+    let mut x = 0x9E37_79B9_7F4A_7C15_u64;
+    let mut next = |m: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % m
+    };
+    let tables: Vec<[u64; 4]> = (0..100_000)
+        .map(|_| {
+            let both = 5 + next(200);
+            [both, next(2_000), next(2_000), 400_000 + next(100_000)]
+        })
+        .collect();
+    bencher.counter(ItemsCount::new(tables.len())).bench(|| {
+        tables
+            .iter()
+            .map(|t| engine::llr(t[0], t[1], t[2], t[3]))
+            .sum::<f64>()
+    });
+}
+
+/// The leak scan of published bytes (every file of a 10k-title release)
+/// against the window's pseudonyms, borrower ids and keys.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn leak_scan(bencher: Bencher) {
+    let f = &*FIXTURE;
+    let mut forbidden = publish::Forbidden::new();
+    forbidden.add_pseudonyms(&f.loans.pseudonyms);
+    let params =
+        synth::SynthParams::for_loans(1_000_000, kernels::SEED, kernels::first_month(), 24);
+    for i in 0..params.borrowers {
+        forbidden.add_identifier(&synth::borrower_id(&params, i));
+    }
+    forbidden.add_secret(&[7; 32]);
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    export_release(&kernels::synthetic_related(10_000, 20), dir.path());
+    let mut published = Vec::new();
+    collect_files(dir.path(), &mut published);
+    bencher
+        .counter(BytesCount::new(published.len()))
+        .bench(|| forbidden.scan(&published).is_some());
+}
+
+/// Writing a release (Parquet, CSV, one JSON file per title, checks) of 2,000
+/// titles x 20 related titles into a fresh directory.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn export_feed(bencher: Bencher) {
+    let related = kernels::synthetic_related(2_000, 20);
+    bencher
+        .counter(ItemsCount::new(2_000u32))
+        .with_inputs(|| tempfile::tempdir().expect("creating a temporary directory"))
+        .bench_refs(|dir| export_release(&related, dir.path()));
+}
+
+fn export_release(related: &engine::Related, out: &std::path::Path) {
+    let meta = publish::ExportMeta {
+        window_first: kernels::first_month(),
+        window_last: kernels::first_month(),
+        measure: Measure::Llr,
+        min_support: 5,
+        max_titles_per_borrower: 100,
+        max_related: 20,
+    };
+    publish::export(related, &meta, out, &publish::Forbidden::new())
+        .expect("exporting synthetic relations");
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<u8>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        if path.is_dir() {
+            collect_files(&path, out);
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.extend_from_slice(&bytes);
+        }
+    }
+}
