@@ -85,7 +85,10 @@ if pg_ctlcluster "$pg_version" "$cluster" status >/dev/null 2>&1; then
 else
     pg_ctlcluster "$pg_version" "$cluster" start
 fi
-psql_as() { runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -p "$pg_port" "$@"; }
+psql_as() {
+    runuser -u postgres -- env PGOPTIONS='-c client_min_messages=warning' \
+        psql -X -q -v ON_ERROR_STOP=1 -p "$pg_port" "$@"
+}
 psql_as -d postgres >/dev/null <<EOF
 DO \$\$ BEGIN
   IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '$user') THEN

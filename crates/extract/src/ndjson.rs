@@ -250,6 +250,35 @@ not json
         }
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_bytes_are_counted_line_by_line_without_a_panic(
+            lines in proptest::collection::vec(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..40),
+                0..30,
+            ),
+            good in 0usize..5,
+        ) {
+            let mut data = Vec::new();
+            let mut non_blank = 0u64;
+            for line in &lines {
+                let line: Vec<u8> = line.iter().copied().filter(|&b| b != b'\n').collect();
+                non_blank += u64::from(!line.iter().all(u8::is_ascii_whitespace));
+                data.extend_from_slice(&line);
+                data.push(b'\n');
+            }
+            for i in 0..good {
+                data.extend_from_slice(
+                    format!("{{\"userId\":\"u{i}\",\"item\":{{\"instanceId\":\"t\"}},\"loanDate\":\"2024-01-01\"}}\n").as_bytes(),
+                );
+            }
+            let mut sink = RecordSink::new("l".into(), "iso", date(2024, 6, 15));
+            let c = columns("userId", "item.instanceId", "loanDate");
+            read_lines(&mut &data[..], &mut sink, &c).unwrap();
+            proptest::prop_assert_eq!(sink.records(), non_blank + good as u64);
+        }
+    }
+
     #[test]
     fn deeply_nested_or_huge_lines_are_rejected_not_fatal() {
         let mut data = "[".repeat(10_000).into_bytes();

@@ -376,6 +376,19 @@ mod tests {
         assert!(err.contains("executable"), "{err}");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn a_second_statement_never_passes(
+            a in "[ -~\n]{0,40}",
+            b in "[ -~\n]{0,40}",
+        ) {
+            let query = format!("SELECT {a};{b}x");
+            for dialect in [Dialect::Postgres, Dialect::Mysql] {
+                proptest::prop_assert!(check_query(&query, dialect).is_err());
+            }
+        }
+    }
+
     #[test]
     fn only_safe_server_messages_are_shown() {
         let shown = server_message("28P01", "password authentication failed for user \"ro\"");

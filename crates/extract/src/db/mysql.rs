@@ -37,7 +37,10 @@ fn message(e: &mysql::Error) -> String {
 }
 
 /// Connects with the settings, TLS as configured, session time zone UTC.
-fn connect(settings: &Settings<'_>) -> Result<Conn, ExtractError> {
+fn connect(settings: &mut Settings<'_>) -> Result<Conn, ExtractError> {
+    // Taken out of the settings so that it is wiped as soon as the
+    // connection is made.
+    let password = settings.password.take();
     let mut opts = OptsBuilder::new()
         .ip_or_hostname(Some(settings.host))
         .tcp_port(settings.port)
@@ -46,7 +49,7 @@ fn connect(settings: &Settings<'_>) -> Result<Conn, ExtractError> {
         .prefer_socket(false)
         .tcp_connect_timeout(Some(Duration::from_secs(30)))
         .init(vec!["SET time_zone = '+00:00'"]);
-    if let Some(password) = &settings.password {
+    if let Some(password) = &password {
         // The client keeps this copy until the connection closes; its memory
         // is not wiped (see docs/operations.md).
         opts = opts.pass(Some(password.as_str()));
@@ -85,13 +88,13 @@ fn bytes(value: Option<&Value>) -> Result<Option<&[u8]>, ()> {
 /// Runs the `[source]` query of `input` and streams its rows into a sink.
 pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError> {
     let source = input.source;
-    let settings = Settings::new(source, "mysql", DEFAULT_PORT)?;
+    let mut settings = Settings::new(source, "mysql", DEFAULT_PORT)?;
     if input.input.is_some() {
         return Err(settings.error("--input names a file, but this pipeline reads a database"));
     }
     let query = source.query.as_deref().unwrap_or("");
     check_query(query, Dialect::Mysql).map_err(|m| settings.error(m))?;
-    let mut conn = connect(&settings)?;
+    let mut conn = connect(&mut settings)?;
     let fail = |what: &str, e: mysql::Error| settings.error(format!("{what}: {}", message(&e)));
     let mut tx = conn
         .start_transaction(TxOpts::default().set_access_mode(Some(AccessMode::ReadOnly)))
@@ -154,10 +157,10 @@ pub(crate) fn works(
     title_ids: &[String],
     work_ids: &mut [String],
 ) -> Result<(), ExtractError> {
-    let settings = Settings::new(source, "mysql", DEFAULT_PORT)?;
+    let mut settings = Settings::new(source, "mysql", DEFAULT_PORT)?;
     let query = works.query.as_deref().unwrap_or("");
     check_query(query, Dialect::Mysql).map_err(|m| settings.error(format!("works query: {m}")))?;
-    let mut conn = connect(&settings)?;
+    let mut conn = connect(&mut settings)?;
     let fail = |what: &str, e: mysql::Error| {
         settings.error(format!("works query: {what}: {}", message(&e)))
     };

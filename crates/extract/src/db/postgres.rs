@@ -139,7 +139,10 @@ fn message(e: &postgres::Error) -> String {
 
 /// Connects with the settings, TLS as configured; the password is copied
 /// into the client's configuration only for the handshake.
-fn connect(settings: &Settings<'_>) -> Result<Client, ExtractError> {
+fn connect(settings: &mut Settings<'_>) -> Result<Client, ExtractError> {
+    // Taken out of the settings so that it is wiped as soon as the
+    // connection is made.
+    let password = settings.password.take();
     let mut config = Config::new();
     config
         .host(settings.host)
@@ -148,7 +151,7 @@ fn connect(settings: &Settings<'_>) -> Result<Client, ExtractError> {
         .user(settings.user)
         .application_name("alsoborrowed")
         .connect_timeout(Duration::from_secs(30));
-    if let Some(password) = &settings.password {
+    if let Some(password) = &password {
         config.password(password.as_bytes());
     }
     let client = match settings.tls {
@@ -171,13 +174,13 @@ fn connect(settings: &Settings<'_>) -> Result<Client, ExtractError> {
 /// Runs the `[source]` query of `input` and streams its rows into a sink.
 pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError> {
     let source = input.source;
-    let settings = Settings::new(source, "postgres", DEFAULT_PORT)?;
+    let mut settings = Settings::new(source, "postgres", DEFAULT_PORT)?;
     if input.input.is_some() {
         return Err(settings.error("--input names a file, but this pipeline reads a database"));
     }
     let query = source.query.as_deref().unwrap_or("");
     check_query(query, Dialect::Postgres).map_err(|m| settings.error(m))?;
-    let mut client = connect(&settings)?;
+    let mut client = connect(&mut settings)?;
     let fail = |what: &str, e: postgres::Error| settings.error(format!("{what}: {}", message(&e)));
     let mut tx = client
         .build_transaction()
@@ -279,11 +282,11 @@ pub(crate) fn works(
     title_ids: &[String],
     work_ids: &mut [String],
 ) -> Result<(), ExtractError> {
-    let settings = Settings::new(source, "postgres", DEFAULT_PORT)?;
+    let mut settings = Settings::new(source, "postgres", DEFAULT_PORT)?;
     let query = works.query.as_deref().unwrap_or("");
     check_query(query, Dialect::Postgres)
         .map_err(|m| settings.error(format!("works query: {m}")))?;
-    let mut client = connect(&settings)?;
+    let mut client = connect(&mut settings)?;
     let fail = |what: &str, e: postgres::Error| {
         settings.error(format!("works query: {what}: {}", message(&e)))
     };

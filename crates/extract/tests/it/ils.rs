@@ -203,6 +203,24 @@ fn koha_db_preset_reads_mariadb() {
     db_test(Ils::Koha);
 }
 
+#[cfg(feature = "mysql")]
+#[test]
+fn koha_statistics_table_gives_the_same_loans() {
+    let Some(s) = servers() else { return };
+    let mut p = db_preset(Ils::Koha, &s);
+    // The alternative the koha-db preset's comment gives.
+    p.source.query = Some(
+        "SELECT CONCAT('koha:', x.borrowernumber) AS borrower_id, i.biblionumber AS title_id, \
+         x.issuedate AS loan_date \
+         FROM (SELECT borrowernumber, itemnumber, datetime AS issuedate \
+               FROM statistics WHERE type = 'issue') AS x \
+         JOIN items AS i ON i.itemnumber = x.itemnumber"
+            .into(),
+    );
+    let c = Circulation::generate(&ci_params());
+    check(&c, Ils::Koha, &run(&p).unwrap_or_else(|e| panic!("{e}")));
+}
+
 #[cfg(feature = "postgres")]
 #[test]
 fn evergreen_db_preset_reads_postgres_with_metarecords() {
