@@ -122,6 +122,12 @@ my_tls=/var/lib/alsoborrowed-mariadb-tls
 sock=$my_run/mysqld.sock
 mkdir -p "$my_run" "$my_tls"
 chown mysql:mysql "$my_run" "$my_tls"
+# A server left running with another clone's certificate must restart.
+if ! cmp -s "$state/server.pem" "$my_tls/server.pem" &&
+    mariadb-admin --no-defaults --socket="$sock" ping >/dev/null 2>&1; then
+    say "restarting MariaDB for a new certificate"
+    mariadb-admin --no-defaults --socket="$sock" shutdown
+fi
 install -o mysql -g mysql -m 600 "$state/server.key" "$my_tls/server.key"
 install -o mysql -g mysql -m 644 "$state/server.pem" "$my_tls/server.pem"
 install -o mysql -g mysql -m 644 "$state/ca.pem" "$my_tls/ca.pem"
@@ -141,6 +147,8 @@ if ! mariadb-admin --no-defaults --socket="$sock" ping >/dev/null 2>&1; then
         mariadb-admin --no-defaults --socket="$sock" ping >/dev/null 2>&1 && break
         sleep 0.5
     done
+    mariadb-admin --no-defaults --socket="$sock" ping >/dev/null ||
+        { cat "$my_run/error.log" >&2; exit 1; }
 fi
 mariadb_as() { mariadb --no-defaults --socket="$sock" "$@"; }
 say "loading koha into MariaDB"
