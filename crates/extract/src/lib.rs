@@ -10,6 +10,11 @@
 //! [`ExtractReport`] name files, row numbers, reasons and column names, never
 //! a field value. [`lend_borrower_ids`] and [`extract_and_lend`] lend ids to a
 //! leak check's forbidden set for the duration of a call, nothing else.
+//!
+//! Sources: CSV and TSV files (parsed in parallel pieces), NDJSON files and,
+//! with the cargo features `postgres` and `mysql`, one read-only query of an
+//! ILS database. Whatever the source, every record passes the same check in
+//! the record sink (`records`) and the same assembly.
 
 mod borrower;
 mod date;
