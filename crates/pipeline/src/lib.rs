@@ -628,6 +628,9 @@ impl Pipeline {
             if s.delimiter.is_some() {
                 return Err("source.delimiter is for files".into());
             }
+            if s.tls == Tls::Disable && s.tls_ca_file.is_some() {
+                return Err("source.tls_ca_file has no use with tls = \"disable\"".into());
+            }
         } else {
             if s.path.as_os_str().is_empty() {
                 return Err("source.path is required for a file source".into());
