@@ -24,6 +24,7 @@ mod interner;
 mod ndjson;
 mod parse;
 mod records;
+mod titles;
 mod works;
 
 use std::collections::BTreeMap;
@@ -282,6 +283,24 @@ pub enum ExtractError {
         /// What failed.
         message: String,
     },
+    /// The title map is malformed.
+    #[error("title map {path}, row {row}: {reason}")]
+    TitleMap {
+        /// The map file.
+        path: PathBuf,
+        /// Line number of the offending record (1 for the header).
+        row: u64,
+        /// What is wrong.
+        reason: TitleMapProblem,
+    },
+    /// Lent ids are missing from the title map.
+    #[error("title map {path} lacks {count} of the lent ids; is it older than the loans?")]
+    UnmappedTitles {
+        /// The map file.
+        path: PathBuf,
+        /// How many lent ids it lacks.
+        count: u64,
+    },
     /// The works mapping is malformed.
     #[error("works mapping {path}, row {row}: {reason}")]
     Works {
@@ -292,6 +311,45 @@ pub enum ExtractError {
         /// What is wrong.
         reason: WorksProblem,
     },
+}
+
+/// What is wrong with a title map file (`[source.titles]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TitleMapProblem {
+    /// The file is empty; a header is required.
+    #[error("empty file, a header is required")]
+    Empty,
+    /// The header lacks a configured column.
+    #[error("header lacks column(s) {}; the header has {}", .missing.join(", "), .found.join(", "))]
+    MissingColumns {
+        /// Configured column names not in the header.
+        missing: Vec<String>,
+        /// The header's names.
+        found: Vec<String>,
+    },
+    /// The row has more or fewer fields than the header.
+    #[error("wrong column count")]
+    WrongColumnCount,
+    /// A used field is not valid UTF-8.
+    #[error("invalid utf-8")]
+    InvalidUtf8,
+    /// The id the loans name is empty.
+    #[error("missing id")]
+    MissingId,
+    /// The title is empty.
+    #[error("missing title")]
+    MissingTitle,
+    /// A lent id is mapped to two different titles.
+    #[error("id mapped to a second title (first mapped at row {first_row})")]
+    ConflictingTitle {
+        /// Row of the first mapping.
+        first_row: u64,
+    },
+    /// The record could not be read (bad CSV, or an NDJSON line that is not
+    /// an object with string or integer fields).
+    #[error("malformed record")]
+    Malformed,
 }
 
 /// Display of the header names found, or why they are withheld.
@@ -420,7 +478,7 @@ pub fn extract_and_lend(
     pseudonymizer: &Pseudonymizer,
     audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
 ) -> Result<Extraction, ExtractError> {
-    let (mut loans, report) = match read_records(input)? {
+    let (mut loans, mut report) = match read_records(input)? {
         Some(sink) => sink.finish(pseudonymizer, audit)?,
         None => {
             let (path, data) = read_input(input)?;
@@ -436,6 +494,10 @@ pub fn extract_and_lend(
             )?
         }
     };
+    if let Some(map) = &input.source.titles {
+        titles::apply(map, &mut loans)?;
+        report.distinct_titles = loans.title_ids.len() as u64;
+    }
     if let Some(works) = input.works {
         if works.query.is_some() {
             db_works(input, works, &loans.title_ids, &mut loans.work_ids)?;

@@ -69,7 +69,7 @@ fn next_line(reader: &mut impl BufRead, buf: &mut Vec<u8>, max: usize) -> std::i
 
 /// The value at a dotted path: a key with the whole path first (JSON keys
 /// may contain dots), then one object level per segment.
-fn lookup<'v>(record: &'v Value, path: &str) -> Option<&'v Value> {
+pub(crate) fn lookup<'v>(record: &'v Value, path: &str) -> Option<&'v Value> {
     if let Some(v) = record.get(path) {
         return Some(v);
     }

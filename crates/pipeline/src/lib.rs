@@ -143,6 +143,9 @@ pub struct Source {
     /// Column names in the file's header.
     #[serde(default)]
     pub columns: Columns,
+    /// Maps the loans' title field (e.g. an item id) to the title.
+    #[serde(default)]
+    pub titles: Option<TitleMap>,
     /// How loan dates are written: `"iso"` (`YYYY-MM-DD`, optionally followed
     /// by a time) or a strftime pattern such as `"%d.%m.%Y"`.
     #[serde(default = "default_date_format")]
@@ -175,6 +178,29 @@ pub struct Source {
     /// Mozilla root set when unset.
     #[serde(default)]
     pub tls_ca_file: Option<PathBuf>,
+}
+
+/// A file that maps the id in the loans' title field (an item or copy id)
+/// to the title (bib record or instance id) that recommendations are about.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TitleMap {
+    /// The mapping file.
+    pub path: PathBuf,
+    /// Its format: `csv`, `tsv` or `ndjson`.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Column (or NDJSON dotted path) of the id the loans name.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Column (or NDJSON dotted path) of the title it belongs to.
+    #[serde(default = "default_title")]
+    pub to: String,
+}
+
+fn default_from() -> String {
+    "item_id".to_owned()
 }
 
 /// TLS requirement of a database connection.
@@ -506,6 +532,9 @@ impl Pipeline {
         if let Some(f) = &mut self.source.tls_ca_file {
             join(f);
         }
+        if let Some(t) = &mut self.source.titles {
+            join(&mut t.path);
+        }
         if let Some(w) = &mut self.works {
             join_set(&mut w.path);
         }
@@ -638,6 +667,13 @@ impl Pipeline {
             if let Some((key, _)) = db_keys.iter().find(|(_, set)| *set) {
                 return Err(format!("source.{key} is for database sources only"));
             }
+        }
+        if let Some(t) = &s.titles
+            && (t.format.is_database() || t.from == t.to)
+        {
+            return Err(
+                "source.titles must be a csv, tsv or ndjson file with two different fields".into(),
+            );
         }
         if let Some(w) = &self.works {
             match (w.path.as_os_str().is_empty(), &w.query) {
@@ -800,6 +836,13 @@ mod tests {
         check(
             &MINIMAL.replace("path = \"loans.csv\"", ""),
             "source.path is required",
+        );
+        check(
+            &MINIMAL.replace(
+                "[transfer]",
+                "[source.titles]\npath = \"m.csv\"\nfrom = \"a\"\nto = \"a\"\n[transfer]",
+            ),
+            "two different fields",
         );
         let works = DATABASE.replace("[transfer]", "[works]\nquery = \"SELECT 2\"\n[transfer]");
         assert_eq!(

@@ -250,7 +250,11 @@ impl Circulation {
                 std::fs::write(dir.join("loans.csv"), self.evergreen_csv())?;
                 std::fs::write(dir.join("works.csv"), self.evergreen_works_csv())?;
             }
-            Ils::Folio => std::fs::write(dir.join("loans.ndjson"), self.folio_ndjson())?,
+            Ils::Folio => {
+                std::fs::write(dir.join("loans.ndjson"), self.folio_ndjson())?;
+                std::fs::write(dir.join("loan-storage.ndjson"), self.folio_storage_ndjson())?;
+                std::fs::write(dir.join("items.csv"), self.folio_items_csv())?;
+            }
         }
         Ok(())
     }
@@ -550,6 +554,26 @@ impl Circulation {
         for (n, l) in self.loans.iter().enumerate() {
             s.push_str(&self.folio_loan(n, l, true));
             s.push('\n');
+        }
+        s
+    }
+
+    /// FOLIO's `/loan-storage/loans` records (no embedded item), one per line.
+    pub fn folio_storage_ndjson(&self) -> String {
+        let mut s = String::new();
+        for (n, l) in self.loans.iter().enumerate() {
+            s.push_str(&self.folio_loan(n, l, false));
+            s.push('\n');
+        }
+        s
+    }
+
+    /// FOLIO's items with their instance, as `item_id,title_id` CSV (the
+    /// output of the item-to-instance query in the `folio-file` preset).
+    pub fn folio_items_csv(&self) -> String {
+        let mut s = String::from("item_id,title_id\n");
+        for (i, &b) in self.item_bib.iter().enumerate() {
+            let _ = writeln!(s, "{},{}", self.uuid(3, i as u32), self.uuid(1, b));
         }
         s
     }
