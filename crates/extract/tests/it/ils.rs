@@ -355,3 +355,15 @@ fn a_database_source_fails_cleanly_when_nothing_listens() {
     let err = run(&p).unwrap_err().to_string();
     assert!(err.starts_with("postgres://127.0.0.1:1/folio: "), "{err}");
 }
+
+#[test]
+fn every_preset_parses_and_reads_what_its_name_says() {
+    for ils in Ils::ALL {
+        let db = preset(&format!("{}-db", ils.name()));
+        assert!(db.source.format.is_database(), "{}", ils.name());
+        assert_eq!(db.source.tls, pipeline::Tls::Require);
+        assert!(db.source.password_file.is_some());
+        let file = preset(&format!("{}-file", ils.name()));
+        assert!(!file.source.format.is_database(), "{}", ils.name());
+    }
+}
