@@ -44,7 +44,7 @@ enum Command {
     /// Create or inspect key files.
     #[command(subcommand)]
     Key(KeyCommand),
-    /// Pseudonymize a loans file and write a sealed batch for the mining side.
+    /// Pseudonymize a loans file or ILS database query and write a sealed batch for the mining side.
     Extract(PipelineArgs),
     /// Open sealed batches from the inbox and add them to the store.
     Ingest(PipelineArgs),
@@ -82,7 +82,7 @@ pub(crate) struct PipelineArgs {
     /// The pipeline file (TOML), e.g. pipelines/demo.toml.
     #[arg(long, short, value_name = "FILE")]
     pipeline: PathBuf,
-    /// Loans file to read instead of the pipeline's source.path (extract and run).
+    /// Loans file to read instead of the pipeline's source.path (extract and run; files only).
     #[arg(long, value_name = "FILE")]
     input: Option<PathBuf>,
 }

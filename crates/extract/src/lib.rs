@@ -10,11 +10,21 @@
 //! [`ExtractReport`] name files, row numbers, reasons and column names, never
 //! a field value. [`lend_borrower_ids`] and [`extract_and_lend`] lend ids to a
 //! leak check's forbidden set for the duration of a call, nothing else.
+//!
+//! Sources: CSV and TSV files (parsed in parallel pieces), NDJSON files and,
+//! with the cargo features `postgres` and `mysql`, one read-only query of an
+//! ILS database. Whatever the source, every record passes the same check in
+//! the record sink (`records`) and the same assembly.
 
 mod borrower;
 mod date;
+#[cfg(any(feature = "postgres", feature = "mysql"))]
+mod db;
 mod interner;
+mod ndjson;
 mod parse;
+mod records;
+mod titles;
 mod works;
 
 use std::collections::BTreeMap;
@@ -111,11 +121,17 @@ pub enum RejectReason {
     UnparseableDate,
     /// The loan date is after today.
     FutureDate,
+    /// A record source's record could not be read as one (an NDJSON line
+    /// that is not a JSON object, or is too long).
+    MalformedRecord,
+    /// A used field has a type that cannot be an id or a date (a JSON
+    /// array, object, boolean or fraction).
+    WrongFieldType,
 }
 
 impl RejectReason {
     /// Every reason, in order.
-    pub const ALL: [RejectReason; 7] = [
+    pub const ALL: [RejectReason; 9] = [
         RejectReason::WrongColumnCount,
         RejectReason::InvalidUtf8,
         RejectReason::MissingBorrowerId,
@@ -123,6 +139,8 @@ impl RejectReason {
         RejectReason::MissingDate,
         RejectReason::UnparseableDate,
         RejectReason::FutureDate,
+        RejectReason::MalformedRecord,
+        RejectReason::WrongFieldType,
     ];
 
     /// A few lower-case words naming the reason.
@@ -135,6 +153,8 @@ impl RejectReason {
             RejectReason::MissingDate => "missing date",
             RejectReason::UnparseableDate => "unparseable date",
             RejectReason::FutureDate => "future date",
+            RejectReason::MalformedRecord => "malformed record",
+            RejectReason::WrongFieldType => "wrong field type",
         }
     }
 }
@@ -248,6 +268,39 @@ pub enum ExtractError {
         /// What was rejected and why.
         report: Box<ExtractReport>,
     },
+    /// The source's format needs a cargo feature this build lacks.
+    #[error("this build cannot read {format} sources; build with the cargo feature {format}")]
+    NotBuiltIn {
+        /// The format's name.
+        format: &'static str,
+    },
+    /// A database could not be queried; the message holds no field value
+    /// and no password.
+    #[error("{source_name}: {message}")]
+    Database {
+        /// The database, as `postgres://host:port/name`.
+        source_name: String,
+        /// What failed.
+        message: String,
+    },
+    /// The title map is malformed.
+    #[error("title map {path}, row {row}: {reason}")]
+    TitleMap {
+        /// The map file.
+        path: PathBuf,
+        /// Line number of the offending record (1 for the header).
+        row: u64,
+        /// What is wrong.
+        reason: TitleMapProblem,
+    },
+    /// Lent ids are missing from the title map.
+    #[error("title map {path} lacks {count} of the lent ids; is it older than the loans?")]
+    UnmappedTitles {
+        /// The map file.
+        path: PathBuf,
+        /// How many lent ids it lacks.
+        count: u64,
+    },
     /// The works mapping is malformed.
     #[error("works mapping {path}, row {row}: {reason}")]
     Works {
@@ -258,6 +311,45 @@ pub enum ExtractError {
         /// What is wrong.
         reason: WorksProblem,
     },
+}
+
+/// What is wrong with a title map file (`[source.titles]`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TitleMapProblem {
+    /// The file is empty; a header is required.
+    #[error("empty file, a header is required")]
+    Empty,
+    /// The header lacks a configured column.
+    #[error("header lacks column(s) {}; the header has {}", .missing.join(", "), .found.join(", "))]
+    MissingColumns {
+        /// Configured column names not in the header.
+        missing: Vec<String>,
+        /// The header's names.
+        found: Vec<String>,
+    },
+    /// The row has more or fewer fields than the header.
+    #[error("wrong column count")]
+    WrongColumnCount,
+    /// A used field is not valid UTF-8.
+    #[error("invalid utf-8")]
+    InvalidUtf8,
+    /// The id the loans name is empty.
+    #[error("missing id")]
+    MissingId,
+    /// The title is empty.
+    #[error("missing title")]
+    MissingTitle,
+    /// A lent id is mapped to two different titles.
+    #[error("id mapped to a second title (first mapped at row {first_row})")]
+    ConflictingTitle {
+        /// Row of the first mapping.
+        first_row: u64,
+    },
+    /// The record could not be read (bad CSV, or an NDJSON line that is not
+    /// an object with string or integer fields).
+    #[error("malformed record")]
+    Malformed,
 }
 
 /// Display of the header names found, or why they are withheld.
@@ -346,6 +438,9 @@ pub fn lend_borrower_ids<R>(
     input: &ExtractInput<'_>,
     audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
 ) -> Result<R, ExtractError> {
+    if let Some(sink) = read_records(input)? {
+        return Ok(sink.lend(audit));
+    }
     let (path, data) = read_input(input)?;
     let chunks = parse_chunks(
         &path,
@@ -383,21 +478,85 @@ pub fn extract_and_lend(
     pseudonymizer: &Pseudonymizer,
     audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
 ) -> Result<Extraction, ExtractError> {
-    let (path, data) = read_input(input)?;
-    let how = How::parallel(data.len());
-    let (mut loans, report) = extract_bytes(
-        &path,
-        &data,
-        input.source,
-        input.today,
-        pseudonymizer,
-        how,
-        audit,
-    )?;
+    let (mut loans, mut report) = match read_records(input)? {
+        Some(sink) => sink.finish(pseudonymizer, audit)?,
+        None => {
+            let (path, data) = read_input(input)?;
+            let how = How::parallel(data.len());
+            extract_bytes(
+                &path,
+                &data,
+                input.source,
+                input.today,
+                pseudonymizer,
+                how,
+                audit,
+            )?
+        }
+    };
+    if let Some(map) = &input.source.titles {
+        titles::apply(map, &mut loans)?;
+        report.distinct_titles = loans.title_ids.len() as u64;
+    }
     if let Some(works) = input.works {
-        works::apply(works, &loans.title_ids, &mut loans.work_ids)?;
+        if works.query.is_some() {
+            db_works(input, works, &loans.title_ids, &mut loans.work_ids)?;
+        } else {
+            works::apply(works, &loans.title_ids, &mut loans.work_ids)?;
+        }
     }
     Ok(Extraction { loans, report })
+}
+
+/// Reads a record source (NDJSON or a database) into a sink; `None` for the
+/// delimited text formats, which are parsed in pieces instead.
+fn read_records(input: &ExtractInput<'_>) -> Result<Option<records::RecordSink>, ExtractError> {
+    use pipeline::Format;
+    Ok(Some(match input.source.format {
+        Format::Ndjson => ndjson::read(input)?,
+        #[cfg(feature = "postgres")]
+        Format::Postgres => db::postgres::read(input)?,
+        #[cfg(feature = "mysql")]
+        Format::Mysql => db::mysql::read(input)?,
+        format if format.is_database() => {
+            return Err(ExtractError::NotBuiltIn {
+                format: format_name(format),
+            });
+        }
+        _ => return Ok(None),
+    }))
+}
+
+/// The name of a format in the pipeline file.
+fn format_name(format: pipeline::Format) -> &'static str {
+    match format {
+        pipeline::Format::Postgres => "postgres",
+        pipeline::Format::Mysql => "mysql",
+        pipeline::Format::Ndjson => "ndjson",
+        _ => "file",
+    }
+}
+
+/// Applies a `[works]` query of the source database.
+#[cfg_attr(
+    not(all(feature = "postgres", feature = "mysql")),
+    allow(unused_variables)
+)]
+fn db_works(
+    input: &ExtractInput<'_>,
+    works: &pipeline::Works,
+    title_ids: &[String],
+    work_ids: &mut [String],
+) -> Result<(), ExtractError> {
+    match input.source.format {
+        #[cfg(feature = "postgres")]
+        pipeline::Format::Postgres => db::postgres::works(input.source, works, title_ids, work_ids),
+        #[cfg(feature = "mysql")]
+        pipeline::Format::Mysql => db::mysql::works(input.source, works, title_ids, work_ids),
+        format => Err(ExtractError::NotBuiltIn {
+            format: format_name(format),
+        }),
+    }
 }
 
 /// How rows are parsed.
@@ -438,6 +597,15 @@ fn extract_bytes(
 ) -> Result<(Loans, ExtractReport), ExtractError> {
     let chunks = parse_chunks(path, data, source, today, how)?;
     let (loans, report) = assemble(path, chunks, pseudonymizer, audit);
+    check_outcome(path, loans, report)
+}
+
+/// Fails an extraction that read no row or kept none.
+fn check_outcome(
+    path: &Path,
+    loans: Loans,
+    report: ExtractReport,
+) -> Result<(Loans, ExtractReport), ExtractError> {
     if report.rows_read == 0 {
         return Err(ExtractError::EmptyFile {
             path: path.to_owned(),
@@ -623,7 +791,7 @@ mod tests {
     use jiff::civil::date;
     use proptest::prelude::*;
 
-    fn source(extra: &str) -> pipeline::Source {
+    pub(crate) fn source(extra: &str) -> pipeline::Source {
         let toml = format!(
             "[library]\nid = \"X\"\n[keys]\npseudonym = \"p\"\ntransfer = \"t\"\n\
              [source]\npath = \"loans.csv\"\n{extra}\n[transfer]\noutbox = \"o\"\n\

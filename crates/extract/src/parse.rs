@@ -9,6 +9,7 @@ use rayon::prelude::*;
 use crate::borrower::BorrowerInterner;
 use crate::date::DateParser;
 use crate::interner::Interner;
+use crate::records::LoanDate;
 use crate::{MAX_REJECTED_ROWS, RejectReason, Rejections};
 
 /// Where the used columns are and how rows are checked.
@@ -51,7 +52,7 @@ pub(crate) struct Chunk {
 }
 
 impl Chunk {
-    fn new(base_line: u64) -> Self {
+    pub(crate) fn new(base_line: u64) -> Self {
         Chunk {
             borrowers: BorrowerInterner::default(),
             titles: Interner::default(),
@@ -65,7 +66,7 @@ impl Chunk {
         }
     }
 
-    fn reject(&mut self, line: u64, reason: RejectReason) {
+    pub(crate) fn reject(&mut self, line: u64, reason: RejectReason) {
         let r = &mut self.rejects[reason as usize];
         r.count += 1;
         if r.rows.len() < MAX_REJECTED_ROWS {
@@ -80,38 +81,15 @@ impl Chunk {
         if width != layout.width {
             return self.reject(line, RejectReason::WrongColumnCount);
         }
-        let [Ok(borrower), Ok(title), Ok(date)] = fields.map(std::str::from_utf8) else {
-            return self.reject(line, RejectReason::InvalidUtf8);
-        };
-        let title = title.trim();
-        let date = date.trim();
-        // Check everything else before the id is interned, so a rejected row
-        // never adds a borrower.
-        if borrower.trim().is_empty() {
-            return self.reject(line, RejectReason::MissingBorrowerId);
-        }
-        if title.is_empty() {
-            return self.reject(line, RejectReason::MissingTitle);
-        }
-        if date.is_empty() {
-            return self.reject(line, RejectReason::MissingDate);
-        }
-        let Some(day) = layout.dates.parse(date) else {
-            return self.reject(line, RejectReason::UnparseableDate);
-        };
-        if day > layout.today {
-            return self.reject(line, RejectReason::FutureDate);
-        }
-        let Ok(month) = LoanMonth::new(i32::from(day.year()), day.month() as u32) else {
-            return self.reject(line, RejectReason::UnparseableDate);
-        };
-        let Some(b) = self.borrowers.intern(borrower) else {
-            return self.reject(line, RejectReason::MissingBorrowerId);
-        };
-        let t = self.titles.intern(title.as_bytes());
-        self.row_borrowers.push(b);
-        self.row_titles.push(t);
-        self.months.push(month);
+        let [borrower, title, date] = fields;
+        self.check(
+            line,
+            borrower,
+            title,
+            LoanDate::Text(date),
+            &layout.dates,
+            layout.today,
+        );
     }
 }
 

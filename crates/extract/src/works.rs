@@ -72,13 +72,7 @@ fn apply_bytes(
         }
     };
 
-    let index: HashMap<&str, usize> = title_ids
-        .iter()
-        .enumerate()
-        .map(|(i, t)| (t.as_str(), i))
-        .collect();
-    // Row that mapped each dictionary title, 0 while unmapped.
-    let mut mapped_at = vec![0u64; title_ids.len()];
+    let mut mapper = Mapper::new(title_ids, work_ids);
     loop {
         let before = record_line(data, reader.position());
         match reader.read_byte_record(&mut record) {
@@ -94,26 +88,60 @@ fn apply_bytes(
         let (Ok(title), Ok(work)) = (field(title_col), field(work_col)) else {
             return Err(fail(row, WorksProblem::InvalidUtf8));
         };
-        if title.is_empty() {
-            return Err(fail(row, WorksProblem::MissingTitle));
-        }
-        if work.is_empty() {
-            return Err(fail(row, WorksProblem::MissingWork));
-        }
-        let Some(&i) = index.get(title) else { continue };
-        if mapped_at[i] == 0 {
-            work_ids[i] = work.to_owned();
-            mapped_at[i] = row;
-        } else if work_ids[i] != work {
-            return Err(fail(
-                row,
-                WorksProblem::ConflictingWork {
-                    first_row: mapped_at[i],
-                },
-            ));
-        }
+        mapper
+            .add(row, title, work)
+            .map_err(|reason| fail(row, reason))?;
     }
     Ok(())
+}
+
+/// Maps the titles of the loans to works, one (title, work) row at a time,
+/// from a file or a database query alike.
+pub(crate) struct Mapper<'a> {
+    index: HashMap<&'a str, usize>,
+    /// Row that mapped each dictionary title, 0 while unmapped.
+    mapped_at: Vec<u64>,
+    work_ids: &'a mut [String],
+}
+
+impl<'a> Mapper<'a> {
+    /// A mapper that sets `work_ids[i]` for the dictionary titles `title_ids`.
+    pub(crate) fn new(title_ids: &'a [String], work_ids: &'a mut [String]) -> Self {
+        Mapper {
+            index: title_ids
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.as_str(), i))
+                .collect(),
+            mapped_at: vec![0; title_ids.len()],
+            work_ids,
+        }
+    }
+
+    /// Maps trimmed `title` to `work` as of row `row` (numbered from 1); a
+    /// title mapped to two works is an error only if the loans have it.
+    pub(crate) fn add(&mut self, row: u64, title: &str, work: &str) -> Result<(), WorksProblem> {
+        if title.is_empty() {
+            return Err(WorksProblem::MissingTitle);
+        }
+        if work.is_empty() {
+            return Err(WorksProblem::MissingWork);
+        }
+        let Some(&i) = self.index.get(title) else {
+            return Ok(());
+        };
+        let (Some(at), Some(current)) = (self.mapped_at.get_mut(i), self.work_ids.get_mut(i))
+        else {
+            return Ok(());
+        };
+        if *at == 0 {
+            *current = work.to_owned();
+            *at = row.max(1);
+        } else if current != work {
+            return Err(WorksProblem::ConflictingWork { first_row: *at });
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

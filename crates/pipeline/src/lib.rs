@@ -110,6 +110,20 @@ pub enum Format {
     Csv,
     /// Tab-separated values.
     Tsv,
+    /// Newline-delimited JSON: one object per line, fields named by dotted
+    /// paths in `[source.columns]`.
+    Ndjson,
+    /// A PostgreSQL query (`[source]` `host`, `database`, `query`, ...).
+    Postgres,
+    /// A MariaDB or MySQL query (`[source]` `host`, `database`, `query`, ...).
+    Mysql,
+}
+
+impl Format {
+    /// Whether loans come from a database query rather than a file.
+    pub fn is_database(self) -> bool {
+        matches!(self, Format::Postgres | Format::Mysql)
+    }
 }
 
 /// The circulation export.
@@ -117,7 +131,8 @@ pub enum Format {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Source {
-    /// The loans file; `--input` overrides it.
+    /// The loans file; `--input` overrides it. Empty (unset) for a database.
+    #[serde(default)]
     pub path: PathBuf,
     /// File format.
     #[serde(default = "default_format")]
@@ -128,10 +143,76 @@ pub struct Source {
     /// Column names in the file's header.
     #[serde(default)]
     pub columns: Columns,
+    /// Maps the loans' title field (e.g. an item id) to the title.
+    #[serde(default)]
+    pub titles: Option<TitleMap>,
     /// How loan dates are written: `"iso"` (`YYYY-MM-DD`, optionally followed
     /// by a time) or a strftime pattern such as `"%d.%m.%Y"`.
     #[serde(default = "default_date_format")]
     pub date_format: String,
+    /// Database server host name or address (database formats only).
+    #[serde(default)]
+    pub host: Option<String>,
+    /// Database server port; the format's usual port when unset.
+    #[serde(default)]
+    pub port: Option<u16>,
+    /// Database name.
+    #[serde(default)]
+    pub database: Option<String>,
+    /// Database user (ideally one that may only read).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Environment variable holding the database password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// Owner-only (0600) file holding the database password.
+    #[serde(default)]
+    pub password_file: Option<PathBuf>,
+    /// The one read-only `SELECT` (or `WITH`) statement yielding the loans.
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Whether the database connection must use TLS.
+    #[serde(default)]
+    pub tls: Tls,
+    /// PEM file of the CA(s) that signed the server's certificate; the
+    /// Mozilla root set when unset.
+    #[serde(default)]
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+/// A file that maps the id in the loans' title field (an item or copy id)
+/// to the title (bib record or instance id) that recommendations are about.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct TitleMap {
+    /// The mapping file.
+    pub path: PathBuf,
+    /// Its format: `csv`, `tsv` or `ndjson`.
+    #[serde(default = "default_format")]
+    pub format: Format,
+    /// Column (or NDJSON dotted path) of the id the loans name.
+    #[serde(default = "default_from")]
+    pub from: String,
+    /// Column (or NDJSON dotted path) of the title it belongs to.
+    #[serde(default = "default_title")]
+    pub to: String,
+}
+
+fn default_from() -> String {
+    "item_id".to_owned()
+}
+
+/// TLS requirement of a database connection.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+#[non_exhaustive]
+pub enum Tls {
+    /// Connect with TLS and verify the server's certificate and name.
+    #[default]
+    Require,
+    /// Connect without TLS (a server on the same host or a private network).
+    Disable,
 }
 
 fn default_format() -> Format {
@@ -183,8 +264,13 @@ impl Default for Columns {
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct Works {
-    /// The mapping file.
+    /// The mapping file; empty (unset) when `query` is given.
+    #[serde(default)]
     pub path: PathBuf,
+    /// A read-only query of the source database yielding `title_column`,
+    /// `work_column` pairs, instead of a file (database sources only).
+    #[serde(default)]
+    pub query: Option<String>,
     /// Column with the title id, as in the loans file.
     #[serde(default = "default_title")]
     pub title_column: String,
@@ -349,7 +435,7 @@ impl Pipeline {
     pub fn parse(text: &str, origin: &Path, base: &Path) -> Result<Pipeline, PipelineError> {
         let mut p: Pipeline = toml::from_str(text).map_err(|e| PipelineError::Parse {
             path: origin.to_owned(),
-            message: e.to_string().trim_end().replace('\n', " "),
+            message: parse_message(text, &e),
         })?;
         p.validate(origin)?;
         p.resolve(base);
@@ -361,6 +447,7 @@ impl Pipeline {
             path: origin.to_owned(),
             message,
         };
+        self.validate_source_kind().map_err(invalid)?;
         if self.library.id.trim().is_empty() {
             return Err(invalid("library.id must not be empty".into()));
         }
@@ -433,9 +520,23 @@ impl Pipeline {
         };
         join(&mut self.keys.pseudonym);
         join(&mut self.keys.transfer);
-        join(&mut self.source.path);
+        let join_set = |p: &mut PathBuf| {
+            if !p.as_os_str().is_empty() {
+                join(p);
+            }
+        };
+        join_set(&mut self.source.path);
+        if let Some(f) = &mut self.source.password_file {
+            join(f);
+        }
+        if let Some(f) = &mut self.source.tls_ca_file {
+            join(f);
+        }
+        if let Some(t) = &mut self.source.titles {
+            join(&mut t.path);
+        }
         if let Some(w) = &mut self.works {
-            join(&mut w.path);
+            join_set(&mut w.path);
         }
         join(&mut self.transfer.outbox);
         if let Some(i) = &mut self.transfer.inbox {
@@ -456,9 +557,135 @@ impl Source {
     pub fn delimiter(&self) -> u8 {
         match (self.delimiter, self.format) {
             (Some(d), _) => d as u8,
-            (None, Format::Csv) => b',',
             (None, Format::Tsv) => b'\t',
+            (None, _) => b',',
         }
+    }
+}
+
+/// The message of a TOML error with its line and column but without the
+/// text of the offending line, which `toml`'s `Display` quotes: a password
+/// pasted into the wrong key must not end up in a log.
+fn parse_message(text: &str, e: &toml::de::Error) -> String {
+    let message = redact_values(&e.message().trim_end().replace('\n', " "));
+    match e.span() {
+        Some(span) => {
+            let before = text.get(..span.start).unwrap_or(text);
+            let line = before.matches('\n').count() + 1;
+            let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
+            format!("line {line}, column {column}: {message}")
+        }
+        None => message,
+    }
+}
+
+/// Where `quote` closes a quoted text, skipping backslash escapes (serde
+/// quotes strings in their `Debug` form).
+fn closing(text: &str, quote: char) -> Option<usize> {
+    let mut escaped = false;
+    for (i, c) in text.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' if quote == '"' => escaped = true,
+            c if c == quote => return Some(i),
+            _ => {}
+        }
+    }
+    None
+}
+
+/// Replaces the values that serde quotes in its messages (`string "..."`,
+/// ``unknown variant `...` ``, ``integer `...` ``) by `...`, keeping the key
+/// and type names that say what is wrong.
+fn redact_values(message: &str) -> String {
+    let mut out = String::with_capacity(message.len());
+    let mut rest = message;
+    while let Some(i) = rest.find(['"', '`']) {
+        let (before, from) = rest.split_at(i);
+        out.push_str(before);
+        let quote = if from.starts_with('"') { '"' } else { '`' };
+        let Some(end) = closing(&from[1..], quote) else {
+            // An unclosed quote: drop the rest rather than risk showing it.
+            out.push_str("...");
+            return out;
+        };
+        let quoted = &from[..end + 2];
+        let names_a_value = quote == '"'
+            || ["variant ", "integer ", "float ", "char ", "boolean "]
+                .iter()
+                .any(|k| out.ends_with(k));
+        out.push_str(if names_a_value { "..." } else { quoted });
+        rest = &from[end + 2..];
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Pipeline {
+    /// Checks that the keys of `[source]` and `[works]` fit the source's
+    /// format: a path for files, connection settings and a query for
+    /// databases, never both.
+    fn validate_source_kind(&self) -> Result<(), String> {
+        let s = &self.source;
+        let db_keys = [
+            ("host", s.host.is_some()),
+            ("port", s.port.is_some()),
+            ("database", s.database.is_some()),
+            ("user", s.user.is_some()),
+            ("password_env", s.password_env.is_some()),
+            ("password_file", s.password_file.is_some()),
+            ("query", s.query.is_some()),
+            ("tls_ca_file", s.tls_ca_file.is_some()),
+        ];
+        if s.format.is_database() {
+            if !s.path.as_os_str().is_empty() {
+                return Err("source.path is for files; a database source has a query".into());
+            }
+            for (key, set) in [
+                ("host", s.host.is_some()),
+                ("database", s.database.is_some()),
+                ("user", s.user.is_some()),
+                ("query", s.query.is_some()),
+            ] {
+                if !set {
+                    return Err(format!("source.{key} is required for a database source"));
+                }
+            }
+            if s.password_env.is_some() && s.password_file.is_some() {
+                return Err("give source.password_env or source.password_file, not both".into());
+            }
+            if s.delimiter.is_some() {
+                return Err("source.delimiter is for files".into());
+            }
+            if s.tls == Tls::Disable && s.tls_ca_file.is_some() {
+                return Err("source.tls_ca_file has no use with tls = \"disable\"".into());
+            }
+        } else {
+            if s.path.as_os_str().is_empty() {
+                return Err("source.path is required for a file source".into());
+            }
+            if let Some((key, _)) = db_keys.iter().find(|(_, set)| *set) {
+                return Err(format!("source.{key} is for database sources only"));
+            }
+        }
+        if let Some(t) = &s.titles
+            && (t.format.is_database() || t.from == t.to)
+        {
+            return Err(
+                "source.titles must be a csv, tsv or ndjson file with two different fields".into(),
+            );
+        }
+        if let Some(w) = &self.works {
+            match (w.path.as_os_str().is_empty(), &w.query) {
+                (true, None) => return Err("works needs a path or a query".into()),
+                (false, Some(_)) => return Err("works takes a path or a query, not both".into()),
+                (true, Some(_)) if !s.format.is_database() => {
+                    return Err("works.query needs a database source".into());
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -545,5 +772,117 @@ mod tests {
             parse(&MINIMAL.replace("path = \"loans.csv\"", "path = \"l.tsv\"\nformat = \"tsv\""))
                 .unwrap();
         assert_eq!(p.delimiter(), b'\t');
+    }
+
+    const DATABASE: &str = r#"
+        [library]
+        id = "DK-710100"
+        [keys]
+        pseudonym = "p.key"
+        transfer = "t.key"
+        [source]
+        format = "postgres"
+        host = "db.example"
+        database = "evergreen"
+        user = "alsoborrowed_ro"
+        password_file = "db.password"
+        query = "SELECT 1"
+        [transfer]
+        outbox = "outbox"
+        [store]
+        path = "store"
+        [export]
+        path = "out"
+    "#;
+
+    #[test]
+    fn database_source_needs_no_path_and_resolves_its_files() {
+        let p = parse(DATABASE).unwrap();
+        assert!(p.source.format.is_database());
+        assert_eq!(p.source.tls, Tls::Require);
+        assert_eq!(p.source.path, Path::new(""));
+        assert_eq!(
+            p.source.password_file.as_deref(),
+            Some(Path::new("/srv/ab/db.password"))
+        );
+    }
+
+    #[test]
+    fn source_keys_must_fit_the_format() {
+        let check = |text: &str, want: &str| {
+            let err = parse(text).unwrap_err().to_string();
+            assert!(err.contains(want), "{err}");
+        };
+        check(
+            &DATABASE.replace("query = \"SELECT 1\"", ""),
+            "source.query is required",
+        );
+        check(
+            &DATABASE.replace("format = \"postgres\"", "path = \"l.csv\""),
+            "source.host is for database sources only",
+        );
+        check(
+            &DATABASE.replace("format = \"postgres\"", "format = \"mysql\"\npath = \"x\""),
+            "source.path is for files",
+        );
+        check(
+            &DATABASE.replace("password_file", "password_env = \"P\"\npassword_file"),
+            "not both",
+        );
+        check(
+            &MINIMAL.replace("[transfer]", "[works]\nquery = \"SELECT 1\"\n[transfer]"),
+            "works.query needs a database source",
+        );
+        check(
+            &MINIMAL.replace("path = \"loans.csv\"", ""),
+            "source.path is required",
+        );
+        check(
+            &MINIMAL.replace(
+                "[transfer]",
+                "[source.titles]\npath = \"m.csv\"\nfrom = \"a\"\nto = \"a\"\n[transfer]",
+            ),
+            "two different fields",
+        );
+        let works = DATABASE.replace("[transfer]", "[works]\nquery = \"SELECT 2\"\n[transfer]");
+        assert_eq!(
+            parse(&works).unwrap().works.unwrap().query.as_deref(),
+            Some("SELECT 2")
+        );
+    }
+
+    #[test]
+    fn parse_errors_give_the_place_but_not_the_text_of_the_line() {
+        let text = DATABASE.replace(
+            "user = \"alsoborrowed_ro\"",
+            "user = \"alsoborrowed_ro\"\npassword = \"hunter2-secret\"",
+        );
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("line 12"), "{err}");
+        assert!(err.contains("password"), "{err}");
+        assert!(!err.contains("hunter2"), "{err}");
+        for (value, want) in [
+            ("\"s3cr3t-value\"", "expected u16"),
+            ("1234567890", "expected u16"),
+            ("'s3cr3t\"quote'", "expected u16"),
+        ] {
+            let text = DATABASE.replace("user = ", &format!("port = {value}\nuser = "));
+            let err = parse(&text).unwrap_err().to_string();
+            assert!(
+                !err.contains("s3cr3t") && !err.contains("1234567890"),
+                "{err}"
+            );
+            assert!(err.contains("line 11") && err.contains(want), "{err}");
+        }
+        let text = DATABASE.replace("format = \"postgres\"", "format = \"s3cr3t\"");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(
+            !err.contains("s3cr3t") && err.contains("`postgres`"),
+            "{err}"
+        );
+        assert_eq!(
+            redact_values("unknown field `pasword`, expected `x`; got \"a\" and \"b"),
+            "unknown field `pasword`, expected `x`; got ... and ..."
+        );
     }
 }

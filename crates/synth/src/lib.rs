@@ -23,6 +23,7 @@ use rayon::prelude::*;
 
 mod generate;
 mod ids;
+pub mod ils;
 mod model;
 mod zipf;
 

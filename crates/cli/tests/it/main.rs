@@ -2,6 +2,7 @@
 //! auditor see.
 
 mod bad_rows;
+mod ils_presets;
 mod keys_cmd;
 mod pipeline_run;
 

@@ -1,5 +1,7 @@
 //! Integration tests of `extract` through its public API and real files.
 
+mod ils;
+
 use std::path::{Path, PathBuf};
 
 use extract::{ExtractError, ExtractInput, Extraction, RejectReason, WorksProblem, extract};

@@ -1,0 +1,256 @@
+//! The record sink: the one place where a loan record, from whatever source,
+//! is checked, counted and kept.
+//!
+//! The CSV and TSV parsers feed it through [`Chunk::check`] after splitting
+//! lines into fields; record sources (NDJSON lines, database rows) feed it
+//! through a [`RecordSink`], which owns a single chunk and finishes through
+//! the same assembly as files: the same reject reasons and numbering, the
+//! same canonicalization, one pseudonym per distinct borrower, the same
+//! zeroization and works mapping. A record source therefore cannot keep a
+//! row that a file would reject, or report it differently.
+
+use std::path::PathBuf;
+
+use jiff::civil::Date;
+use loans::{LoanMonth, Loans};
+use pseudonym::Pseudonymizer;
+
+use crate::date::DateParser;
+use crate::parse::Chunk;
+use crate::{ExtractError, ExtractReport, RejectReason};
+
+/// A loan's date as a source gives it.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(
+    not(any(feature = "postgres", feature = "mysql")),
+    allow(dead_code, reason = "typed days come from databases only")
+)]
+pub(crate) enum LoanDate<'a> {
+    /// Text in the configured `date_format` (untrimmed, maybe not UTF-8).
+    Text(&'a [u8]),
+    /// A day the source already typed as a date or timestamp.
+    Day(Date),
+    /// No value (SQL `NULL`, an absent JSON field).
+    Missing,
+    /// A value the source typed as a date that is no day (`infinity`).
+    Invalid,
+}
+
+impl Chunk {
+    /// Checks one record's borrower id, title and date, and keeps it or
+    /// counts why not. Everything is checked before the id is interned, so a
+    /// rejected record never adds a borrower. `line` is chunk-local.
+    pub(crate) fn check(
+        &mut self,
+        line: u64,
+        borrower: &[u8],
+        title: &[u8],
+        date: LoanDate<'_>,
+        dates: &DateParser,
+        today: Date,
+    ) {
+        let (Ok(borrower), Ok(title)) = (std::str::from_utf8(borrower), std::str::from_utf8(title))
+        else {
+            return self.reject(line, RejectReason::InvalidUtf8);
+        };
+        let date = match date {
+            LoanDate::Text(text) => match std::str::from_utf8(text) {
+                Ok(text) if text.trim().is_empty() => None,
+                // `Err` holds text still to parse, `Ok` a typed day.
+                Ok(text) => Some(Err(text.trim())),
+                Err(_) => return self.reject(line, RejectReason::InvalidUtf8),
+            },
+            LoanDate::Day(day) => Some(Ok(Some(day))),
+            LoanDate::Invalid => Some(Ok(None)),
+            LoanDate::Missing => None,
+        };
+        let title = title.trim();
+        if borrower.trim().is_empty() {
+            return self.reject(line, RejectReason::MissingBorrowerId);
+        }
+        if title.is_empty() {
+            return self.reject(line, RejectReason::MissingTitle);
+        }
+        let Some(date) = date else {
+            return self.reject(line, RejectReason::MissingDate);
+        };
+        let Some(day) = date.unwrap_or_else(|text| dates.parse(text)) else {
+            return self.reject(line, RejectReason::UnparseableDate);
+        };
+        if day > today {
+            return self.reject(line, RejectReason::FutureDate);
+        }
+        let Ok(month) = LoanMonth::new(i32::from(day.year()), day.month() as u32) else {
+            return self.reject(line, RejectReason::UnparseableDate);
+        };
+        let Some(b) = self.borrowers.intern(borrower) else {
+            return self.reject(line, RejectReason::MissingBorrowerId);
+        };
+        let t = self.titles.intern(title.as_bytes());
+        self.row_borrowers.push(b);
+        self.row_titles.push(t);
+        self.months.push(month);
+    }
+}
+
+/// Most records one record source yields: keeps every per-run count within
+/// `u32`, as [`crate::MAX_INPUT_BYTES`] does for files.
+pub(crate) const MAX_RECORDS: u64 = u32::MAX as u64;
+
+/// Collects the records of one source, numbered by the source (line or row
+/// number), and turns them into pseudonymous loans.
+pub(crate) struct RecordSink {
+    label: PathBuf,
+    chunk: Chunk,
+    dates: DateParser,
+    today: Date,
+}
+
+impl RecordSink {
+    /// A sink for the source named `label` in reports and errors (a file, or
+    /// a database as `postgres://host:port/name`), parsing text dates with
+    /// `date_format` and rejecting dates after `today`.
+    pub(crate) fn new(label: PathBuf, date_format: &str, today: Date) -> Self {
+        RecordSink {
+            label,
+            chunk: Chunk::new(0),
+            dates: DateParser::new(date_format),
+            today,
+        }
+    }
+
+    /// Records seen so far, rejected ones included.
+    #[cfg_attr(
+        not(any(feature = "postgres", feature = "mysql")),
+        allow(dead_code, reason = "used by the database sources")
+    )]
+    pub(crate) fn records(&self) -> u64 {
+        self.chunk.rows_read
+    }
+
+    /// Whether one more record would exceed [`MAX_RECORDS`].
+    pub(crate) fn full(&self) -> bool {
+        self.chunk.rows_read >= MAX_RECORDS
+    }
+
+    /// Checks record number `record` and keeps it or counts why not. An
+    /// absent id is passed as empty bytes.
+    pub(crate) fn push(&mut self, record: u64, borrower: &[u8], title: &[u8], date: LoanDate<'_>) {
+        self.chunk.rows_read += 1;
+        let RecordSink {
+            chunk,
+            dates,
+            today,
+            ..
+        } = self;
+        chunk.check(record, borrower, title, date, dates, *today);
+    }
+
+    /// Counts record number `record` as read and rejected for `reason`, for
+    /// a record the source could not split into fields.
+    pub(crate) fn reject(&mut self, record: u64, reason: RejectReason) {
+        self.chunk.rows_read += 1;
+        self.chunk.reject(record, reason);
+    }
+
+    /// Pseudonymizes the kept records, lending the distinct canonical ids to
+    /// `audit` just before they are wiped; fails as a file would when there
+    /// was no record or no valid one.
+    pub(crate) fn finish(
+        self,
+        pseudonymizer: &Pseudonymizer,
+        audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
+    ) -> Result<(Loans, ExtractReport), ExtractError> {
+        let (loans, report) = crate::assemble(&self.label, vec![self.chunk], pseudonymizer, audit);
+        crate::check_outcome(&self.label, loans, report)
+    }
+
+    /// Lends the distinct canonical ids of the kept records to `audit`, for
+    /// a leak check only; they are wiped on return.
+    pub(crate) fn lend<R>(self, audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R) -> R {
+        self.chunk.borrowers.lend(audit)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use jiff::civil::date;
+
+    fn pseudonymizer() -> Pseudonymizer {
+        Pseudonymizer::new(&keys::SecretKey::from_bytes([7; 32]), "X", "test")
+    }
+
+    /// The same loans through a CSV file and through the sink agree exactly.
+    #[test]
+    fn records_are_checked_like_csv_rows() {
+        let rows: [(&[u8], &[u8], &[u8]); 9] = [
+            (b" ab1 ", b"t1", b"2024-01-05"),
+            (b"AB1", b" t2 ", b"2024-02-01T10:00"),
+            (b"", b"t1", b"2024-01-05"),
+            (b"x", b"", b"2024-01-05"),
+            (b"x", b"t1", b""),
+            (b"x", b"t1", b"2024-02-30"),
+            (b"x", b"t1", b"2024-07-01"),
+            (b"x\xff", b"t1", b"2024-01-01"),
+            (b"Z9", b"t1", b"2023-12-31 23:59"),
+        ];
+        let mut csv = b"borrower_id,title_id,loan_date\n".to_vec();
+        let mut sink = RecordSink::new("s".into(), "iso", date(2024, 6, 15));
+        for (i, (b, t, d)) in rows.iter().enumerate() {
+            for part in [*b, b",", *t, b",", *d, b"\n"] {
+                csv.extend_from_slice(part);
+            }
+            sink.push(i as u64 + 2, b, t, LoanDate::Text(d));
+        }
+        let from_sink = sink.finish(&pseudonymizer(), &mut |_| {}).unwrap();
+        let mut source = crate::tests::source("");
+        source.path = "s".into();
+        let from_csv = crate::extract_bytes(
+            std::path::Path::new("s"),
+            &csv,
+            &source,
+            date(2024, 6, 15),
+            &pseudonymizer(),
+            crate::How::Sequential,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert_eq!(from_sink, from_csv);
+        assert_eq!(from_sink.1.rows_kept, 3);
+        assert_eq!(from_sink.1.distinct_borrowers, 2);
+    }
+
+    #[test]
+    fn typed_days_and_missing_dates() {
+        let mut sink = RecordSink::new("db".into(), "%d.%m.%Y", date(2024, 6, 15));
+        sink.push(1, b"a", b"t", LoanDate::Day(date(2024, 3, 1)));
+        sink.push(2, b"a", b"t", LoanDate::Missing);
+        sink.push(3, b"a", b"t", LoanDate::Day(date(2024, 6, 16)));
+        sink.push(4, b"b", b"t", LoanDate::Text(b"01.05.2024"));
+        sink.reject(5, RejectReason::MalformedRecord);
+        assert_eq!(sink.records(), 5);
+        let (loans, report) = sink.finish(&pseudonymizer(), &mut |_| {}).unwrap();
+        assert_eq!(loans.months.len(), 2);
+        assert_eq!(report.rows_read, 5);
+        assert_eq!(report.rejected[&RejectReason::MissingDate].rows, [2]);
+        assert_eq!(report.rejected[&RejectReason::FutureDate].rows, [3]);
+        assert_eq!(report.rejected[&RejectReason::MalformedRecord].rows, [5]);
+        assert_eq!(report.first_month, Some("2024-03".parse().unwrap()));
+    }
+
+    #[test]
+    fn no_records_or_no_valid_record_fail_as_for_files() {
+        let sink = RecordSink::new("db".into(), "iso", date(2024, 6, 15));
+        assert!(matches!(
+            sink.finish(&pseudonymizer(), &mut |_| {}),
+            Err(ExtractError::EmptyFile { .. })
+        ));
+        let mut sink = RecordSink::new("db".into(), "iso", date(2024, 6, 15));
+        sink.push(1, b"", b"t", LoanDate::Missing);
+        assert!(matches!(
+            sink.finish(&pseudonymizer(), &mut |_| {}),
+            Err(ExtractError::NoValidRows { .. })
+        ));
+    }
+}
