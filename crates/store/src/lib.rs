@@ -21,7 +21,7 @@
 //! Architecture invariant: the store never sees keys or raw borrower ids, and
 //! no pseudonym reaches an error message.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fs::{self, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
@@ -458,7 +458,7 @@ impl Store {
             months: Vec::with_capacity(total),
             ..Loans::default()
         };
-        let mut index: HashMap<String, u32> = HashMap::new();
+        let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
         // Read a few files at a time in parallel and merge them in order, so
         // the decoded parts never hold more than a window beside the result.
         let window = rayon::current_num_threads().max(1) * 2;
