@@ -1,5 +1,6 @@
 //! Row parsing: header lookup, the parallel quote-free fast path, the
-//! sequential csv-crate path, and the per-chunk state both of them fill.
+//! streaming csv path (the csv crate's `csv-core` state machine, fed block
+//! by block), and the per-chunk state and per-row checks all of them share.
 
 use jiff::civil::Date;
 use loans::LoanMonth;
@@ -48,10 +49,13 @@ pub(crate) struct Chunk {
     pub(crate) base_line: u64,
     /// Line breaks in the chunk, to number the lines of the next chunk.
     pub(crate) newlines: u64,
+    /// Latest loan day kept.
+    pub(crate) newest: Option<Date>,
 }
 
 impl Chunk {
-    fn new(base_line: u64) -> Self {
+    /// An empty chunk whose line numbers are relative to `base_line`.
+    pub(crate) fn new(base_line: u64) -> Self {
         Chunk {
             borrowers: BorrowerInterner::default(),
             titles: Interner::default(),
@@ -62,6 +66,7 @@ impl Chunk {
             rejects: Default::default(),
             base_line,
             newlines: 0,
+            newest: None,
         }
     }
 
@@ -73,18 +78,52 @@ impl Chunk {
         }
     }
 
-    /// Checks one record of `width` fields whose used fields are `fields`
-    /// and keeps it or counts why not. `line` is chunk-local.
-    fn push(&mut self, layout: &Layout, line: u64, width: usize, fields: [&[u8]; 3]) {
+    /// Counts a row rejected before its fields could be checked.
+    pub(crate) fn push_rejected(&mut self, line: u64, reason: RejectReason) {
         self.rows_read += 1;
+        self.reject(line, reason);
+    }
+
+    /// Checks one text record of `width` fields whose used fields are
+    /// `fields` and keeps it or counts why not. `line` is chunk-local.
+    pub(crate) fn push(&mut self, layout: &Layout, line: u64, width: usize, fields: [&[u8]; 3]) {
         if width != layout.width {
+            self.rows_read += 1;
             return self.reject(line, RejectReason::WrongColumnCount);
         }
         let [Ok(borrower), Ok(title), Ok(date)] = fields.map(std::str::from_utf8) else {
+            self.rows_read += 1;
             return self.reject(line, RejectReason::InvalidUtf8);
         };
-        let title = title.trim();
         let date = date.trim();
+        let day = if date.is_empty() {
+            Err(RejectReason::MissingDate)
+        } else {
+            layout
+                .dates
+                .parse(date)
+                .ok_or(RejectReason::UnparseableDate)
+        };
+        self.push_value(layout, line, Some(borrower), Some(title), day);
+    }
+
+    /// Checks one record whose fields are already text (`None` for a null)
+    /// and whose date is already a day or the reason it is not one, and
+    /// keeps it or counts why not. Sources other than text files call this.
+    pub(crate) fn push_value(
+        &mut self,
+        layout: &Layout,
+        line: u64,
+        borrower: Option<&str>,
+        title: Option<&str>,
+        day: Result<Date, RejectReason>,
+    ) {
+        self.rows_read += 1;
+        let borrower = borrower.unwrap_or("");
+        let title = title.unwrap_or("").trim();
+        if borrower.contains('\0') || title.contains('\0') {
+            return self.reject(line, RejectReason::NulByte);
+        }
         // Check everything else before the id is interned, so a rejected row
         // never adds a borrower.
         if borrower.trim().is_empty() {
@@ -93,11 +132,9 @@ impl Chunk {
         if title.is_empty() {
             return self.reject(line, RejectReason::MissingTitle);
         }
-        if date.is_empty() {
-            return self.reject(line, RejectReason::MissingDate);
-        }
-        let Some(day) = layout.dates.parse(date) else {
-            return self.reject(line, RejectReason::UnparseableDate);
+        let day = match day {
+            Ok(day) => day,
+            Err(reason) => return self.reject(line, reason),
         };
         if day > layout.today {
             return self.reject(line, RejectReason::FutureDate);
@@ -112,6 +149,9 @@ impl Chunk {
         self.row_borrowers.push(b);
         self.row_titles.push(t);
         self.months.push(month);
+        if self.newest.is_none_or(|n| n < day) {
+            self.newest = Some(day);
+        }
     }
 }
 
@@ -235,7 +275,7 @@ pub(crate) fn parse_fast(
     chunks
 }
 
-/// The csv reader the sequential path and the header use.
+/// The csv reader the works mapping (and the tests' reference) use.
 pub(crate) fn csv_reader(data: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -260,8 +300,9 @@ pub(crate) fn record_line(data: &[u8], pos: &csv::Position) -> u64 {
 }
 
 /// Reads the records after the header from `reader` (over `data`) with the
-/// csv crate, so quoted separators and line breaks work; one chunk, absolute
-/// line numbers. `Err(line)` for a record the csv crate cannot read.
+/// csv crate, all in memory: the reference the streaming path is tested
+/// against. `Err(line)` for a record the csv crate cannot read.
+#[cfg(any(test, feature = "fuzzing"))]
 pub(crate) fn parse_csv(
     data: &[u8],
     reader: &mut csv::Reader<&[u8]>,
@@ -281,6 +322,144 @@ pub(crate) fn parse_csv(
         chunk.push(layout, line, record.len(), fields);
     }
     Ok(chunk)
+}
+
+/// Longest record the csv path assembles (quoted line breaks included).
+pub(crate) const MAX_RECORD_BYTES: usize = crate::read::MAX_LINE_BYTES;
+
+/// A record too long for [`MAX_RECORD_BYTES`], starting at `line`.
+pub(crate) struct RecordTooLong {
+    /// Line the record starts on.
+    pub(crate) line: u64,
+}
+
+/// The csv crate's record reader (`csv-core`), fed one block at a time, so
+/// quoted fields may hold separators and line breaks and may span blocks.
+///
+/// It numbers records by the line of their first byte, as the csv crate's
+/// positions (corrected by [`record_line`]) do: line breaks before a record
+/// are skipped here, which is what `csv-core` does with them too.
+pub(crate) struct CsvRecords {
+    reader: csv_core::Reader,
+    /// Field bytes of the record being read.
+    out: zeroize::Zeroizing<Vec<u8>>,
+    /// End offsets of its fields in `out`.
+    ends: Vec<usize>,
+    out_len: usize,
+    ends_len: usize,
+    /// Line of the next byte fed.
+    line: u64,
+    /// Line of the record being read, once its first byte is seen.
+    record_line: Option<u64>,
+    /// Whether the end of input was signalled.
+    done: bool,
+}
+
+impl CsvRecords {
+    /// A reader whose next byte is on line `line`.
+    pub(crate) fn new(delimiter: u8, line: u64) -> Self {
+        CsvRecords {
+            reader: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            out: zeroize::Zeroizing::new(vec![0; 1024]),
+            ends: vec![0; 16],
+            out_len: 0,
+            ends_len: 0,
+            line,
+            record_line: None,
+            done: false,
+        }
+    }
+
+    /// Feeds `input` (empty for the end of the file) and calls `record` with
+    /// the starting line, the field bytes and the field end offsets of every
+    /// record it completes.
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        record: &mut dyn FnMut(u64, &[u8], &[usize]),
+    ) -> Result<(), RecordTooLong> {
+        let last = input.is_empty();
+        if self.done {
+            return Ok(());
+        }
+        loop {
+            if self.record_line.is_none() {
+                let skip = input
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                self.line += memchr_iter(b'\n', &input[..skip]).count() as u64;
+                input = &input[skip..];
+                if input.is_empty() && !last {
+                    return Ok(());
+                }
+                self.record_line = Some(self.line);
+            }
+            let (result, nin, nout, nend) = self.reader.read_record(
+                input,
+                &mut self.out[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.line += memchr_iter(b'\n', &input[..nin]).count() as u64;
+            input = &input[nin..];
+            self.out_len += nout;
+            self.ends_len += nend;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty => {
+                    if !last {
+                        return Ok(());
+                    }
+                }
+                csv_core::ReadRecordResult::OutputFull => {
+                    let line = self.record_line.unwrap_or(self.line);
+                    if self.out.len() >= MAX_RECORD_BYTES {
+                        return Err(RecordTooLong { line });
+                    }
+                    // Grow by copying, so the old buffer is wiped when freed.
+                    let mut bigger = zeroize::Zeroizing::new(vec![0; self.out.len() * 2]);
+                    bigger[..self.out_len].copy_from_slice(&self.out[..self.out_len]);
+                    self.out = bigger;
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    self.ends.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::Record => {
+                    let line = self.record_line.take().unwrap_or(self.line);
+                    record(line, &self.out[..self.out_len], &self.ends[..self.ends_len]);
+                    self.out_len = 0;
+                    self.ends_len = 0;
+                }
+                csv_core::ReadRecordResult::End => {
+                    self.done = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Field `i` of a record of `out` bytes ending at `ends`; empty if absent.
+pub(crate) fn field<'a>(out: &'a [u8], ends: &[usize], i: usize) -> &'a [u8] {
+    let start = match i.checked_sub(1) {
+        Some(p) => ends.get(p).copied().unwrap_or(0),
+        None => 0,
+    };
+    ends.get(i)
+        .and_then(|&end| out.get(start..end))
+        .unwrap_or(&[])
+}
+
+/// Calls [`Chunk::push`] for one csv record.
+pub(crate) fn push_record(
+    chunk: &mut Chunk,
+    layout: &Layout,
+    line: u64,
+    out: &[u8],
+    ends: &[usize],
+) {
+    let used = layout.columns.map(|c| field(out, ends, c));
+    chunk.push(layout, line, ends.len(), used);
 }
 
 #[cfg(test)]
