@@ -37,3 +37,8 @@ crosscheck:
 # End-to-end `run` against DuckDB and SciPy on N generated loans.
 bench-e2e n="1000000":
     bash benches/e2e.sh {{n}}
+
+# Fuzz the record parser (streaming paths vs the whole-file csv reader) for S seconds.
+# Needs `cargo install cargo-fuzz --version 0.13.2 --locked`; runs on stable via RUSTC_BOOTSTRAP.
+fuzz seconds="600":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run records -- -max_total_time={{seconds}} -max_len=4096
