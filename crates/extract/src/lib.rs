@@ -416,8 +416,8 @@ pub fn extract_and_lend(
 struct How {
     /// Bytes read per block.
     block: usize,
-    /// Target bytes per parallel piece of a quote-free block; `None` for two
-    /// pieces per thread.
+    /// Target bytes per parallel piece of a quote-free block; `None` for one
+    /// piece per thread.
     piece: Option<usize>,
 }
 
@@ -431,13 +431,14 @@ impl Default for How {
 }
 
 impl How {
-    /// Piece size for a block of `len` bytes: two pieces per thread, since
+    /// Piece size for a block of `len` bytes: one piece per thread, since
     /// each piece has its own dictionaries, merged sequentially, so more
-    /// pieces than needed for load balance only add merge work.
+    /// pieces only add merge work; the merge of the previous block keeps a
+    /// thread busy meanwhile, which balances the load.
     fn piece(self, len: usize) -> usize {
         self.piece.unwrap_or_else(|| {
             let threads = rayon::current_num_threads().max(1);
-            (len / (2 * threads)).max(MIN_PIECE)
+            (len / threads).max(MIN_PIECE)
         })
     }
 }
@@ -502,6 +503,8 @@ fn read_text(
     let mut csv: Option<CsvRecords> = None;
     let mut pending: Vec<Chunk> = Vec::new();
     let mut failed: Option<ExtractError> = None;
+    let mut reserved = false;
+    let total = blocks.len();
 
     while let Some(block) = blocks.next_block()? {
         if csv.is_none() && parse::fast_path_applies(block) {
@@ -527,6 +530,17 @@ fn read_text(
                 || parse::parse_fast(body, body_line, l, piece),
             );
             merged.map_err(too_many)?;
+            if !reserved {
+                // Rows of the whole file, extrapolated from the first block.
+                reserved = true;
+                let rows: u64 = chunks.iter().map(|c| c.row_borrowers.len() as u64).sum();
+                if let (Some(total), Ok(len)) = (total, u64::try_from(block.len()))
+                    && len > 0
+                {
+                    let estimate = total.saturating_mul(rows) / len;
+                    asm.reserve(usize::try_from(estimate).unwrap_or(usize::MAX));
+                }
+            }
             line = body_line + chunks.iter().map(|c| c.newlines).sum::<u64>();
             pending = chunks;
             continue;

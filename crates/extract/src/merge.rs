@@ -51,6 +51,24 @@ impl Assembler {
         self.rows_read
     }
 
+    /// Makes room for about `rows` more loans at once, sparing the repeated
+    /// rehashing and copying of growth by doubling.
+    pub(crate) fn reserve(&mut self, rows: usize) {
+        let rows = rows.min(MAX_LOANS as usize);
+        self.row_borrowers.reserve(rows);
+        self.row_titles.reserve(rows);
+        self.months.reserve(rows);
+        let Assembler {
+            row_borrowers: rb,
+            row_titles: rt,
+            months: rm,
+            seen,
+            hasher,
+            ..
+        } = self;
+        seen.reserve(rows, |&i| key_hash(hasher, rb, rt, rm, i));
+    }
+
     /// Adds the next chunk in file order, wiping its raw ids.
     pub(crate) fn absorb(&mut self, chunk: Chunk) -> Result<(), TooManyLoans> {
         self.rows_read += chunk.rows_read;
@@ -149,6 +167,11 @@ impl Assembler {
             ..
         } = self;
         drop(seen);
+        // The batch is sealed from these columns while they are alive, so
+        // they should hold no spare capacity at the peak.
+        let (mut row_titles, mut months) = (row_titles, months);
+        row_titles.shrink_to_fit();
+        months.shrink_to_fit();
         let distinct_borrowers = borrowers.len() as u64;
         let pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
         let pseudonyms: Vec<_> = row_borrowers

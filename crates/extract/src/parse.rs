@@ -333,6 +333,9 @@ pub(crate) struct RecordTooLong {
     pub(crate) line: u64,
 }
 
+/// Called per record with its starting line, field bytes and field ends.
+pub(crate) type OnRecord<'a> = dyn FnMut(u64, &[u8], &[usize]) + 'a;
+
 /// The csv crate's record reader (`csv-core`), fed one block at a time, so
 /// quoted fields may hold separators and line breaks and may span blocks.
 ///
@@ -376,7 +379,7 @@ impl CsvRecords {
     pub(crate) fn feed(
         &mut self,
         mut input: &[u8],
-        record: &mut dyn FnMut(u64, &[u8], &[usize]),
+        record: &mut OnRecord<'_>,
     ) -> Result<(), RecordTooLong> {
         let last = input.is_empty();
         if self.done {

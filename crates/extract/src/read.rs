@@ -42,6 +42,8 @@ pub(crate) struct Blocks<'a> {
     eof: bool,
     /// Whether the first bytes were checked for a byte order mark.
     started: bool,
+    /// Size of the file, when known.
+    len: Option<u64>,
 }
 
 impl<'a> Blocks<'a> {
@@ -55,7 +57,15 @@ impl<'a> Blocks<'a> {
             path: path.to_owned(),
             source,
         })?;
-        Ok(Blocks::new(path, Box::new(file), encoding, target))
+        let len = file.metadata().ok().map(|m| m.len());
+        let mut blocks = Blocks::new(path, Box::new(file), encoding, target);
+        blocks.len = len;
+        Ok(blocks)
+    }
+
+    /// Size of the input in bytes, when known.
+    pub(crate) fn len(&self) -> Option<u64> {
+        self.len
     }
 
     /// Blocks of `input`, named `path` in errors.
@@ -71,6 +81,7 @@ impl<'a> Blocks<'a> {
             newlines: 0,
             eof: false,
             started: false,
+            len: None,
         }
     }
 

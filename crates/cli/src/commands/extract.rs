@@ -73,9 +73,12 @@ pub(crate) fn extract_to_outbox(
             None => extract::extract(&source_input, &pseudonymizer)?,
         })
     })?;
-    report(ctx, &extraction.report);
-    let (meta, sealed) = batch::seal(
-        &extraction.loans,
+    let extract::Extraction { loans, report: r } = extraction;
+    report(ctx, &r);
+    // Owned, so each column is freed once encoded: the largest batch then
+    // needs memory for its loans plus one column, not twice its loans.
+    let (meta, sealed) = batch::seal_owned(
+        loans,
         &p.library.id,
         &p.library.purpose,
         pseudonymizer.master_fingerprint(),
@@ -83,7 +86,8 @@ pub(crate) fn extract_to_outbox(
     )
     .context("sealing the batch")?;
     let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
-    if let Some(newest) = extraction.report.newest_day {
+    drop(sealed);
+    if let Some(newest) = r.newest_day {
         crate::links::record_sealed(&p.transfer.outbox, &meta.id.to_string(), newest, ctx.today)?;
     }
     ctx.say(format!(
