@@ -39,7 +39,15 @@ fn reference(
 ) -> Result<Assembler, ExtractError> {
     let data = strip_bom(data);
     let dates = DateParser::new(&source.date_format, source.time_zone());
-    let mut reader = parse::csv_reader(data, source.delimiter());
+    // The csv crate drops a byte order mark at the start of its first read;
+    // the file's own is gone already, so a one-byte first read keeps a
+    // second one as data, as the streaming reader does.
+    let (first, rest) = data.split_at(data.len().min(1));
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(source.delimiter())
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(std::io::Read::chain(first, rest));
     let mut record = csv::ByteRecord::new();
     if !reader
         .read_byte_record(&mut record)

@@ -775,6 +775,28 @@ mod tests {
     }
 
     #[test]
+    fn bom_bytes_after_the_start_are_data_on_every_path() {
+        // A fuzz finding: the csv crate's reader dropped these bytes when the
+        // streaming csv path started on them (after a line break here).
+        for data in [
+            &b"\r\xEF\xBB\xBF"[..],
+            b"\xEF\xBB\xBF\xEF\xBB\xBFborrower_id,title_id,loan_date\na,t,2024-01-01\n",
+            b"\xEF\xBB\xBF\xEF\xBB\xBF\"borrower_id\",title_id,loan_date\na,t,2024-01-01\n",
+            b"borrower_id,title_id,loan_date\na,t,2024-01-01\n\xEF\xBB\xBFb,\"t\",2024-01-01\n",
+        ] {
+            let r = run(data, Mode::Reference).map(|x| x.1);
+            for (block, piece) in [(1, 1), (10, 34), (1 << 20, 1 << 20)] {
+                let s = run(data, stream(block, piece)).map(|x| x.1);
+                assert_eq!(format!("{r:?}"), format!("{s:?}"), "{data:?}");
+            }
+        }
+        let data =
+            b"borrower_id,title_id,loan_date\na,t,2024-01-01\n\xEF\xBB\xBFb,\"t\",2024-01-01\n";
+        let (_, report) = run(data, stream(1 << 20, 1 << 20)).unwrap();
+        assert_eq!(report.distinct_borrowers, 2);
+    }
+
+    #[test]
     fn reject_rows_are_capped_but_counted() {
         let mut data = String::from("borrower_id,title_id,loan_date\na,t,2024-01-01\n");
         for _ in 0..50 {

@@ -303,9 +303,9 @@ pub(crate) fn record_line(data: &[u8], pos: &csv::Position) -> u64 {
 /// csv crate, all in memory: the reference the streaming path is tested
 /// against. `Err(line)` for a record the csv crate cannot read.
 #[cfg(any(test, feature = "fuzzing"))]
-pub(crate) fn parse_csv(
+pub(crate) fn parse_csv<R: std::io::Read>(
     data: &[u8],
-    reader: &mut csv::Reader<&[u8]>,
+    reader: &mut csv::Reader<R>,
     layout: &Layout,
 ) -> Result<Chunk, u64> {
     let mut chunk = Chunk::new(0);
@@ -356,6 +356,8 @@ pub(crate) struct CsvRecords {
     record_line: Option<u64>,
     /// Whether the end of input was signalled.
     done: bool,
+    /// Whether `reader` has been called once.
+    primed: bool,
 }
 
 impl CsvRecords {
@@ -370,6 +372,7 @@ impl CsvRecords {
             line,
             record_line: None,
             done: false,
+            primed: false,
         }
     }
 
@@ -398,8 +401,19 @@ impl CsvRecords {
                 }
                 self.record_line = Some(self.line);
             }
+            // `csv-core` drops a byte order mark at the start of its first
+            // input. The file's own mark is already gone, and this reader
+            // may start mid-file or after skipped line breaks, where the
+            // same bytes are data (a fuzz finding): a first call with one
+            // byte is too short for it to strip anything.
+            let fed = if self.primed {
+                input
+            } else {
+                self.primed = true;
+                &input[..input.len().min(1)]
+            };
             let (result, nin, nout, nend) = self.reader.read_record(
-                input,
+                fed,
                 &mut self.out[self.out_len..],
                 &mut self.ends[self.ends_len..],
             );
@@ -409,7 +423,7 @@ impl CsvRecords {
             self.ends_len += nend;
             match result {
                 csv_core::ReadRecordResult::InputEmpty => {
-                    if !last {
+                    if !last && input.is_empty() {
                         return Ok(());
                     }
                 }
