@@ -50,3 +50,8 @@ bench-kernels:
 # Per-stage floors of N loans on this machine (bytes, HMACs, pair increments, files at measured raw rates).
 bench-floor n="1000000":
     bash benches/floor.sh {{n}}
+
+# Fuzz the record parser (streaming paths vs the whole-file csv reader) for S seconds.
+# Needs `cargo install cargo-fuzz --version 0.13.2 --locked`; runs on stable via RUSTC_BOOTSTRAP.
+fuzz seconds="600":
+    cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run records -- -max_total_time={{seconds}} -max_len=4096

@@ -8,6 +8,7 @@
 
 mod commands;
 mod context;
+mod links;
 mod lock;
 
 use std::path::PathBuf;

@@ -13,6 +13,7 @@ use std::io::{BufRead, BufReader};
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::date::DateParser;
 use crate::records::{LoanDate, RecordSink};
 use crate::{ExtractError, ExtractInput, RejectReason};
 
@@ -100,7 +101,8 @@ pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError>
         source,
     };
     let file = File::open(path).map_err(io)?;
-    let mut sink = RecordSink::new(path.to_owned(), &input.source.date_format, input.today);
+    let dates = DateParser::new(&input.source.date_format, input.source.time_zone());
+    let mut sink = RecordSink::new(path.to_owned(), dates, input.today);
     read_lines(
         &mut BufReader::with_capacity(64 << 10, file),
         &mut sink,
@@ -180,7 +182,7 @@ mod tests {
     }
 
     fn run(data: &[u8]) -> crate::ExtractReport {
-        let mut sink = RecordSink::new("l.ndjson".into(), "iso", date(2024, 6, 15));
+        let mut sink = RecordSink::new("l.ndjson".into(), RecordSink::utc_iso(), date(2024, 6, 15));
         let c = columns("userId", "item.instanceId", "loanDate");
         read_lines(&mut &data[..], &mut sink, &c).unwrap();
         let p = pseudonym::Pseudonymizer::new(&keys::SecretKey::from_bytes([1; 32]), "X", "t");
@@ -272,7 +274,7 @@ not json
                     format!("{{\"userId\":\"u{i}\",\"item\":{{\"instanceId\":\"t\"}},\"loanDate\":\"2024-01-01\"}}\n").as_bytes(),
                 );
             }
-            let mut sink = RecordSink::new("l".into(), "iso", date(2024, 6, 15));
+            let mut sink = RecordSink::new("l".into(), RecordSink::utc_iso(), date(2024, 6, 15));
             let c = columns("userId", "item.instanceId", "loanDate");
             read_lines(&mut &data[..], &mut sink, &c).unwrap();
             proptest::prop_assert_eq!(sink.records(), non_blank + good as u64);

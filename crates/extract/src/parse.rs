@@ -1,5 +1,6 @@
 //! Row parsing: header lookup, the parallel quote-free fast path, the
-//! sequential csv-crate path, and the per-chunk state both of them fill.
+//! streaming csv path (the csv crate's `csv-core` state machine, fed block
+//! by block), and the per-chunk state and per-row checks all of them share.
 
 use jiff::civil::Date;
 use loans::LoanMonth;
@@ -49,9 +50,12 @@ pub(crate) struct Chunk {
     pub(crate) base_line: u64,
     /// Line breaks in the chunk, to number the lines of the next chunk.
     pub(crate) newlines: u64,
+    /// Latest loan day kept.
+    pub(crate) newest: Option<Date>,
 }
 
 impl Chunk {
+    /// An empty chunk whose line numbers are relative to `base_line`.
     pub(crate) fn new(base_line: u64) -> Self {
         Chunk {
             borrowers: BorrowerInterner::default(),
@@ -63,6 +67,7 @@ impl Chunk {
             rejects: Default::default(),
             base_line,
             newlines: 0,
+            newest: None,
         }
     }
 
@@ -74,19 +79,53 @@ impl Chunk {
         }
     }
 
-    /// Checks one record of `width` fields whose used fields are `fields`
-    /// and keeps it or counts why not. `line` is chunk-local.
-    fn push(&mut self, layout: &Layout, line: u64, width: usize, fields: [&[u8]; 3]) {
+    /// Counts a row rejected before its fields could be checked.
+    pub(crate) fn push_rejected(&mut self, line: u64, reason: RejectReason) {
         self.rows_read += 1;
+        self.reject(line, reason);
+    }
+
+    /// Checks one text record of `width` fields whose used fields are
+    /// `fields` and keeps it or counts why not. `line` is chunk-local.
+    pub(crate) fn push(&mut self, layout: &Layout, line: u64, width: usize, fields: [&[u8]; 3]) {
         if width != layout.width {
+            self.rows_read += 1;
             return self.reject(line, RejectReason::WrongColumnCount);
         }
+        self.rows_read += 1;
         let [borrower, title, date] = fields;
         self.check(
             line,
             borrower,
             title,
             LoanDate::Text(date),
+            &layout.dates,
+            layout.today,
+        );
+    }
+
+    /// Checks one record whose fields are already text (`None` for a null)
+    /// and whose date is already a day or the reason it is not one, and
+    /// keeps it or counts why not. Typed sources (Parquet files) call this.
+    pub(crate) fn push_value(
+        &mut self,
+        layout: &Layout,
+        line: u64,
+        borrower: Option<&str>,
+        title: Option<&str>,
+        day: Result<Date, RejectReason>,
+    ) {
+        self.rows_read += 1;
+        let date = match day {
+            Ok(day) => LoanDate::Day(day),
+            Err(RejectReason::MissingDate) => LoanDate::Missing,
+            Err(reason) => LoanDate::Rejected(reason),
+        };
+        self.check(
+            line,
+            borrower.unwrap_or("").as_bytes(),
+            title.unwrap_or("").as_bytes(),
+            date,
             &layout.dates,
             layout.today,
         );
@@ -213,7 +252,7 @@ pub(crate) fn parse_fast(
     chunks
 }
 
-/// The csv reader the sequential path and the header use.
+/// The csv reader the works mapping (and the tests' reference) use.
 pub(crate) fn csv_reader(data: &[u8], delimiter: u8) -> csv::Reader<&[u8]> {
     csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -238,11 +277,12 @@ pub(crate) fn record_line(data: &[u8], pos: &csv::Position) -> u64 {
 }
 
 /// Reads the records after the header from `reader` (over `data`) with the
-/// csv crate, so quoted separators and line breaks work; one chunk, absolute
-/// line numbers. `Err(line)` for a record the csv crate cannot read.
-pub(crate) fn parse_csv(
+/// csv crate, all in memory: the reference the streaming path is tested
+/// against. `Err(line)` for a record the csv crate cannot read.
+#[cfg(any(test, feature = "fuzzing"))]
+pub(crate) fn parse_csv<R: std::io::Read>(
     data: &[u8],
-    reader: &mut csv::Reader<&[u8]>,
+    reader: &mut csv::Reader<R>,
     layout: &Layout,
 ) -> Result<Chunk, u64> {
     let mut chunk = Chunk::new(0);
@@ -259,6 +299,161 @@ pub(crate) fn parse_csv(
         chunk.push(layout, line, record.len(), fields);
     }
     Ok(chunk)
+}
+
+/// Longest record the csv path assembles (quoted line breaks included).
+pub(crate) const MAX_RECORD_BYTES: usize = crate::read::MAX_LINE_BYTES;
+
+/// A record too long for [`MAX_RECORD_BYTES`], starting at `line`.
+pub(crate) struct RecordTooLong {
+    /// Line the record starts on.
+    pub(crate) line: u64,
+}
+
+/// Called per record with its starting line, field bytes and field ends.
+pub(crate) type OnRecord<'a> = dyn FnMut(u64, &[u8], &[usize]) + 'a;
+
+/// The csv crate's record reader (`csv-core`), fed one block at a time, so
+/// quoted fields may hold separators and line breaks and may span blocks.
+///
+/// It numbers records by the line of their first byte, as the csv crate's
+/// positions (corrected by [`record_line`]) do: line breaks before a record
+/// are skipped here, which is what `csv-core` does with them too.
+pub(crate) struct CsvRecords {
+    reader: csv_core::Reader,
+    /// Field bytes of the record being read.
+    out: zeroize::Zeroizing<Vec<u8>>,
+    /// End offsets of its fields in `out`.
+    ends: Vec<usize>,
+    out_len: usize,
+    ends_len: usize,
+    /// Line of the next byte fed.
+    line: u64,
+    /// Line of the record being read, once its first byte is seen.
+    record_line: Option<u64>,
+    /// Whether the end of input was signalled.
+    done: bool,
+    /// Whether `reader` has been called once.
+    primed: bool,
+}
+
+impl CsvRecords {
+    /// A reader whose next byte is on line `line`.
+    pub(crate) fn new(delimiter: u8, line: u64) -> Self {
+        CsvRecords {
+            reader: csv_core::ReaderBuilder::new().delimiter(delimiter).build(),
+            out: zeroize::Zeroizing::new(vec![0; 1024]),
+            ends: vec![0; 16],
+            out_len: 0,
+            ends_len: 0,
+            line,
+            record_line: None,
+            done: false,
+            primed: false,
+        }
+    }
+
+    /// Feeds `input` (empty for the end of the file) and calls `record` with
+    /// the starting line, the field bytes and the field end offsets of every
+    /// record it completes.
+    pub(crate) fn feed(
+        &mut self,
+        mut input: &[u8],
+        record: &mut OnRecord<'_>,
+    ) -> Result<(), RecordTooLong> {
+        let last = input.is_empty();
+        if self.done {
+            return Ok(());
+        }
+        loop {
+            if self.record_line.is_none() {
+                let skip = input
+                    .iter()
+                    .take_while(|&&b| b == b'\r' || b == b'\n')
+                    .count();
+                self.line += memchr_iter(b'\n', &input[..skip]).count() as u64;
+                input = &input[skip..];
+                if input.is_empty() && !last {
+                    return Ok(());
+                }
+                self.record_line = Some(self.line);
+            }
+            // `csv-core` drops a byte order mark at the start of its first
+            // input. The file's own mark is already gone, and this reader
+            // may start mid-file or after skipped line breaks, where the
+            // same bytes are data (a fuzz finding): a first call with one
+            // byte is too short for it to strip anything.
+            let fed = if self.primed {
+                input
+            } else {
+                self.primed = true;
+                &input[..input.len().min(1)]
+            };
+            let (result, nin, nout, nend) = self.reader.read_record(
+                fed,
+                &mut self.out[self.out_len..],
+                &mut self.ends[self.ends_len..],
+            );
+            self.line += memchr_iter(b'\n', &input[..nin]).count() as u64;
+            input = &input[nin..];
+            self.out_len += nout;
+            self.ends_len += nend;
+            match result {
+                csv_core::ReadRecordResult::InputEmpty => {
+                    if !last && input.is_empty() {
+                        return Ok(());
+                    }
+                }
+                csv_core::ReadRecordResult::OutputFull => {
+                    let line = self.record_line.unwrap_or(self.line);
+                    if self.out.len() >= MAX_RECORD_BYTES {
+                        return Err(RecordTooLong { line });
+                    }
+                    // Grow by copying, so the old buffer is wiped when freed.
+                    let mut bigger = zeroize::Zeroizing::new(vec![0; self.out.len() * 2]);
+                    bigger[..self.out_len].copy_from_slice(&self.out[..self.out_len]);
+                    self.out = bigger;
+                }
+                csv_core::ReadRecordResult::OutputEndsFull => {
+                    let len = self.ends.len();
+                    self.ends.resize(len * 2, 0);
+                }
+                csv_core::ReadRecordResult::Record => {
+                    let line = self.record_line.take().unwrap_or(self.line);
+                    record(line, &self.out[..self.out_len], &self.ends[..self.ends_len]);
+                    self.out_len = 0;
+                    self.ends_len = 0;
+                }
+                csv_core::ReadRecordResult::End => {
+                    self.done = true;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+/// Field `i` of a record of `out` bytes ending at `ends`; empty if absent.
+pub(crate) fn field<'a>(out: &'a [u8], ends: &[usize], i: usize) -> &'a [u8] {
+    let start = match i.checked_sub(1) {
+        Some(p) => ends.get(p).copied().unwrap_or(0),
+        None => 0,
+    };
+    ends.get(i)
+        .and_then(|&end| out.get(start..end))
+        .unwrap_or(&[])
+}
+
+/// Calls [`Chunk::push`] for one csv record.
+pub(crate) fn push_record(
+    chunk: &mut Chunk,
+    layout: &Layout,
+    line: u64,
+    out: &[u8],
+    ends: &[usize],
+) {
+    let used = layout.columns.map(|c| field(out, ends, c));
+    chunk.push(layout, line, ends.len(), used);
 }
 
 #[cfg(test)]

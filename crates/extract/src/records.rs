@@ -16,6 +16,7 @@ use loans::{LoanMonth, Loans};
 use pseudonym::Pseudonymizer;
 
 use crate::date::DateParser;
+use crate::merge::Assembler;
 use crate::parse::Chunk;
 use crate::{ExtractError, ExtractReport, RejectReason};
 
@@ -23,7 +24,7 @@ use crate::{ExtractError, ExtractReport, RejectReason};
 #[derive(Debug, Clone, Copy)]
 #[cfg_attr(
     not(any(feature = "postgres", feature = "mysql")),
-    allow(dead_code, reason = "typed days come from databases only")
+    allow(dead_code, reason = "`Invalid` comes from databases only")
 )]
 pub(crate) enum LoanDate<'a> {
     /// Text in the configured `date_format` (untrimmed, maybe not UTF-8).
@@ -34,6 +35,8 @@ pub(crate) enum LoanDate<'a> {
     Missing,
     /// A value the source typed as a date that is no day (`infinity`).
     Invalid,
+    /// A typed value already found to be no usable day, and why.
+    Rejected(RejectReason),
 }
 
 impl Chunk {
@@ -53,17 +56,23 @@ impl Chunk {
         else {
             return self.reject(line, RejectReason::InvalidUtf8);
         };
+        // `Err` holds text still to parse, `Ok` a typed day or why there is none.
         let date = match date {
             LoanDate::Text(text) => match std::str::from_utf8(text) {
-                Ok(text) if text.trim().is_empty() => None,
-                // `Err` holds text still to parse, `Ok` a typed day.
-                Ok(text) => Some(Err(text.trim())),
+                Ok(text) if text.trim().is_empty() => Ok(Err(RejectReason::MissingDate)),
+                Ok(text) => Err(text.trim()),
                 Err(_) => return self.reject(line, RejectReason::InvalidUtf8),
             },
-            LoanDate::Day(day) => Some(Ok(Some(day))),
-            LoanDate::Invalid => Some(Ok(None)),
-            LoanDate::Missing => None,
+            LoanDate::Day(day) => Ok(Ok(day)),
+            LoanDate::Missing => Ok(Err(RejectReason::MissingDate)),
+            LoanDate::Invalid => Ok(Err(RejectReason::UnparseableDate)),
+            LoanDate::Rejected(reason) => Ok(Err(reason)),
         };
+        // A NUL would end the id in C-string tools downstream of an export
+        // and is never part of a real card number or title id.
+        if borrower.contains('\0') || title.contains('\0') {
+            return self.reject(line, RejectReason::NulByte);
+        }
         let title = title.trim();
         if borrower.trim().is_empty() {
             return self.reject(line, RejectReason::MissingBorrowerId);
@@ -71,11 +80,11 @@ impl Chunk {
         if title.is_empty() {
             return self.reject(line, RejectReason::MissingTitle);
         }
-        let Some(date) = date else {
-            return self.reject(line, RejectReason::MissingDate);
-        };
-        let Some(day) = date.unwrap_or_else(|text| dates.parse(text)) else {
-            return self.reject(line, RejectReason::UnparseableDate);
+        let day = match date
+            .unwrap_or_else(|text| dates.parse(text).ok_or(RejectReason::UnparseableDate))
+        {
+            Ok(day) => day,
+            Err(reason) => return self.reject(line, reason),
         };
         if day > today {
             return self.reject(line, RejectReason::FutureDate);
@@ -90,6 +99,9 @@ impl Chunk {
         self.row_borrowers.push(b);
         self.row_titles.push(t);
         self.months.push(month);
+        if self.newest.is_none_or(|n| n < day) {
+            self.newest = Some(day);
+        }
     }
 }
 
@@ -109,14 +121,20 @@ pub(crate) struct RecordSink {
 impl RecordSink {
     /// A sink for the source named `label` in reports and errors (a file, or
     /// a database as `postgres://host:port/name`), parsing text dates with
-    /// `date_format` and rejecting dates after `today`.
-    pub(crate) fn new(label: PathBuf, date_format: &str, today: Date) -> Self {
+    /// `dates` and rejecting dates after `today`.
+    pub(crate) fn new(label: PathBuf, dates: DateParser, today: Date) -> Self {
         RecordSink {
             label,
             chunk: Chunk::new(0),
-            dates: DateParser::new(date_format),
+            dates,
             today,
         }
+    }
+
+    /// ISO dates counted in UTC, for tests.
+    #[cfg(test)]
+    pub(crate) fn utc_iso() -> DateParser {
+        DateParser::new("iso", jiff::tz::TimeZone::UTC)
     }
 
     /// Records seen so far, rejected ones included.
@@ -161,8 +179,12 @@ impl RecordSink {
         pseudonymizer: &Pseudonymizer,
         audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
     ) -> Result<(Loans, ExtractReport), ExtractError> {
-        let (loans, report) = crate::assemble(&self.label, vec![self.chunk], pseudonymizer, audit);
-        crate::check_outcome(&self.label, loans, report)
+        let mut asm = Assembler::default();
+        asm.absorb(self.chunk)
+            .map_err(|_| ExtractError::TooManyLoans {
+                path: self.label.clone(),
+            })?;
+        crate::finish(&self.label, asm, pseudonymizer, audit)
     }
 
     /// Lends the distinct canonical ids of the kept records to `audit`, for
@@ -177,9 +199,7 @@ mod tests {
     use super::*;
     use jiff::civil::date;
 
-    fn pseudonymizer() -> Pseudonymizer {
-        Pseudonymizer::new(&keys::SecretKey::from_bytes([7; 32]), "X", "test")
-    }
+    use crate::check::pseudonymizer;
 
     /// The same loans through a CSV file and through the sink agree exactly.
     #[test]
@@ -196,7 +216,9 @@ mod tests {
             (b"Z9", b"t1", b"2023-12-31 23:59"),
         ];
         let mut csv = b"borrower_id,title_id,loan_date\n".to_vec();
-        let mut sink = RecordSink::new("s".into(), "iso", date(2024, 6, 15));
+        // Named and dated as `check::run_source` names and dates the file.
+        let mut sink =
+            RecordSink::new("loans.csv".into(), RecordSink::utc_iso(), date(2024, 6, 15));
         for (i, (b, t, d)) in rows.iter().enumerate() {
             for part in [*b, b",", *t, b",", *d, b"\n"] {
                 csv.extend_from_slice(part);
@@ -204,16 +226,10 @@ mod tests {
             sink.push(i as u64 + 2, b, t, LoanDate::Text(d));
         }
         let from_sink = sink.finish(&pseudonymizer(), &mut |_| {}).unwrap();
-        let mut source = crate::tests::source("");
-        source.path = "s".into();
-        let from_csv = crate::extract_bytes(
-            std::path::Path::new("s"),
+        let from_csv = crate::check::run_source(
             &csv,
-            &source,
-            date(2024, 6, 15),
-            &pseudonymizer(),
-            crate::How::Sequential,
-            &mut |_| {},
+            &crate::tests::source(""),
+            crate::check::Mode::Reference,
         )
         .unwrap();
         assert_eq!(from_sink, from_csv);
@@ -223,7 +239,11 @@ mod tests {
 
     #[test]
     fn typed_days_and_missing_dates() {
-        let mut sink = RecordSink::new("db".into(), "%d.%m.%Y", date(2024, 6, 15));
+        let mut sink = RecordSink::new(
+            "db".into(),
+            DateParser::new("%d.%m.%Y", jiff::tz::TimeZone::UTC),
+            date(2024, 6, 15),
+        );
         sink.push(1, b"a", b"t", LoanDate::Day(date(2024, 3, 1)));
         sink.push(2, b"a", b"t", LoanDate::Missing);
         sink.push(3, b"a", b"t", LoanDate::Day(date(2024, 6, 16)));
@@ -241,12 +261,12 @@ mod tests {
 
     #[test]
     fn no_records_or_no_valid_record_fail_as_for_files() {
-        let sink = RecordSink::new("db".into(), "iso", date(2024, 6, 15));
+        let sink = RecordSink::new("db".into(), RecordSink::utc_iso(), date(2024, 6, 15));
         assert!(matches!(
             sink.finish(&pseudonymizer(), &mut |_| {}),
             Err(ExtractError::EmptyFile { .. })
         ));
-        let mut sink = RecordSink::new("db".into(), "iso", date(2024, 6, 15));
+        let mut sink = RecordSink::new("db".into(), RecordSink::utc_iso(), date(2024, 6, 15));
         sink.push(1, b"", b"t", LoanDate::Missing);
         assert!(matches!(
             sink.finish(&pseudonymizer(), &mut |_| {}),

@@ -110,6 +110,10 @@ pub enum Format {
     Csv,
     /// Tab-separated values.
     Tsv,
+    /// Semicolon-separated values, as spreadsheets in comma-decimal locales write them.
+    Semicolon,
+    /// An Apache Parquet file; the three columns are read by name.
+    Parquet,
     /// Newline-delimited JSON: one object per line, fields named by dotted
     /// paths in `[source.columns]`.
     Ndjson,
@@ -123,6 +127,33 @@ impl Format {
     /// Whether loans come from a database query rather than a file.
     pub fn is_database(self) -> bool {
         matches!(self, Format::Postgres | Format::Mysql)
+    }
+}
+
+/// Character encoding of a text export.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[non_exhaustive]
+pub enum Encoding {
+    /// UTF-8, with or without a byte order mark.
+    #[default]
+    #[serde(rename = "utf-8")]
+    Utf8,
+    /// Windows code page 1252 (Western European), as older ILS exports use.
+    #[serde(rename = "windows-1252")]
+    Windows1252,
+    /// ISO 8859-1 (Latin-1): every byte is the code point of the same value.
+    #[serde(rename = "iso-8859-1")]
+    Iso88591,
+}
+
+impl Encoding {
+    /// The name used in the pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            Encoding::Utf8 => "utf-8",
+            Encoding::Windows1252 => "windows-1252",
+            Encoding::Iso88591 => "iso-8859-1",
+        }
     }
 }
 
@@ -140,6 +171,13 @@ pub struct Source {
     /// Field separator, overriding the format's (one ASCII character).
     #[serde(default)]
     pub delimiter: Option<char>,
+    /// Character encoding of a text export (Parquet strings are UTF-8).
+    #[serde(default)]
+    pub encoding: Encoding,
+    /// IANA time zone whose calendar day a timestamp with a UTC offset (or a
+    /// Parquet instant) counts on; by default the system's zone.
+    #[serde(default)]
+    pub time_zone: Option<String>,
     /// Column names in the file's header.
     #[serde(default)]
     pub columns: Columns,
@@ -294,6 +332,15 @@ pub struct Transfer {
     /// for a single host or a shared mount).
     #[serde(default)]
     pub inbox: Option<PathBuf>,
+    /// Days after a batch is ingested by which the circulation system must
+    /// have deleted the borrower-loan links it transferred (Danish guidance:
+    /// four weeks).
+    #[serde(default = "default_delete_links_after_days")]
+    pub delete_links_after_days: u32,
+}
+
+fn default_delete_links_after_days() -> u32 {
+    28
 }
 
 impl Transfer {
@@ -461,6 +508,25 @@ impl Pipeline {
                 "source.delimiter must be one ASCII character other than a quote or newline, got {d:?}"
             )));
         }
+        if self.source.format == Format::Parquet && self.source.encoding != Encoding::Utf8 {
+            return Err(invalid(format!(
+                "source.encoding {} does not apply to parquet, whose strings are utf-8",
+                self.source.encoding.name()
+            )));
+        }
+        if let Some(tz) = &self.source.time_zone
+            && jiff::tz::TimeZone::get(tz).is_err()
+        {
+            return Err(invalid(format!(
+                "source.time_zone {tz:?} is not an IANA time zone name such as \"Europe/Copenhagen\""
+            )));
+        }
+        if self.transfer.delete_links_after_days > 366 {
+            return Err(invalid(format!(
+                "transfer.delete_links_after_days must be at most 366, got {}",
+                self.transfer.delete_links_after_days
+            )));
+        }
         let c = &self.source.columns;
         if c.borrower_id == c.title_id || c.borrower_id == c.loan_date || c.title_id == c.loan_date
         {
@@ -558,8 +624,18 @@ impl Source {
         match (self.delimiter, self.format) {
             (Some(d), _) => d as u8,
             (None, Format::Tsv) => b'\t',
+            (None, Format::Semicolon) => b';',
             (None, _) => b',',
         }
+    }
+
+    /// The time zone loan days are counted in: `time_zone` if set, else
+    /// the system's (UTC when it cannot be determined).
+    pub fn time_zone(&self) -> jiff::tz::TimeZone {
+        self.time_zone
+            .as_deref()
+            .and_then(|name| jiff::tz::TimeZone::get(name).ok())
+            .unwrap_or_else(jiff::tz::TimeZone::system)
     }
 }
 
@@ -764,6 +840,30 @@ mod tests {
         );
         let err = parse(&text).unwrap_err();
         assert!(err.to_string().contains("three different columns"), "{err}");
+    }
+
+    #[test]
+    fn semicolon_encoding_and_time_zone_are_read_and_checked() {
+        let with = |extra: &str| {
+            parse(&MINIMAL.replace(
+                "path = \"loans.csv\"",
+                &format!("path = \"l.csv\"\n{extra}"),
+            ))
+        };
+        let p = with("format = \"semicolon\"\nencoding = \"windows-1252\"\ntime_zone = \"Europe/Copenhagen\"").unwrap();
+        assert_eq!(p.delimiter(), b';');
+        assert_eq!(p.source.encoding, Encoding::Windows1252);
+        assert_eq!(p.source.time_zone().iana_name(), Some("Europe/Copenhagen"));
+        assert_eq!(p.transfer.delete_links_after_days, 28);
+        assert_eq!(
+            with("encoding = \"iso-8859-1\"").unwrap().source.encoding,
+            Encoding::Iso88591
+        );
+        assert!(with("encoding = \"latin9\"").is_err());
+        let err = with("time_zone = \"Europe/Nowhere\"").unwrap_err();
+        assert!(err.to_string().contains("IANA"), "{err}");
+        let err = with("format = \"parquet\"\nencoding = \"iso-8859-1\"").unwrap_err();
+        assert!(err.to_string().contains("parquet"), "{err}");
     }
 
     #[test]

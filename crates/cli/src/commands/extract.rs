@@ -73,9 +73,12 @@ pub(crate) fn extract_to_outbox(
             None => extract::extract(&source_input, &pseudonymizer)?,
         })
     })?;
-    report(ctx, &extraction.report);
-    let (meta, sealed) = batch::seal(
-        &extraction.loans,
+    let extract::Extraction { loans, report: r } = extraction;
+    report(ctx, &r);
+    // Owned, so each column is freed once encoded: the largest batch then
+    // needs memory for its loans plus one column, not twice its loans.
+    let (meta, sealed) = batch::seal_owned(
+        loans,
         &p.library.id,
         &p.library.purpose,
         pseudonymizer.master_fingerprint(),
@@ -83,6 +86,10 @@ pub(crate) fn extract_to_outbox(
     )
     .context("sealing the batch")?;
     let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
+    drop(sealed);
+    if let Some(newest) = r.newest_day {
+        crate::links::record_sealed(&p.transfer.outbox, &meta.id.to_string(), newest, ctx.today)?;
+    }
     ctx.say(format!(
         "sealed batch {} ({} loans) -> {}",
         meta.id,
@@ -103,6 +110,12 @@ fn report(ctx: &Context, r: &extract::ExtractReport) {
         r.first_month.map(|m| m.to_string()).unwrap_or_default(),
         r.last_month.map(|m| m.to_string()).unwrap_or_default(),
     ));
+    if r.duplicates > 0 {
+        ctx.say(format!(
+            "merged {} repeated loans (same borrower, title and month)",
+            r.duplicates
+        ));
+    }
     for (reason, rej) in &r.rejected {
         let rows: Vec<String> = rej.rows.iter().map(u64::to_string).collect();
         let more = if rej.count > rej.rows.len() as u64 {

@@ -83,6 +83,8 @@ pub(crate) fn ingest_inbox(
             )),
             _ => {}
         }
+        // The store holds the batch now: start the circulation system's clock.
+        crate::links::record_ingested(p.transfer.inbox(), &meta.id.to_string(), ctx.today)?;
         std::fs::remove_file(&path)
             .with_context(|| format!("removing ingested batch {}", path.display()))?;
     }

@@ -9,6 +9,7 @@ use crate::context::{Context, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
+    links(ctx, &p)?;
     let store = open_store(&p)?;
     let s = store.status()?;
     println!("store: {}", store.root().display());
@@ -36,5 +37,32 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     }
     let (wf, wl) = ctx.window(&p)?;
     println!("scoring window: {wf} .. {wl}");
+    Ok(())
+}
+
+/// The four-week rule: per batch, the newest loan day transferred and the
+/// day by which the circulation system must delete borrower-loan links.
+fn links(ctx: &Context, p: &pipeline::Pipeline) -> Result<()> {
+    let days = p.transfer.delete_links_after_days;
+    let duties = crate::links::duties(p)?;
+    println!(
+        "borrower-loan links: {} batches recorded; delete within {days} days of ingest",
+        duties.len()
+    );
+    for d in &duties {
+        let day = |d: Option<jiff::civil::Date>| d.map_or("unknown".to_owned(), |d| d.to_string());
+        let due = match d.delete_by(days) {
+            Some(by) if ctx.today > by => format!("delete links by {by}: OVERDUE"),
+            Some(by) => format!("delete links by {by}"),
+            None => "not yet acknowledged as ingested".to_owned(),
+        };
+        println!(
+            "  batch {}: loans up to {}, sealed {}, ingested {}; {due}",
+            d.batch,
+            day(d.newest_loan_day),
+            day(d.sealed_on),
+            day(d.ingested_on),
+        );
+    }
     Ok(())
 }

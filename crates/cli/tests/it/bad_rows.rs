@@ -7,6 +7,8 @@ use crate::{Sandbox, contains, ok, text};
 
 const HEADER: &[u8] = b"borrower_id,title_id,loan_date,branch\n";
 const GOOD: &[u8] = b"CARD-GOOD-0001,T1,2026-01-05,B1\n";
+/// The same borrower and title a month later: a second loan, not a repeat.
+const GOOD_LATER: &[u8] = b"CARD-GOOD-0001,T1,2026-02-05,B1\n";
 
 /// (reason as reported, the bad row, the distinctive id it carries)
 fn classes() -> Vec<(&'static str, Vec<u8>, &'static str)> {
@@ -59,7 +61,11 @@ fn write(dir: &Path, name: &str, rows: &[&[u8]]) -> std::path::PathBuf {
 fn each_bad_row_class_is_rejected_by_reason_and_row_without_echoing_the_id() {
     let inputs = tempfile::tempdir().unwrap();
     for (reason, row, id) in classes() {
-        let input = write(inputs.path(), "loans.csv", &[HEADER, GOOD, &row, GOOD]);
+        let input = write(
+            inputs.path(),
+            "loans.csv",
+            &[HEADER, GOOD, &row, GOOD_LATER],
+        );
         let sb = Sandbox::new(&input, "");
         let out = sb.run("extract", &[]);
         ok(&out);

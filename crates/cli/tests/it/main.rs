@@ -1,7 +1,9 @@
 //! End-to-end tests of the `alsoborrowed` binary: what a cron job and an
 //! auditor see.
 
+mod bad_input;
 mod bad_rows;
+mod four_weeks;
 mod ils_presets;
 mod keys_cmd;
 mod pipeline_run;
@@ -31,6 +33,12 @@ impl Sandbox {
     /// A sandbox whose pipeline reads `input` (absolute), with `extra` TOML
     /// appended to the `[engine]` table.
     pub fn new(input: &Path, engine_extra: &str) -> Sandbox {
+        Sandbox::with_source(input, "", engine_extra)
+    }
+
+    /// A sandbox like [`Sandbox::new`] with `source_extra` TOML appended to
+    /// the `[source]` table.
+    pub fn with_source(input: &Path, source_extra: &str, engine_extra: &str) -> Sandbox {
         let dir = tempfile::tempdir().unwrap();
         let works = repo().join("fixtures/demo/works.csv");
         let works_table = if input.starts_with(repo().join("fixtures/demo")) {
@@ -50,6 +58,7 @@ create_if_missing = true
 
 [source]
 path = {input:?}
+{source_extra}
 
 {works_table}
 [transfer]

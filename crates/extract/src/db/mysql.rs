@@ -101,7 +101,7 @@ pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError>
         .map_err(|e| fail("starting a read-only transaction", e))?;
     let mut sink = RecordSink::new(
         settings.label.clone().into(),
-        &source.date_format,
+        DateParser::new(&source.date_format, source.time_zone()),
         input.today,
     );
     {
@@ -121,7 +121,8 @@ pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError>
         let typed_date = columns
             .get(at[2])
             .is_some_and(|col| is_date_type(col.column_type()));
-        let iso = DateParser::new("iso");
+        // The session runs in UTC, so text timestamps are UTC instants.
+        let iso = DateParser::new("iso", jiff::tz::TimeZone::UTC);
         for row in result.by_ref() {
             let row = row.map_err(|e| fail("reading rows", e))?;
             if sink.full() {

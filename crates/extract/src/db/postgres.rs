@@ -15,6 +15,7 @@ use postgres::types::{FromSql, Type};
 use postgres::{Client, Config, NoTls};
 use zeroize::Zeroizing;
 
+use crate::date::DateParser;
 use crate::db::{BATCH_ROWS, Dialect, Settings, add_work, check_query, find_columns};
 use crate::records::{LoanDate, RecordSink};
 use crate::works::Mapper;
@@ -231,7 +232,7 @@ pub(crate) fn read(input: &ExtractInput<'_>) -> Result<RecordSink, ExtractError>
         .map_err(|e| fail("running the query", e))?;
     let mut sink = RecordSink::new(
         settings.label.clone().into(),
-        &source.date_format,
+        DateParser::new(&source.date_format, source.time_zone()),
         input.today,
     );
     let mut borrower_text = Zeroizing::new(Vec::new());

@@ -12,6 +12,8 @@ use pipeline::Pipeline;
 use proptest::prelude::*;
 use pseudonym::Pseudonymizer;
 
+mod formats;
+
 const TODAY: Date = date(2024, 6, 15);
 
 /// A pipeline whose source section is `source` (reading `loans.csv` unless it
