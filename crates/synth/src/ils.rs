@@ -109,8 +109,11 @@ pub struct Circulation {
 /// What an extraction of one system's data must find.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Expected {
-    /// Loans kept.
+    /// Loans with a borrower (valid records, repeats included).
     pub kept: u64,
+    /// Valid records that repeat an earlier one's patron, bib record and
+    /// month, which extraction merges.
+    pub repeated: u64,
     /// Loans rejected for having no borrower (anonymized).
     pub missing_borrower: u64,
     /// Distinct patrons among kept loans.
@@ -196,6 +199,7 @@ impl Circulation {
     pub fn expected(&self, ils: Ils) -> Expected {
         let mut e = Expected {
             kept: 0,
+            repeated: 0,
             missing_borrower: 0,
             borrowers: 0,
             titles: 0,
@@ -203,6 +207,7 @@ impl Circulation {
         };
         let mut patrons = BTreeSet::new();
         let mut bibs = BTreeSet::new();
+        let mut seen = BTreeSet::new();
         for l in &self.loans {
             if l.anonymized {
                 if ils != Ils::Evergreen {
@@ -211,6 +216,9 @@ impl Circulation {
                 continue;
             }
             e.kept += 1;
+            if !seen.insert((l.patron, self.item_bib[l.item as usize], l.month)) {
+                e.repeated += 1;
+            }
             patrons.insert(l.patron);
             bibs.insert(self.item_bib[l.item as usize]);
             e.months.insert(l.month);

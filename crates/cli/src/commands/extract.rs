@@ -1,6 +1,6 @@
 //! `alsoborrowed extract`: loans file -> sealed batch in the outbox.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, bail};
 use pipeline::Pipeline;
@@ -13,7 +13,7 @@ use crate::lock::{PRIVATE_DIR, RunLock};
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
-    extract_to_outbox(ctx, &p, args.input.as_deref(), None)?;
+    extract_to_outbox(ctx, &p, args.input.as_deref(), None, false)?;
     Ok(())
 }
 
@@ -38,12 +38,14 @@ pub(crate) fn load_key(
 
 /// Reads, pseudonymizes and seals; the raw ids die inside `extract`, after
 /// being added to `ids` (the leak check's forbidden set) when one is given.
+/// With `keep_open`, the sealed loans are also returned.
 pub(crate) fn extract_to_outbox(
     ctx: &Context,
     p: &Pipeline,
     input: Option<&Path>,
     ids: Option<&mut publish::Forbidden>,
-) -> Result<()> {
+    keep_open: bool,
+) -> Result<Option<Sealed>> {
     let create = p.keys.create_if_missing;
     let pseudonymizer = {
         let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
@@ -75,16 +77,19 @@ pub(crate) fn extract_to_outbox(
     })?;
     let extract::Extraction { loans, report: r } = extraction;
     report(ctx, &r);
-    // Owned, so each column is freed once encoded: the largest batch then
-    // needs memory for its loans plus one column, not twice its loans.
-    let (meta, sealed) = batch::seal_owned(
-        loans,
-        &p.library.id,
-        &p.library.purpose,
-        pseudonymizer.master_fingerprint(),
-        &transfer,
-    )
-    .context("sealing the batch")?;
+    let (library, purpose) = (&p.library.id, &p.library.purpose);
+    let key = pseudonymizer.master_fingerprint();
+    let (meta, sealed, kept) = if keep_open {
+        let (meta, sealed) =
+            batch::seal(&loans, library, purpose, key, &transfer).context("sealing the batch")?;
+        (meta, sealed, Some(loans))
+    } else {
+        // Owned, so each column is freed once encoded: the largest batch then
+        // needs memory for its loans plus one column, not twice its loans.
+        let (meta, sealed) = batch::seal_owned(loans, library, purpose, key, &transfer)
+            .context("sealing the batch")?;
+        (meta, sealed, None)
+    };
     let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
     drop(sealed);
     if let Some(newest) = r.newest_day {
@@ -96,7 +101,19 @@ pub(crate) fn extract_to_outbox(
         meta.rows,
         path.display()
     ));
-    Ok(())
+    Ok(kept.map(|loans| Sealed { path, meta, loans }))
+}
+
+/// A batch this process has just sealed into the outbox, with its loans
+/// still in memory: a one-host `run` ingests it without reading back and
+/// decrypting the file it wrote a moment ago.
+pub(crate) struct Sealed {
+    /// Where the batch was written.
+    pub path: PathBuf,
+    /// Its envelope metadata.
+    pub meta: batch::BatchMeta,
+    /// The loans it holds.
+    pub loans: loans::Loans,
 }
 
 fn report(ctx: &Context, r: &extract::ExtractReport) {

@@ -5,14 +5,14 @@ use pipeline::Pipeline;
 use store::{BatchRecord, IngestOutcome, Store, StoreLock};
 
 use crate::PipelineArgs;
-use crate::commands::extract::load_key;
+use crate::commands::extract::{Sealed, load_key};
 use crate::context::{Context, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let store = open_store(&p)?;
     let lock = store.lock()?;
-    ingest_inbox(ctx, &p, &store, &lock)
+    ingest_inbox(ctx, &p, &store, &lock, None)
 }
 
 /// Opens (creating if needed) the pipeline's store.
@@ -28,6 +28,7 @@ pub(crate) fn ingest_inbox(
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
+    mut fresh: Option<Sealed>,
 ) -> Result<()> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
@@ -38,10 +39,17 @@ pub(crate) fn ingest_inbox(
         ctx.say(format!("no batches in {}", p.transfer.inbox().display()));
     }
     for path in batches {
-        let sealed =
-            std::fs::read(&path).with_context(|| format!("reading batch {}", path.display()))?;
-        let (meta, loans) = batch::open(&sealed, &transfer)
-            .with_context(|| format!("opening batch {}", path.display()))?;
+        let (meta, loans) = match fresh.take_if(|f| f.path == path) {
+            // Sealed by this very process from these loans: reading the file
+            // back would only decrypt what is already here.
+            Some(Sealed { meta, loans, .. }) => (meta, loans),
+            None => {
+                let sealed = std::fs::read(&path)
+                    .with_context(|| format!("reading batch {}", path.display()))?;
+                batch::open(&sealed, &transfer)
+                    .with_context(|| format!("opening batch {}", path.display()))?
+            }
+        };
         if meta.library != p.library.id || meta.purpose != p.library.purpose {
             bail!(
                 "batch {} belongs to library {:?} purpose {:?}, but this pipeline is library {:?} purpose {:?}",
