@@ -99,15 +99,7 @@ impl Assembler {
             months,
             ..
         } = chunk;
-        self.seen.reserve(row_borrowers.len(), |&i| {
-            key_hash(
-                &self.hasher,
-                &self.row_borrowers,
-                &self.row_titles,
-                &self.months,
-                i,
-            )
-        });
+        self.reserve(row_borrowers.len());
         let Assembler {
             row_borrowers: rb,
             row_titles: rt,
