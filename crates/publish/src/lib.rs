@@ -10,7 +10,9 @@
 //!   ends; a title starting with `=`, `+`, `-`, `@`, tab, CR or `'` gets a
 //!   leading `'` so that a spreadsheet shows it as text instead of running it
 //!   as a formula (the `'` itself is included so the escape is reversible);
-//! - `feed/index.json` and `feed/titles/<file_stem>.json`: the feed read by
+//! - `feed/index.json` and either `feed/titles/<file_stem>.json` (layout
+//!   `titles`, feed schema_version 1) or `feed/shards/<shard_name>.json`
+//!   (layout `shards`, schema_version 2): the feed read by
 //!   [`alsoborrowed_feed`].
 //!
 //! Before anything is written, the encoded release is checked in memory
@@ -42,11 +44,12 @@ use std::path::{Path, PathBuf};
 
 use alsoborrowed_feed::{
     CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, RelatedTitle, SCHEMA_VERSION,
-    TITLES_DIR, TitleFeed, Window, file_stem,
+    SHARDED_SCHEMA_VERSION, SHARDS_DIR, ShardFeed, ShardTitle, TITLES_DIR, TitleFeed, Window,
+    file_stem, shard_bits_for, shard_name, shard_of,
 };
 use engine::Related;
 use loans::{LoanMonth, Loans, Pseudonym};
-use pipeline::{MIN_SUPPORT_FLOOR, Measure};
+use pipeline::{FeedLayout, MIN_SUPPORT_FLOOR, Measure};
 use rayon::prelude::*;
 
 pub use forbidden::{FindingKind, Forbidden, SUBSTRING_ID_MIN};
@@ -79,6 +82,8 @@ pub struct ExportMeta {
     pub max_titles_per_borrower: u32,
     /// Most related titles per title (N).
     pub max_related: u32,
+    /// One file per title, or titles grouped into shard files.
+    pub layout: FeedLayout,
 }
 
 /// What [`export`] did.
@@ -89,7 +94,7 @@ pub enum ExportOutcome {
     Published {
         /// The release directory.
         release: PathBuf,
-        /// Title files in the feed.
+        /// Titles with related titles in the feed.
         titles: u64,
         /// Published directed pairs.
         pairs: u64,
@@ -249,21 +254,20 @@ pub fn export(
             score: r.score,
         });
     }
-    let mut contents: Vec<(String, Vec<u8>)> = groups
-        .into_par_iter()
-        .map(|(title, related)| {
-            let feed = TitleFeed {
-                schema_version: SCHEMA_VERSION,
-                title: title.to_owned(),
-                related,
-            };
-            let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
-            json_bytes(&feed, false).map(|b| (path, b))
-        })
-        .collect::<Result<_, _>>()?;
-    let title_files = contents.len() as u64;
+    let title_count = groups.len() as u64;
+    let (mut contents, schema_version, shard_bits) = match meta.layout {
+        FeedLayout::Titles => (title_files(groups)?, SCHEMA_VERSION, None),
+        FeedLayout::Shards => {
+            let bits = shard_bits_for(title_count);
+            (
+                shard_files(groups, bits)?,
+                SHARDED_SCHEMA_VERSION,
+                Some(bits),
+            )
+        }
+    };
     let index = FeedIndex {
-        schema_version: SCHEMA_VERSION,
+        schema_version,
         window: Window {
             first: meta.window_first.to_string(),
             last: meta.window_last.to_string(),
@@ -272,7 +276,8 @@ pub fn export(
         min_support: meta.min_support,
         max_titles_per_borrower: meta.max_titles_per_borrower,
         max_related: meta.max_related,
-        titles: title_files,
+        titles: title_count,
+        shard_bits,
     };
     contents.push((
         format!("{FEED_DIR}/{INDEX_FILE}"),
@@ -337,9 +342,58 @@ pub fn export(
     remove_old_releases(&releases, &hash, previous.as_deref());
     Ok(ExportOutcome::Published {
         release,
-        titles: title_files,
+        titles: title_count,
         pairs: rows.len() as u64,
     })
+}
+
+/// Version 1 feed files: `feed/titles/<stem>.json`, one per title.
+fn title_files(
+    groups: BTreeMap<&str, Vec<RelatedTitle>>,
+) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    groups
+        .into_par_iter()
+        .map(|(title, related)| {
+            let feed = TitleFeed {
+                schema_version: SCHEMA_VERSION,
+                title: title.to_owned(),
+                related,
+            };
+            let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
+            json_bytes(&feed, false).map(|b| (path, b))
+        })
+        .collect()
+}
+
+/// Version 2 feed files: `feed/shards/<name>.json` for every one of the
+/// `2^bits` shards, empty ones included, so a missing file is an error and
+/// never reads as "nothing to recommend".
+fn shard_files(
+    groups: BTreeMap<&str, Vec<RelatedTitle>>,
+    bits: u32,
+) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    let mut shards: Vec<Vec<ShardTitle>> = vec![Vec::new(); 1 << bits];
+    // `groups` is in byte order of the titles, so every shard is too.
+    for (title, related) in groups {
+        shards[shard_of(title, bits) as usize].push(ShardTitle {
+            title: title.to_owned(),
+            related,
+        });
+    }
+    shards
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, titles)| {
+            let name = shard_name(i as u32, bits);
+            let path = format!("{FEED_DIR}/{SHARDS_DIR}/{name}.json");
+            let feed = ShardFeed {
+                schema_version: SHARDED_SCHEMA_VERSION,
+                shard: name,
+                titles,
+            };
+            json_bytes(&feed, false).map(|b| (path, b))
+        })
+        .collect()
 }
 
 fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
@@ -469,8 +523,19 @@ fn check(
 /// makes all of it durable.
 fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), PublishError> {
     let narrowing = create_dir(staging)?;
-    create_dir(&staging.join(FEED_DIR))?;
-    create_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
+    // Every directory the files need, parents before children.
+    let subdirs: BTreeSet<&str> = contents
+        .iter()
+        .filter_map(|(rel, _)| rel.rsplit_once('/').map(|(dir, _)| dir))
+        .flat_map(|dir| {
+            dir.match_indices('/')
+                .map(|(i, _)| &dir[..i])
+                .chain(std::iter::once(dir))
+        })
+        .collect();
+    for dir in &subdirs {
+        create_dir(&staging.join(dir))?;
+    }
     // Each file is created relative to its open directory, so the kernel
     // looks up one name per file instead of walking the whole path.
     let mut dirs: HashMap<&str, File> = HashMap::new();
@@ -494,8 +559,9 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
         write_file_at(dir, name, bytes, narrowing).map_err(io)
     })?;
     sync_files(staging, contents)?;
-    sync_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
-    sync_dir(&staging.join(FEED_DIR))?;
+    for dir in subdirs.iter().rev() {
+        sync_dir(&staging.join(dir))?;
+    }
     sync_dir(staging)
 }
 

@@ -363,3 +363,41 @@ fn a_future_today_cannot_prune_the_store() {
         text(&out)
     );
 }
+
+#[test]
+fn switching_to_the_sharded_layout_keeps_every_list_and_verifies() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let per_title = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    assert_eq!(per_title.index().schema_version, 1);
+    assert!(
+        per_title.len() > 100,
+        "demo publishes {} titles",
+        per_title.len()
+    );
+
+    let mut pipeline = std::fs::read_to_string(sb.pipeline()).unwrap();
+    pipeline.push_str("feed_layout = \"shards\"\n");
+    std::fs::write(sb.pipeline(), pipeline).unwrap();
+    let out = sb.run("export", &[]);
+    ok(&out);
+    assert!(text(&out).contains("published"), "{}", text(&out));
+    let sharded = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    assert_eq!(sharded.index().schema_version, 2);
+    let bits = sharded.index().shard_bits.unwrap();
+    let shards = std::fs::read_dir(sb.path("published/current/feed/shards"))
+        .unwrap()
+        .count();
+    assert_eq!(shards, 1 << bits);
+    assert!(!sb.path("published/current/feed/titles").exists());
+    assert_eq!(
+        per_title.titles().collect::<Vec<_>>(),
+        sharded.titles().collect::<Vec<_>>()
+    );
+    for t in per_title.titles() {
+        assert_eq!(per_title.similar(t, 100), sharded.similar(t, 100), "{t}");
+    }
+    let v = sb.run("verify", &[]);
+    ok(&v);
+    assert!(text(&v).contains("verified"), "{}", text(&v));
+}
