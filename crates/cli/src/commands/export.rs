@@ -166,6 +166,7 @@ pub(crate) fn forbidden(
             },
         )?;
     }
+    f.prepare();
     Ok(f)
 }
 
