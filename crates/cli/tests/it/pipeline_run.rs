@@ -401,3 +401,43 @@ fn switching_to_the_sharded_layout_keeps_every_list_and_verifies() {
     ok(&v);
     assert!(text(&v).contains("verified"), "{}", text(&v));
 }
+
+#[path = "../../../engine/tests/it/reference.rs"]
+mod reference;
+
+/// Issue 4's "output identical to the non-optimized path": the published
+/// lists of the demo run equal what the deliberately naive reference engine
+/// (hash sets of borrowers per title) computes from the same store window.
+#[test]
+fn demo_output_equals_the_naive_reference_engine() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let p = pipeline::Pipeline::load(&sb.pipeline()).unwrap();
+    let feed = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    let window = &feed.index().window;
+    let store = store::Store::open(&sb.path("store")).unwrap();
+    let loans = store
+        .scan(window.first.parse().unwrap(), window.last.parse().unwrap())
+        .unwrap();
+    let params = engine::EngineParams::from(&p.engine);
+    let naive = reference::reference(&loans, &params);
+    assert!(naive.pairs.len() > 1000, "{} pairs", naive.pairs.len());
+    assert_eq!(engine::build(&loans, &params).unwrap(), naive);
+
+    let mut expected: std::collections::BTreeMap<&str, Vec<(&str, f64)>> = Default::default();
+    for pair in &naive.pairs {
+        expected
+            .entry(&naive.title_ids[pair.a as usize])
+            .or_default()
+            .push((&naive.title_ids[pair.b as usize], pair.score));
+    }
+    assert_eq!(feed.len(), expected.len());
+    for (title, list) in &expected {
+        let published: Vec<(&str, f64)> = feed
+            .similar(title, usize::MAX)
+            .iter()
+            .map(|r| (r.title.as_str(), r.score))
+            .collect();
+        assert_eq!(&published, list, "{title}");
+    }
+}
