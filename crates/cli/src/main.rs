@@ -11,6 +11,12 @@ mod context;
 mod links;
 mod lock;
 
+// mimalloc instead of glibc's malloc: `run` on 10M loans took 8.7-9.6 s of
+// user CPU instead of 10.5-12.1 s (alternating runs, benches/RESULTS.md),
+// mostly in the many small per-chunk allocations of extract and ingest.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
