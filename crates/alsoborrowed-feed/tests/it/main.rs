@@ -56,13 +56,18 @@ fn shards(titles: &[TitleFeed], bits: u32) -> Vec<ShardFeed> {
     out
 }
 
-fn write_sharded(feed_dir: &Path, index: &FeedIndex, shards: &[ShardFeed]) {
-    std::fs::create_dir_all(feed_dir.join("shards")).unwrap();
+/// Creates `feed_dir/files_dir` and writes `feed_dir/index.json`.
+fn write_index(feed_dir: &Path, files_dir: &str, index: &FeedIndex) {
+    std::fs::create_dir_all(feed_dir.join(files_dir)).unwrap();
     std::fs::write(
         feed_dir.join("index.json"),
         serde_json::to_vec(index).unwrap(),
     )
     .unwrap();
+}
+
+fn write_sharded(feed_dir: &Path, index: &FeedIndex, shards: &[ShardFeed]) {
+    write_index(feed_dir, "shards", index);
     for s in shards {
         let path = feed_dir.join("shards").join(format!("{}.json", s.shard));
         std::fs::write(path, serde_json::to_vec(s).unwrap()).unwrap();
@@ -84,12 +89,7 @@ fn title(id: &str, related: &[(&str, f64)]) -> TitleFeed {
 }
 
 fn write_feed(feed_dir: &Path, index: &FeedIndex, titles: &[TitleFeed]) {
-    std::fs::create_dir_all(feed_dir.join("titles")).unwrap();
-    std::fs::write(
-        feed_dir.join("index.json"),
-        serde_json::to_vec(index).unwrap(),
-    )
-    .unwrap();
+    write_index(feed_dir, "titles", index);
     for t in titles {
         let path = feed_dir
             .join("titles")
