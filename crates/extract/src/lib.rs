@@ -48,7 +48,7 @@ use pseudonym::Pseudonymizer;
 
 use crate::date::DateParser;
 use crate::merge::Assembler;
-use crate::parse::{Chunk, CsvRecords, Layout};
+use crate::parse::{Chunk, CsvRecords, Layout, Sizes};
 use crate::read::Blocks;
 
 pub use crate::merge::MAX_LOANS;
@@ -664,6 +664,8 @@ fn read_text(
     let mut failed: Option<ExtractError> = None;
     let mut reserved = false;
     let total = blocks.len();
+    // Pieces of a block are sized like the largest piece of the one before.
+    let mut sizes = Sizes::default();
 
     while let Some(block) = blocks.next_block()? {
         if csv.is_none() && parse::fast_path_applies(block) {
@@ -686,8 +688,11 @@ fn read_text(
             let previous = std::mem::take(&mut pending);
             let (merged, chunks) = rayon::join(
                 || previous.into_iter().try_for_each(|c| asm.absorb(c)),
-                || parse::parse_fast(body, body_line, l, piece),
+                || parse::parse_fast(body, body_line, l, piece, sizes),
             );
+            sizes = chunks
+                .iter()
+                .fold(Sizes::default(), |s, c| s.max(c.sizes()));
             merged.map_err(too_many)?;
             if !reserved {
                 // Rows of the whole file, extrapolated from the first block.
@@ -1035,6 +1040,7 @@ mod tests {
             "\"\"\"\"",
             "\"x\r\ny\"",
             "a\"b",
+            "n\0l",
         ])
     }
 

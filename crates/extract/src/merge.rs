@@ -116,7 +116,10 @@ impl Assembler {
                     let next = seen.len();
                     let table = *month_table.entry(m).or_insert(next);
                     if table == next {
-                        seen.push(HashTable::new());
+                        // Sized like the month before: months of one export
+                        // hold similar numbers of loans.
+                        let like = seen.last().map_or(0, HashTable::len);
+                        seen.push(HashTable::with_capacity(like));
                     }
                     current = Some((m, table));
                     table
