@@ -71,6 +71,11 @@ fn writer_properties() -> WriterProperties {
         // are useless for them, and dictionary pages barely pay off.
         .set_column_dictionary_enabled(pseudonym.clone(), false)
         .set_column_statistics_enabled(pseudonym, EnabledStatistics::None)
+        // Every month holds titles from all over the catalogue, so their
+        // min/max prune nothing, and computing them costs two string
+        // comparisons per row and column: a sixth of ingest.
+        .set_column_statistics_enabled(ColumnPath::from(TITLE), EnabledStatistics::None)
+        .set_column_statistics_enabled(ColumnPath::from(WORK), EnabledStatistics::None)
         .build()
 }
 
