@@ -15,7 +15,9 @@
 #   PEERS   space-separated subset of "duckdb scipy polars implicit"
 # Environment: BIN (binary to measure; default a release build),
 #   MEASURE_TIMEOUT (seconds per job, default 3600), RESULTS (file to append to;
-#   /dev/null to skip), KEEP_WORK=1 (keep the scratch directory).
+#   /dev/null to skip), KEEP_WORK=1 (keep the scratch directory), FEED_LAYOUT
+#   (`[export] feed_layout` of the measured runs; default shards, the layout a
+#   national feed of 10^5-10^6 titles uses, see docs/feed.md).
 # Exit status: 0 only if every alsoborrowed job succeeded, at least one exact
 # peer finished, and every finished exact peer agrees with alsoborrowed.
 set -euo pipefail
@@ -28,6 +30,7 @@ source benches/lib.sh
 limit=${MEASURE_TIMEOUT:-3600}
 results=${RESULTS:-$repo/benches/RESULTS.md}
 first=2025-11 last=2026-10 k=5 cap=100 top=20 today=2026-11-22
+export FEED_LAYOUT=${FEED_LAYOUT:-shards}
 
 for p in $peers; do
     case $p in duckdb | scipy | polars | implicit) ;; *)
@@ -106,7 +109,7 @@ run_job() {
             # deletion by seconds (the release it deletes is a month old).
             ab_round=$((${ab_round:-0} + 1))
             write_pipeline "$work/run-$ab_round/pipeline.toml" "$csv" "$work/keys" "$cap" "$top"
-            measure_job "alsoborrowed run (cap $cap, N $top)" "$bin" run --quiet --today "$today" \
+            measure_job "alsoborrowed run (cap $cap, N $top, $FEED_LAYOUT)" "$bin" run --quiet --today "$today" \
                 --pipeline "$work/run-$ab_round/pipeline.toml"
             [ "$status" = ok ] || failed=1
             ;;
@@ -190,7 +193,7 @@ rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null 
     echo "### National scale: $n loans, $rounds round(s), $(date -u '+%F %H:%M') UTC"
     echo
     echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(free -m | awk '/Mem:/ {printf "%.1f GiB", $2 / 1024}') memory, disk $disk; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)."
-    echo "Command: \`MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
+    echo "Command: \`FEED_LAYOUT=$FEED_LAYOUT MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
     echo "($(basename "$(readlink -f "$py")") in benches/.venv, versions in benches/peers/requirements.txt; window $first..$last, k = $k.)"
     echo
     cat "$rows"

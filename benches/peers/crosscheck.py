@@ -3,6 +3,7 @@
 import argparse
 import csv
 import glob
+import hashlib
 import json
 import math
 import os
@@ -104,14 +105,33 @@ def main():
     with open(a.schema, encoding="utf-8") as f:
         schema = json.load(f)
     feed = os.path.join(a.release, "feed")
-    files = [os.path.join(feed, "index.json")] + sorted(glob.glob(os.path.join(feed, "titles", "*.json")))
+    files = [os.path.join(feed, "index.json")] + sorted(
+        glob.glob(os.path.join(feed, "titles", "*.json")) + glob.glob(os.path.join(feed, "shards", "*.json"))
+    )
     validator = jsonschema.Draft202012Validator(schema)
+    with open(files[0], encoding="utf-8") as f:
+        bits = json.load(f).get("shard_bits")
+    lists = {}
     for path in files:
         with open(path, encoding="utf-8") as f:
             doc = json.load(f)
         errors = list(validator.iter_errors(doc))
         if errors:
             sys.exit(f"crosscheck: {path} does not validate: {errors[0].message}")
+        if "related" in doc:
+            lists[doc["title"]] = doc["related"]
+        for t in doc.get("titles", []) if isinstance(doc.get("titles"), list) else []:
+            # docs/feed.md's shard function, written again here.
+            head = int.from_bytes(hashlib.sha256(t["title"].encode()).digest()[:4], "big")
+            if (head >> (32 - bits) if bits else 0) != int(doc["shard"], 16):
+                sys.exit(f"crosscheck: {path} holds a title of another shard")
+            lists[t["title"]] = t["related"]
+    # The feed lists exactly the pairs of pairs.csv, in the same order.
+    from_rows = {}
+    for r in rows:
+        from_rows.setdefault(r[0], []).append({"title": r[1], "score": r[2]})
+    if lists != from_rows:
+        sys.exit("crosscheck: the feed's lists differ from pairs.csv")
 
     print(
         f"crosscheck ok: {len(rows)} published pairs recounted by DuckDB, all with support >= {a.k} "

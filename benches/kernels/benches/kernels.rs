@@ -10,7 +10,7 @@ use divan::Bencher;
 use divan::counter::{BytesCount, ItemsCount};
 use engine::EngineParams;
 use loans::Loans;
-use pipeline::{Measure, Pipeline};
+use pipeline::{FeedLayout, Measure, Pipeline};
 use pseudonym::Pseudonymizer;
 
 fn main() {
@@ -146,7 +146,11 @@ fn leak_scan(bencher: Bencher) {
     }
     forbidden.add_secret(&[7; 32]);
     let dir = tempfile::tempdir().expect("creating a temporary directory");
-    export_release(&kernels::synthetic_related(10_000, 20), dir.path());
+    export_release(
+        &kernels::synthetic_related(10_000, 20),
+        dir.path(),
+        FeedLayout::Titles,
+    );
     let mut published = Vec::new();
     collect_files(dir.path(), &mut published);
     bencher
@@ -154,18 +158,19 @@ fn leak_scan(bencher: Bencher) {
         .bench(|| forbidden.scan(&published).is_some());
 }
 
-/// Writing a release (Parquet, CSV, one JSON file per title, checks) of 2,000
-/// titles x 20 related titles into a fresh directory.
-#[divan::bench(sample_count = 5, sample_size = 1)]
-fn export_feed(bencher: Bencher) {
+/// Writing a release (Parquet, CSV, the JSON feed, checks) of 2,000 titles x
+/// 20 related titles into a fresh directory, in both feed layouts: one file
+/// per title, or about 32 titles per shard file.
+#[divan::bench(sample_count = 5, sample_size = 1, args = [FeedLayout::Titles, FeedLayout::Shards])]
+fn export_feed(bencher: Bencher, layout: FeedLayout) {
     let related = kernels::synthetic_related(2_000, 20);
     bencher
         .counter(ItemsCount::new(2_000u32))
         .with_inputs(|| tempfile::tempdir().expect("creating a temporary directory"))
-        .bench_refs(|dir| export_release(&related, dir.path()));
+        .bench_refs(|dir| export_release(&related, dir.path(), layout));
 }
 
-fn export_release(related: &engine::Related, out: &std::path::Path) {
+fn export_release(related: &engine::Related, out: &std::path::Path, layout: FeedLayout) {
     let meta = publish::ExportMeta {
         window_first: kernels::first_month(),
         window_last: kernels::first_month(),
@@ -173,6 +178,7 @@ fn export_release(related: &engine::Related, out: &std::path::Path) {
         min_support: 5,
         max_titles_per_borrower: 100,
         max_related: 20,
+        layout,
     };
     publish::export(related, &meta, out, &publish::Forbidden::new())
         .expect("exporting synthetic relations");

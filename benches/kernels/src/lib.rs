@@ -163,6 +163,7 @@ mod tests {
             min_support: 5,
             max_titles_per_borrower: 100,
             max_related: 20,
+            layout: pipeline::FeedLayout::Titles,
         };
         let out = publish::export(&r, &meta, dir.path(), &publish::Forbidden::new()).unwrap();
         assert!(

@@ -8,8 +8,18 @@
 //! id, pseudonym or date finer than the window's months.
 //!
 //! This crate is the one catalogue software links. It defines the feed's file
-//! format ([`FeedIndex`], [`TitleFeed`], [`RelatedTitle`], [`file_stem`]) and
-//! loads a whole feed into memory so that a lookup is one hash probe:
+//! formats and loads a whole feed into memory so that a lookup is one hash
+//! probe. A feed has one of two layouts, told apart by `index.json`'s
+//! `schema_version`:
+//!
+//! - version 1 ([`SCHEMA_VERSION`]): one file per title, `titles/<stem>.json`
+//!   ([`TitleFeed`], [`file_stem`]);
+//! - version 2 ([`SHARDED_SCHEMA_VERSION`]): titles grouped into `2^shard_bits`
+//!   files `shards/<name>.json` by a hash of the id ([`ShardFeed`],
+//!   [`shard_of`], [`shard_name`]), for feeds of 10^5 titles and more, where
+//!   creating one file per title is most of an export's time.
+//!
+//!
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,7 +42,7 @@
 //! # let index = FeedIndex { schema_version: SCHEMA_VERSION,
 //! #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
 //! #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
-//! #     max_related: 20, titles: 2 };
+//! #     max_related: 20, titles: 2, shard_bits: None };
 //! # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
 //! use alsoborrowed_feed::Feed;
 //!
@@ -49,8 +59,9 @@
 //! ```
 //!
 //! A catalogue that only serves the static files needs none of this: each
-//! title's list is at `titles/<file_stem(id)>.json` below the feed directory
-//! (see `docs/feed.md`).
+//! title's list is at `titles/<file_stem(id)>.json` (version 1) or in
+//! `shards/<shard_name(shard_of(id, bits), bits)>.json` (version 2) below the
+//! feed directory (see `docs/feed.md`).
 //!
 //! Architecture invariant: this crate depends on serde, serde_json, sha2 and
 //! thiserror only, never on the mining side, so linking it cannot widen the
@@ -63,8 +74,22 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version of the feed format this crate writes and reads.
+/// Version of the per-title layout: one `titles/<stem>.json` per title.
 pub const SCHEMA_VERSION: u32 = 1;
+
+/// Version of the sharded layout: titles grouped into `shards/<name>.json`.
+pub const SHARDED_SCHEMA_VERSION: u32 = 2;
+
+/// Name of the directory of shard files inside a version 2 feed directory.
+pub const SHARDS_DIR: &str = "shards";
+
+/// Most `shard_bits` a version 2 feed may have (65,536 shard files).
+pub const MAX_SHARD_BITS: u32 = 16;
+
+/// Titles per shard file that [`shard_bits_for`] aims at, at most: about
+/// 25 KB of JSON at 20 related titles each, small enough to fetch for one
+/// title's page.
+pub const TITLES_PER_SHARD: u64 = 32;
 
 /// Name of the feed index file inside a feed directory.
 pub const INDEX_FILE: &str = "index.json";
@@ -108,8 +133,12 @@ pub struct FeedIndex {
     pub max_titles_per_borrower: u32,
     /// Most related titles listed per title.
     pub max_related: u32,
-    /// Number of title files in `titles/`.
+    /// Number of titles with related titles: files in `titles/` (version 1)
+    /// or entries over all shards (version 2).
     pub titles: u64,
+    /// Version 2 only: titles are spread over `2^shard_bits` shard files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_bits: Option<u32>,
 }
 
 /// Contents of one `titles/<stem>.json` file: a title and its related titles.
@@ -121,6 +150,29 @@ pub struct TitleFeed {
     /// Catalogue identifier of the title.
     pub title: String,
     /// Related titles, best first.
+    pub related: Vec<RelatedTitle>,
+}
+
+/// Contents of one version 2 `shards/<name>.json` file: the titles whose id
+/// hashes to this shard, in byte order of their ids.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardFeed {
+    /// Feed format version, [`SHARDED_SCHEMA_VERSION`].
+    pub schema_version: u32,
+    /// The shard's name, as in its file name ([`shard_name`]).
+    pub shard: String,
+    /// Titles of this shard that have related titles; may be empty.
+    pub titles: Vec<ShardTitle>,
+}
+
+/// One title of a shard file and its related titles.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ShardTitle {
+    /// Catalogue identifier of the title.
+    pub title: String,
+    /// Related titles, best first; never empty.
     pub related: Vec<RelatedTitle>,
 }
 
@@ -154,15 +206,35 @@ pub enum FeedError {
         /// The parse error (line and column).
         source: serde_json::Error,
     },
-    /// A file has a format version this crate does not read.
-    #[error("{path}: schema_version {found} is not supported (expected {expected})")]
+    /// A file has a format version this crate does not read, or one that
+    /// differs from its feed's index.
+    #[error("{path}: schema_version {found} is not supported here (expected {expected})")]
     SchemaVersion {
         /// The file.
         path: PathBuf,
         /// Version found.
         found: u32,
-        /// Version this crate reads.
+        /// Version expected: the index's, or the newest this crate reads.
         expected: u32,
+    },
+    /// `shard_bits` is missing from a version 2 index, present in a version
+    /// 1 index, or above [`MAX_SHARD_BITS`].
+    #[error("{path}: shard_bits does not fit schema_version {version}")]
+    ShardBits {
+        /// The index file.
+        path: PathBuf,
+        /// The index's version.
+        version: u32,
+    },
+    /// A shard file breaks the layout: wrong `shard` name, a title that
+    /// hashes to another shard, titles out of byte order or repeated, or a
+    /// title without related titles.
+    #[error("{path}: {reason}")]
+    BadShard {
+        /// The shard file.
+        path: PathBuf,
+        /// What is wrong (never a title).
+        reason: &'static str,
     },
     /// The path holds neither an export, a release nor a feed directory.
     #[error(
@@ -178,7 +250,7 @@ pub enum FeedError {
         /// The file.
         path: PathBuf,
     },
-    /// A title file holds a score that is not a finite number.
+    /// A title or shard file holds a score that is not a finite number.
     #[error("{path}: related entry {entry} has a score that is not a finite number")]
     BadScore {
         /// The file.
@@ -186,14 +258,14 @@ pub enum FeedError {
         /// Index of the entry in `related`.
         entry: usize,
     },
-    /// The number of title files differs from the count in the index.
-    #[error("{path}: index lists {expected} titles but {found} title files were found")]
+    /// The number of titles found differs from the count in the index.
+    #[error("{path}: index lists {expected} titles but {found} were found")]
     TitleCount {
         /// The feed directory.
         path: PathBuf,
         /// Count in `index.json`.
         expected: u64,
-        /// Files found.
+        /// Titles found.
         found: u64,
     },
 }
@@ -269,13 +341,59 @@ pub fn title_from_stem(stem: &str) -> Option<String> {
     (file_stem(&title) == stem).then_some(title)
 }
 
+/// The `shard_bits` an exporter uses for `titles` titles: the fewest (at most
+/// [`MAX_SHARD_BITS`]) that keep the average shard at or below
+/// [`TITLES_PER_SHARD`] titles. Depends only on the count, so the same input
+/// gives the same layout.
+pub fn shard_bits_for(titles: u64) -> u32 {
+    let mut bits = 0;
+    while bits < MAX_SHARD_BITS && titles > TITLES_PER_SHARD << bits {
+        bits += 1;
+    }
+    bits
+}
+
+/// The shard of a title id among `2^bits` shards: the first 4 bytes of the
+/// SHA-256 of the id's UTF-8 bytes, big-endian, shifted right by `32 - bits`
+/// (0 when `bits` is 0). `bits` above 32 is read as 32.
+///
+/// ```
+/// use alsoborrowed_feed::{shard_name, shard_of};
+/// // SHA-256("9788702173512") starts with the bytes c0 02 83 e0.
+/// assert_eq!(shard_name(shard_of("9788702173512", 12), 12), "c00");
+/// assert_eq!(shard_of("9788702173512", 16), 0xc002);
+/// assert_eq!(shard_of("anything", 0), 0);
+/// ```
+pub fn shard_of(title: &str, bits: u32) -> u32 {
+    let digest = Sha256::digest(title.as_bytes());
+    let first = u32::from_be_bytes([digest[0], digest[1], digest[2], digest[3]]);
+    match bits.min(32) {
+        0 => 0,
+        b => first >> (32 - b),
+    }
+}
+
+/// File stem of a shard: its number in lowercase hex, zero-padded to
+/// `ceil(bits / 4)` digits (at least one), so names sort in shard order.
+///
+/// ```
+/// use alsoborrowed_feed::shard_name;
+/// assert_eq!(shard_name(0, 0), "0");
+/// assert_eq!(shard_name(10, 11), "00a");
+/// assert_eq!(shard_name(0xffff, 16), "ffff");
+/// ```
+pub fn shard_name(shard: u32, bits: u32) -> String {
+    let width = bits.div_ceil(4).max(1) as usize;
+    format!("{shard:0width$x}")
+}
+
 /// A whole feed loaded into memory, for microsecond lookups.
 #[derive(Debug, Clone)]
 pub struct Feed {
     index: FeedIndex,
     dir: PathBuf,
     // Sorted by title so that `titles()` is deterministic.
-    titles: Vec<TitleFeed>,
+    titles: Vec<ShardTitle>,
     by_title: HashMap<String, usize>,
 }
 
@@ -283,9 +401,11 @@ impl Feed {
     /// Opens a published output: accepts the export directory (follows
     /// `current`), a release directory, or a feed directory.
     ///
-    /// Loads `index.json` and every title file, checking the format version,
-    /// that each file is named after the title it holds, that scores are
-    /// finite and that the number of files matches the index.
+    /// Loads `index.json` and every title or shard file, checking the format
+    /// version, that each title is in the file its id names (its file stem,
+    /// or its shard), that scores are finite and that the number of titles
+    /// matches the index. Both layouts are read, so a catalogue keeps working
+    /// when an export switches `feed_layout` (or rolls back across it).
     ///
     /// ```
     /// use alsoborrowed_feed::{Feed, FeedIndex, RelatedTitle, TitleFeed, Window, file_stem};
@@ -300,6 +420,7 @@ impl Feed {
     ///     max_titles_per_borrower: 100,
     ///     max_related: 20,
     ///     titles: 1,
+    ///     shard_bits: None,
     /// };
     /// std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
     /// let title = TitleFeed {
@@ -321,47 +442,25 @@ impl Feed {
         let dir = Self::feed_dir(path)?;
         let index_path = dir.join(INDEX_FILE);
         let index: FeedIndex = read_json(&index_path)?;
-        check_version(&index_path, index.schema_version)?;
-
-        let titles_dir = dir.join(TITLES_DIR);
-        let mut titles = Vec::new();
-        let entries = match std::fs::read_dir(&titles_dir) {
-            Ok(e) => Some(e),
-            // A feed with no related titles at all may have no titles/ directory.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.titles == 0 => None,
-            Err(source) => {
-                return Err(FeedError::Io {
-                    path: titles_dir,
-                    source,
+        let mut titles = match (index.schema_version, index.shard_bits) {
+            (SCHEMA_VERSION, None) => read_title_files(&dir, &index)?,
+            (SHARDED_SCHEMA_VERSION, Some(bits)) if bits <= MAX_SHARD_BITS => {
+                read_shard_files(&dir, bits)?
+            }
+            (v @ (SCHEMA_VERSION | SHARDED_SCHEMA_VERSION), _) => {
+                return Err(FeedError::ShardBits {
+                    path: index_path,
+                    version: v,
+                });
+            }
+            (found, _) => {
+                return Err(FeedError::SchemaVersion {
+                    path: index_path,
+                    found,
+                    expected: SHARDED_SCHEMA_VERSION,
                 });
             }
         };
-        for entry in entries.into_iter().flatten() {
-            let entry = entry.map_err(|source| FeedError::Io {
-                path: titles_dir.clone(),
-                source,
-            })?;
-            let path = entry.path();
-            let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
-                return Err(FeedError::MisnamedTitleFile { path });
-            };
-            // Editors and rsync leave dot files; they are never feed files.
-            if name.starts_with('.') {
-                continue;
-            }
-            let Some(stem) = name.strip_suffix(".json") else {
-                return Err(FeedError::MisnamedTitleFile { path });
-            };
-            let feed: TitleFeed = read_json(&path)?;
-            check_version(&path, feed.schema_version)?;
-            if file_stem(&feed.title) != stem {
-                return Err(FeedError::MisnamedTitleFile { path });
-            }
-            if let Some(entry) = feed.related.iter().position(|r| !r.score.is_finite()) {
-                return Err(FeedError::BadScore { path, entry });
-            }
-            titles.push(feed);
-        }
         if titles.len() as u64 != index.titles {
             return Err(FeedError::TitleCount {
                 path: dir,
@@ -370,7 +469,9 @@ impl Feed {
             });
         }
         titles.sort_unstable_by(|a, b| a.title.cmp(&b.title));
-        // Distinct file names and stem injectivity make titles distinct.
+        // Distinct file names and stem injectivity (version 1), or distinct
+        // titles within a shard and one shard per title (version 2), make
+        // titles distinct.
         let by_title = titles
             .iter()
             .enumerate()
@@ -437,7 +538,7 @@ impl Feed {
     /// # let index = FeedIndex { schema_version: SCHEMA_VERSION,
     /// #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
     /// #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
-    /// #     max_related: 20, titles: 2 };
+    /// #     max_related: 20, titles: 2, shard_bits: None };
     /// # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
     /// let feed = alsoborrowed_feed::Feed::open(export_dir)?;
     /// let top = feed.similar("9788702173512", 1);
@@ -484,15 +585,104 @@ fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, FeedError
     })
 }
 
-fn check_version(path: &Path, found: u32) -> Result<(), FeedError> {
-    if found == SCHEMA_VERSION {
+fn check_version(path: &Path, found: u32, expected: u32) -> Result<(), FeedError> {
+    if found == expected {
         Ok(())
     } else {
         Err(FeedError::SchemaVersion {
             path: path.to_path_buf(),
             found,
-            expected: SCHEMA_VERSION,
+            expected,
         })
+    }
+}
+
+/// The titles of a version 1 feed: one file per title in `titles/`.
+fn read_title_files(dir: &Path, index: &FeedIndex) -> Result<Vec<ShardTitle>, FeedError> {
+    let titles_dir = dir.join(TITLES_DIR);
+    let mut titles = Vec::new();
+    let entries = match std::fs::read_dir(&titles_dir) {
+        Ok(e) => Some(e),
+        // A feed with no related titles at all may have no titles/ directory.
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.titles == 0 => None,
+        Err(source) => {
+            return Err(FeedError::Io {
+                path: titles_dir,
+                source,
+            });
+        }
+    };
+    for entry in entries.into_iter().flatten() {
+        let entry = entry.map_err(|source| FeedError::Io {
+            path: titles_dir.clone(),
+            source,
+        })?;
+        let path = entry.path();
+        let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+            return Err(FeedError::MisnamedTitleFile { path });
+        };
+        // Editors and rsync leave dot files; they are never feed files.
+        if name.starts_with('.') {
+            continue;
+        }
+        let Some(stem) = name.strip_suffix(".json") else {
+            return Err(FeedError::MisnamedTitleFile { path });
+        };
+        let feed: TitleFeed = read_json(&path)?;
+        check_version(&path, feed.schema_version, SCHEMA_VERSION)?;
+        if file_stem(&feed.title) != stem {
+            return Err(FeedError::MisnamedTitleFile { path });
+        }
+        check_scores(&path, &feed.related)?;
+        titles.push(ShardTitle {
+            title: feed.title,
+            related: feed.related,
+        });
+    }
+    Ok(titles)
+}
+
+/// The titles of a version 2 feed: every one of the `2^bits` shard files
+/// must be there, so a missing file is an error, not "no titles".
+fn read_shard_files(dir: &Path, bits: u32) -> Result<Vec<ShardTitle>, FeedError> {
+    let shards_dir = dir.join(SHARDS_DIR);
+    let mut titles = Vec::new();
+    for shard in 0..1u32 << bits {
+        let name = shard_name(shard, bits);
+        let path = shards_dir.join(format!("{name}.json"));
+        let feed: ShardFeed = read_json(&path)?;
+        check_version(&path, feed.schema_version, SHARDED_SCHEMA_VERSION)?;
+        let bad = |reason| FeedError::BadShard {
+            path: path.clone(),
+            reason,
+        };
+        if feed.shard != name {
+            return Err(bad("the shard field does not match the file name"));
+        }
+        if feed.titles.windows(2).any(|w| w[0].title >= w[1].title) {
+            return Err(bad("titles are not in byte order or repeat"));
+        }
+        for t in &feed.titles {
+            if shard_of(&t.title, bits) != shard {
+                return Err(bad("a title belongs to another shard"));
+            }
+            if t.related.is_empty() {
+                return Err(bad("a title has no related titles"));
+            }
+            check_scores(&path, &t.related)?;
+        }
+        titles.extend(feed.titles);
+    }
+    Ok(titles)
+}
+
+fn check_scores(path: &Path, related: &[RelatedTitle]) -> Result<(), FeedError> {
+    match related.iter().position(|r| !r.score.is_finite()) {
+        Some(entry) => Err(FeedError::BadScore {
+            path: path.to_path_buf(),
+            entry,
+        }),
+        None => Ok(()),
     }
 }
 

@@ -458,6 +458,41 @@ impl Default for EngineSettings {
 pub struct Export {
     /// Output directory; the live release is `<path>/current`.
     pub path: PathBuf,
+    /// How the feed's titles are laid out in files.
+    #[serde(default)]
+    pub feed_layout: FeedLayout,
+}
+
+/// Layout of the published feed (`docs/feed.md`).
+// Exhaustive on purpose: a new layout must not compile until the exporter
+// writes it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FeedLayout {
+    /// One file per title, `feed/titles/<stem>.json` (feed schema_version 1):
+    /// the simplest to serve and fetch.
+    #[default]
+    Titles,
+    /// Titles grouped by a hash of their id into `feed/shards/<name>.json`
+    /// (feed schema_version 2): about 30 titles per file, so a national feed
+    /// of 10^5 to 10^6 titles is thousands of files, not hundreds of thousands.
+    Shards,
+}
+
+impl FeedLayout {
+    /// The name used in the pipeline file.
+    pub fn name(self) -> &'static str {
+        match self {
+            FeedLayout::Titles => "titles",
+            FeedLayout::Shards => "shards",
+        }
+    }
+}
+
+impl std::fmt::Display for FeedLayout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// Longest retention accepted (100 years): keeps month arithmetic in range.

@@ -338,6 +338,12 @@ impl Forbidden {
             && self.ids.contains(v)
     }
 
+    /// Builds the lookup filters now (they are otherwise built by the first
+    /// scan, while other scanning threads wait), e.g. beside other work.
+    pub fn prepare(&self) {
+        self.filters();
+    }
+
     fn filters(&self) -> &Filters {
         self.filters.get_or_init(|| Filters {
             raw: Bitmap::new(self.raw.iter().map(|n| prefix8(n))),

@@ -10,7 +10,9 @@
 //!   ends; a title starting with `=`, `+`, `-`, `@`, tab, CR or `'` gets a
 //!   leading `'` so that a spreadsheet shows it as text instead of running it
 //!   as a formula (the `'` itself is included so the escape is reversible);
-//! - `feed/index.json` and `feed/titles/<file_stem>.json`: the feed read by
+//! - `feed/index.json` and either `feed/titles/<file_stem>.json` (layout
+//!   `titles`, feed schema_version 1) or `feed/shards/<shard_name>.json`
+//!   (layout `shards`, schema_version 2): the feed read by
 //!   [`alsoborrowed_feed`].
 //!
 //! Before anything is written, the encoded release is checked in memory
@@ -41,12 +43,13 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use alsoborrowed_feed::{
-    CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, RelatedTitle, SCHEMA_VERSION,
-    TITLES_DIR, TitleFeed, Window, file_stem,
+    CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, SCHEMA_VERSION,
+    SHARDED_SCHEMA_VERSION, SHARDS_DIR, TITLES_DIR, Window, file_stem, shard_bits_for, shard_name,
+    shard_of,
 };
 use engine::Related;
 use loans::{LoanMonth, Loans, Pseudonym};
-use pipeline::{MIN_SUPPORT_FLOOR, Measure};
+use pipeline::{FeedLayout, MIN_SUPPORT_FLOOR, Measure};
 use rayon::prelude::*;
 
 pub use forbidden::{FindingKind, Forbidden, SUBSTRING_ID_MIN};
@@ -79,6 +82,8 @@ pub struct ExportMeta {
     pub max_titles_per_borrower: u32,
     /// Most related titles per title (N).
     pub max_related: u32,
+    /// One file per title, or titles grouped into shard files.
+    pub layout: FeedLayout,
 }
 
 /// What [`export`] did.
@@ -89,7 +94,7 @@ pub enum ExportOutcome {
     Published {
         /// The release directory.
         release: PathBuf,
-        /// Title files in the feed.
+        /// Titles with related titles in the feed.
         titles: u64,
         /// Published directed pairs.
         pairs: u64,
@@ -242,28 +247,33 @@ pub fn export(
         .collect();
 
     // Group by `a` keeping each list in the engine's rank order.
-    let mut groups: BTreeMap<&str, Vec<RelatedTitle>> = BTreeMap::new();
-    for r in &rows {
-        groups.entry(&r.title_a).or_default().push(RelatedTitle {
-            title: r.title_b.to_string(),
-            score: r.score,
-        });
-    }
-    let mut contents: Vec<(String, Vec<u8>)> = groups
-        .into_par_iter()
-        .map(|(title, related)| {
-            let feed = TitleFeed {
-                schema_version: SCHEMA_VERSION,
-                title: title.to_owned(),
-                related,
-            };
-            let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
-            json_bytes(&feed, false).map(|b| (path, b))
-        })
-        .collect::<Result<_, _>>()?;
-    let title_files = contents.len() as u64;
+    let by_title = rows_by_title(&rows);
+    let groups = groups(&by_title);
+    let title_count = groups.len() as u64;
+    let shard_bits = match meta.layout {
+        FeedLayout::Titles => None,
+        FeedLayout::Shards => Some(shard_bits_for(title_count)),
+    };
+    // The three encodings are independent; the Parquet and CSV writers are
+    // one thread each, so they run beside the feed's parallel encoding.
+    let ((feed, parquet), csv) = rayon::join(
+        || {
+            rayon::join(
+                || match shard_bits {
+                    None => title_files(&groups),
+                    Some(bits) => shard_files(&groups, bits),
+                },
+                || files::parquet_bytes(&rows),
+            )
+        },
+        || files::csv_bytes(&rows),
+    );
+    let (mut contents, parquet) = (feed?, parquet?);
     let index = FeedIndex {
-        schema_version: SCHEMA_VERSION,
+        schema_version: match shard_bits {
+            None => SCHEMA_VERSION,
+            Some(_) => SHARDED_SCHEMA_VERSION,
+        },
         window: Window {
             first: meta.window_first.to_string(),
             last: meta.window_last.to_string(),
@@ -272,32 +282,31 @@ pub fn export(
         min_support: meta.min_support,
         max_titles_per_borrower: meta.max_titles_per_borrower,
         max_related: meta.max_related,
-        titles: title_files,
+        titles: title_count,
+        shard_bits,
     };
     contents.push((
         format!("{FEED_DIR}/{INDEX_FILE}"),
         json_bytes(&index, true)?,
     ));
-    let parquet = files::parquet_bytes(&rows)?;
     contents.push((PAIRS_PARQUET.to_owned(), parquet.bytes));
-    contents.push((PAIRS_CSV.to_owned(), files::csv_bytes(&rows)?));
+    contents.push((PAIRS_CSV.to_owned(), csv?));
     contents.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-    let mut hash = ContentHash::new();
-    for (path, bytes) in &contents {
-        hash.add(path, bytes);
-    }
-    let hash = hash.finish();
 
     // The whole check runs on the exact bytes about to be written, so a
     // refused release never touches the disk, not even as a staging copy.
-    check(
-        &contents,
-        &rows,
-        &parquet.meta_values,
-        related,
-        meta,
-        forbidden,
-    )?;
+    // The content hash (one thread) is computed beside it.
+    let (hash, checked) = rayon::join(
+        || {
+            let mut hash = ContentHash::new();
+            for (path, bytes) in &contents {
+                hash.add(path, bytes);
+            }
+            hash.finish()
+        },
+        || check(&contents, &parquet.meta_values, related, meta, forbidden),
+    );
+    checked?;
 
     let releases = out.join(RELEASES_DIR);
     let release = releases.join(&hash);
@@ -337,9 +346,122 @@ pub fn export(
     remove_old_releases(&releases, &hash, previous.as_deref());
     Ok(ExportOutcome::Published {
         release,
-        titles: title_files,
+        titles: title_count,
         pairs: rows.len() as u64,
     })
+}
+
+/// One title's published list: its id and its rows, in rank order.
+type Group<'a> = (&'a str, &'a [Row<'a>]);
+
+/// The rows in byte order of `title_a`, each title's rows in their order.
+/// The engine already emits them so ([`Related::pairs`]) and they are
+/// borrowed; other input is sorted stably, so each list keeps its rank order.
+fn rows_by_title<'a>(rows: &'a [Row<'a>]) -> Cow<'a, [Row<'a>]> {
+    if rows.is_sorted_by(|x, y| x.title_a <= y.title_a) {
+        Cow::Borrowed(rows)
+    } else {
+        let mut sorted = rows.to_vec();
+        sorted.sort_by(|x, y| x.title_a.cmp(&y.title_a));
+        Cow::Owned(sorted)
+    }
+}
+
+/// Runs of equal `title_a` in rows sorted by it.
+fn groups<'a>(sorted: &'a [Row<'a>]) -> Vec<Group<'a>> {
+    sorted
+        .chunk_by(|x, y| x.title_a == y.title_a)
+        .map(|run| (&*run[0].title_a, run))
+        .collect()
+}
+
+/// A title's rows serialized as the feed's `related` list: the fields of
+/// [`alsoborrowed_feed::RelatedTitle`] in its order, without copying the titles into one.
+struct RelatedList<'a>(&'a [Row<'a>]);
+
+impl serde::Serialize for RelatedList<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(serde::Serialize)]
+        struct Entry<'a> {
+            title: &'a str,
+            score: f64,
+        }
+        s.collect_seq(self.0.iter().map(|r| Entry {
+            title: &r.title_b,
+            score: r.score,
+        }))
+    }
+}
+
+/// [`alsoborrowed_feed::TitleFeed`] with borrowed fields, same order and names.
+#[derive(serde::Serialize)]
+struct TitleFileRef<'a> {
+    schema_version: u32,
+    title: &'a str,
+    related: RelatedList<'a>,
+}
+
+/// [`alsoborrowed_feed::ShardTitle`] with borrowed fields, same order and names.
+#[derive(serde::Serialize)]
+struct ShardTitleRef<'a> {
+    title: &'a str,
+    related: RelatedList<'a>,
+}
+
+/// [`alsoborrowed_feed::ShardFeed`] with borrowed fields, same order and names.
+#[derive(serde::Serialize)]
+struct ShardFileRef<'a> {
+    schema_version: u32,
+    shard: &'a str,
+    titles: Vec<ShardTitleRef<'a>>,
+}
+
+/// Version 1 feed files: `feed/titles/<stem>.json`, one per title.
+fn title_files(groups: &[Group<'_>]) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    groups
+        .par_iter()
+        .map(|&(title, rows)| {
+            let feed = TitleFileRef {
+                schema_version: SCHEMA_VERSION,
+                title,
+                related: RelatedList(rows),
+            };
+            let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
+            json_bytes(&feed, false).map(|b| (path, b))
+        })
+        .collect()
+}
+
+/// Version 2 feed files: `feed/shards/<name>.json` for every one of the
+/// `2^bits` shards, empty ones included, so a missing file is an error and
+/// never reads as "nothing to recommend".
+fn shard_files(groups: &[Group<'_>], bits: u32) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
+    let shard: Vec<u32> = groups
+        .par_iter()
+        .map(|&(title, _)| shard_of(title, bits))
+        .collect();
+    let mut shards: Vec<Vec<ShardTitleRef<'_>>> = (0..1u32 << bits).map(|_| Vec::new()).collect();
+    // `groups` is in byte order of the titles, so every shard is too.
+    for (&(title, rows), &s) in groups.iter().zip(&shard) {
+        shards[s as usize].push(ShardTitleRef {
+            title,
+            related: RelatedList(rows),
+        });
+    }
+    shards
+        .into_par_iter()
+        .enumerate()
+        .map(|(i, titles)| {
+            let name = shard_name(i as u32, bits);
+            let path = format!("{FEED_DIR}/{SHARDS_DIR}/{name}.json");
+            let feed = ShardFileRef {
+                schema_version: SHARDED_SCHEMA_VERSION,
+                shard: &name,
+                titles,
+            };
+            json_bytes(&feed, false).map(|b| (path, b))
+        })
+        .collect()
 }
 
 fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
@@ -406,11 +528,10 @@ fn json_bytes<T: serde::Serialize>(value: &T, pretty: bool) -> Result<Vec<u8>, P
 /// The privacy check on the in-memory release: every pair's support is at
 /// least k, at most `max_related` pairs per title, and no file (name, raw
 /// bytes, decoded values) holds a forbidden value. `contents` are the files
-/// as they will be written; `rows` and `parquet_meta` are what
-/// `pairs.parquet` encodes, its decoded values.
+/// as they will be written; `parquet_meta` and the titles of `related`'s
+/// pairs are the decoded values of `pairs.parquet`.
 fn check(
     contents: &[(String, Vec<u8>)],
-    rows: &[Row<'_>],
     parquet_meta: &[String],
     related: &Related,
     meta: &ExportMeta,
@@ -421,21 +542,23 @@ fn check(
         .iter()
         .filter(|p| p.support < meta.min_support)
         .count() as u64;
-    let mut per_title: HashMap<u32, u32> = HashMap::new();
+    // Pairs per title and the titles in any pair, by index (validated
+    // against the dictionary): no hashing on this one-thread path.
+    let mut per_title = vec![0u32; related.title_ids.len()];
+    let mut used = vec![false; related.title_ids.len()];
     for p in &related.pairs {
-        *per_title.entry(p.a).or_default() += 1;
+        per_title[p.a as usize] += 1;
+        used[p.a as usize] = true;
+        used[p.b as usize] = true;
     }
-    let over_max_related = per_title
-        .values()
-        .filter(|&&c| c > meta.max_related)
-        .count() as u64;
+    let over_max_related = per_title.iter().filter(|&&c| c > meta.max_related).count() as u64;
     // The Parquet file's values are its metadata strings and the titles of
     // its rows; each distinct title is scanned once, not once per row.
-    let mut seen: HashSet<&str> = HashSet::new();
-    let titles: Vec<&str> = rows
+    let titles: Vec<&str> = related
+        .title_ids
         .iter()
-        .flat_map(|r| [&*r.title_a, &*r.title_b])
-        .filter(|t| seen.insert(t))
+        .zip(&used)
+        .filter_map(|(t, &u)| u.then_some(t.as_str()))
         .collect();
     let kinds_per_file: Vec<usize> = contents
         .par_iter()
@@ -469,8 +592,19 @@ fn check(
 /// makes all of it durable.
 fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), PublishError> {
     let narrowing = create_dir(staging)?;
-    create_dir(&staging.join(FEED_DIR))?;
-    create_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
+    // Every directory the files need, parents before children.
+    let subdirs: BTreeSet<&str> = contents
+        .iter()
+        .filter_map(|(rel, _)| rel.rsplit_once('/').map(|(dir, _)| dir))
+        .flat_map(|dir| {
+            dir.match_indices('/')
+                .map(|(i, _)| &dir[..i])
+                .chain(std::iter::once(dir))
+        })
+        .collect();
+    for dir in &subdirs {
+        create_dir(&staging.join(dir))?;
+    }
     // Each file is created relative to its open directory, so the kernel
     // looks up one name per file instead of walking the whole path.
     let mut dirs: HashMap<&str, File> = HashMap::new();
@@ -494,8 +628,9 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
         write_file_at(dir, name, bytes, narrowing).map_err(io)
     })?;
     sync_files(staging, contents)?;
-    sync_dir(&staging.join(FEED_DIR).join(TITLES_DIR))?;
-    sync_dir(&staging.join(FEED_DIR))?;
+    for dir in subdirs.iter().rev() {
+        sync_dir(&staging.join(dir))?;
+    }
     sync_dir(staging)
 }
 
@@ -899,4 +1034,71 @@ fn recount(loans: &Loans, window: (LoanMonth, LoanMonth), pairs: &[(&str, &str)]
             u32::try_from(n).unwrap_or(u32::MAX)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use alsoborrowed_feed::{RelatedTitle, ShardFeed, ShardTitle, TitleFeed};
+    use proptest::prelude::*;
+
+    fn rows_of(title: &str, related: &[(String, f64)]) -> Vec<Row<'static>> {
+        related
+            .iter()
+            .map(|(t, score)| Row {
+                title_a: Cow::Owned(title.to_owned()),
+                title_b: Cow::Owned(t.clone()),
+                score: *score,
+            })
+            .collect()
+    }
+
+    proptest! {
+        // The borrowed mirrors must write exactly what the feed's own types
+        // write, since readers parse them as those types.
+        #[test]
+        fn borrowed_mirrors_serialize_like_the_feed_types(
+            title in "\\PC{1,8}",
+            related in proptest::collection::vec(("\\PC{1,8}", -1e6f64..1e6), 1..5),
+        ) {
+            let rows = rows_of(&title, &related);
+            let owned: Vec<RelatedTitle> = related
+                .iter()
+                .map(|(t, score)| RelatedTitle { title: t.clone(), score: *score })
+                .collect();
+            let v1 = TitleFeed { schema_version: SCHEMA_VERSION, title: title.clone(), related: owned.clone() };
+            let v1_ref = TitleFileRef { schema_version: SCHEMA_VERSION, title: &title, related: RelatedList(&rows) };
+            prop_assert_eq!(json_bytes(&v1, false).unwrap(), json_bytes(&v1_ref, false).unwrap());
+            let v2 = ShardFeed {
+                schema_version: SHARDED_SCHEMA_VERSION,
+                shard: "0a".into(),
+                titles: vec![ShardTitle { title: title.clone(), related: owned }],
+            };
+            let v2_ref = ShardFileRef {
+                schema_version: SHARDED_SCHEMA_VERSION,
+                shard: "0a",
+                titles: vec![ShardTitleRef { title: &title, related: RelatedList(&rows) }],
+            };
+            prop_assert_eq!(json_bytes(&v2, false).unwrap(), json_bytes(&v2_ref, false).unwrap());
+        }
+    }
+
+    #[test]
+    fn unsorted_rows_are_grouped_keeping_each_rank_order() {
+        let row = |a: &'static str, b: &'static str| Row {
+            title_a: Cow::Borrowed(a),
+            title_b: Cow::Borrowed(b),
+            score: 0.0,
+        };
+        let rows = [row("b", "1"), row("a", "2"), row("b", "3"), row("a", "4")];
+        let sorted = rows_by_title(&rows);
+        assert!(matches!(sorted, Cow::Owned(_)));
+        let g: Vec<(&str, Vec<&str>)> = groups(&sorted)
+            .into_iter()
+            .map(|(t, rs)| (t, rs.iter().map(|r| &*r.title_b).collect()))
+            .collect();
+        assert_eq!(g, [("a", vec!["2", "4"]), ("b", vec!["1", "3"])]);
+        let in_order = [row("a", "1"), row("a", "2"), row("b", "3")];
+        assert!(matches!(rows_by_title(&in_order), Cow::Borrowed(_)));
+    }
 }

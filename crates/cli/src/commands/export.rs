@@ -166,6 +166,7 @@ pub(crate) fn forbidden(
             },
         )?;
     }
+    f.prepare();
     Ok(f)
 }
 
@@ -186,9 +187,14 @@ pub(crate) fn export_release(
     store: &Store,
 ) -> Result<()> {
     let w = read_window(ctx, p, store)?;
-    let related = compute(ctx, p, &w)?;
-    let forbidden = ctx.stage("leak check set-up", || {
-        forbidden(ctx, p, input, ids, &w.loans)
+    // Independent: the leak check's set-up is mostly one thread, so it runs
+    // beside the engine instead of after it.
+    let (related, forbidden) = ctx.stage("build + leak check set-up", || {
+        let (related, forbidden) = rayon::join(
+            || engine::build(&w.loans, &engine::EngineParams::from(&p.engine)),
+            || forbidden(ctx, p, input, ids, &w.loans),
+        );
+        Ok((related?, forbidden?))
     })?;
     let meta = ExportMeta {
         window_first: w.first,
@@ -197,6 +203,7 @@ pub(crate) fn export_release(
         min_support: p.engine.min_support,
         max_titles_per_borrower: p.engine.max_titles_per_borrower,
         max_related: p.engine.max_related,
+        layout: p.export.feed_layout,
     };
     let outcome = ctx.stage("export", || {
         publish::export(&related, &meta, &p.export.path, &forbidden)

@@ -363,3 +363,81 @@ fn a_future_today_cannot_prune_the_store() {
         text(&out)
     );
 }
+
+#[test]
+fn switching_to_the_sharded_layout_keeps_every_list_and_verifies() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let per_title = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    assert_eq!(per_title.index().schema_version, 1);
+    assert!(
+        per_title.len() > 100,
+        "demo publishes {} titles",
+        per_title.len()
+    );
+
+    let mut pipeline = std::fs::read_to_string(sb.pipeline()).unwrap();
+    pipeline.push_str("feed_layout = \"shards\"\n");
+    std::fs::write(sb.pipeline(), pipeline).unwrap();
+    let out = sb.run("export", &[]);
+    ok(&out);
+    assert!(text(&out).contains("published"), "{}", text(&out));
+    let sharded = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    assert_eq!(sharded.index().schema_version, 2);
+    let bits = sharded.index().shard_bits.unwrap();
+    let shards = std::fs::read_dir(sb.path("published/current/feed/shards"))
+        .unwrap()
+        .count();
+    assert_eq!(shards, 1 << bits);
+    assert!(!sb.path("published/current/feed/titles").exists());
+    assert_eq!(
+        per_title.titles().collect::<Vec<_>>(),
+        sharded.titles().collect::<Vec<_>>()
+    );
+    for t in per_title.titles() {
+        assert_eq!(per_title.similar(t, 100), sharded.similar(t, 100), "{t}");
+    }
+    let v = sb.run("verify", &[]);
+    ok(&v);
+    assert!(text(&v).contains("verified"), "{}", text(&v));
+}
+
+#[path = "../../../engine/tests/it/reference.rs"]
+mod reference;
+
+/// Issue 4's "output identical to the non-optimized path": the published
+/// lists of the demo run equal what the deliberately naive reference engine
+/// (hash sets of borrowers per title) computes from the same store window.
+#[test]
+fn demo_output_equals_the_naive_reference_engine() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let p = pipeline::Pipeline::load(&sb.pipeline()).unwrap();
+    let feed = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
+    let window = &feed.index().window;
+    let store = store::Store::open(&sb.path("store")).unwrap();
+    let loans = store
+        .scan(window.first.parse().unwrap(), window.last.parse().unwrap())
+        .unwrap();
+    let params = engine::EngineParams::from(&p.engine);
+    let naive = reference::reference(&loans, &params);
+    assert!(naive.pairs.len() > 1000, "{} pairs", naive.pairs.len());
+    assert_eq!(engine::build(&loans, &params).unwrap(), naive);
+
+    let mut expected: std::collections::BTreeMap<&str, Vec<(&str, f64)>> = Default::default();
+    for pair in &naive.pairs {
+        expected
+            .entry(&naive.title_ids[pair.a as usize])
+            .or_default()
+            .push((&naive.title_ids[pair.b as usize], pair.score));
+    }
+    assert_eq!(feed.len(), expected.len());
+    for (title, list) in &expected {
+        let published: Vec<(&str, f64)> = feed
+            .similar(title, usize::MAX)
+            .iter()
+            .map(|r| (r.title.as_str(), r.score))
+            .collect();
+        assert_eq!(&published, list, "{title}");
+    }
+}

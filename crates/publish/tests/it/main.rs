@@ -10,7 +10,7 @@ use std::sync::Arc;
 use alsoborrowed_feed::{Feed, file_stem};
 use engine::{Related, ScoredPair};
 use loans::{LoanMonth, Loans, Pseudonym};
-use pipeline::Measure;
+use pipeline::{FeedLayout, Measure};
 use proptest::prelude::*;
 use publish::{ExportMeta, ExportOutcome, FindingKind, Forbidden, PublishError, export, verify};
 
@@ -26,6 +26,7 @@ fn meta(k: u32, n: u32) -> ExportMeta {
         min_support: k,
         max_titles_per_borrower: 100,
         max_related: n,
+        layout: FeedLayout::Titles,
     }
 }
 
@@ -793,6 +794,99 @@ fn feed_files_validate_against_the_schema() {
 }
 
 #[test]
+fn sharded_feed_holds_what_the_per_title_feed_holds() {
+    // Enough titles for several shards (shard_bits > 0).
+    let titles: Vec<String> = (0..150).map(|i| format!("t{i:03}")).collect();
+    let pairs: Vec<ScoredPair> = (0..150u32)
+        .flat_map(|a| {
+            [1, 7].map(move |d| ScoredPair {
+                a,
+                b: (a + d) % 150,
+                support: 3,
+                score: f64::from(d) + f64::from(a) / 1000.0,
+            })
+        })
+        .collect();
+    let related = Related {
+        title_ids: titles,
+        borrowers: 40,
+        pairs,
+    };
+    let per_title = tempfile::tempdir().unwrap();
+    let sharded = tempfile::tempdir().unwrap();
+    let shards_meta = ExportMeta {
+        layout: FeedLayout::Shards,
+        ..meta(3, 20)
+    };
+    let r1 =
+        release_of(&export(&related, &meta(3, 20), per_title.path(), &Forbidden::new()).unwrap());
+    let outcome = export(&related, &shards_meta, sharded.path(), &Forbidden::new()).unwrap();
+    let ExportOutcome::Published { titles, pairs, .. } = &outcome else {
+        panic!("expected a new release, got {outcome:?}");
+    };
+    assert_eq!((*titles, *pairs), (150, 300));
+    let r2 = release_of(&outcome);
+
+    let (v1, v2) = (Feed::open(&r1).unwrap(), Feed::open(&r2).unwrap());
+    assert_eq!(v2.index().schema_version, 2);
+    let bits = v2.index().shard_bits.unwrap();
+    assert_eq!(bits, alsoborrowed_feed::shard_bits_for(150));
+    assert!(bits > 0);
+    assert_eq!(
+        v1.titles().collect::<Vec<_>>(),
+        v2.titles().collect::<Vec<_>>()
+    );
+    for t in v1.titles() {
+        assert_eq!(v1.similar(t, 20), v2.similar(t, 20), "{t}");
+    }
+    let (f1, f2) = (files_below(&r1), files_below(&r2));
+    let shard_files: Vec<_> = f2.keys().filter(|p| p.starts_with("feed/shards")).collect();
+    assert_eq!(shard_files.len(), 1 << bits);
+    assert!(!f2.keys().any(|p| p.starts_with("feed/titles")));
+    // Only the feed differs; the pair files are the same bytes.
+    for file in ["pairs.parquet", "pairs.csv"] {
+        assert_eq!(f1[Path::new(file)], f2[Path::new(file)], "{file}");
+    }
+    assert_eq!(schema::validate_release(&r2), 1 + (1 << bits));
+    // Rebuilding gives the same release, unchanged.
+    assert_eq!(
+        export(&related, &shards_meta, sharded.path(), &Forbidden::new()).unwrap(),
+        ExportOutcome::Unchanged { release: r2 }
+    );
+}
+
+#[test]
+fn sharded_release_passes_the_audit() {
+    let (l, related) = sample();
+    let out = tempfile::tempdir().unwrap();
+    let meta = ExportMeta {
+        layout: FeedLayout::Shards,
+        ..meta(3, 20)
+    };
+    export(&related, &meta, out.path(), &Forbidden::new()).unwrap();
+    let report = verify(out.path(), &l, 3, &Forbidden::new()).unwrap();
+    assert_eq!(report.pairs_checked, related.pairs.len() as u64);
+    // An edited shard (a related title dropped) is caught.
+    let shard = out.path().join("current/feed/shards/0.json");
+    let text = std::fs::read_to_string(&shard).unwrap();
+    let mut doc: serde_json::Value = serde_json::from_str(&text).unwrap();
+    doc["titles"][0]["related"].as_array_mut().unwrap().pop();
+    std::fs::write(&shard, serde_json::to_vec(&doc).unwrap()).unwrap();
+    let err = verify(out.path(), &l, 3, &Forbidden::new()).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            PublishError::VerifyFailed {
+                inconsistencies: 1..,
+                content_hash_ok: false,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
 #[ignore = "timing: run with --release -- --ignored --nocapture"]
 fn export_10k_titles_timing() {
     export_timing(10_000);
@@ -873,6 +967,7 @@ proptest! {
     fn any_related_round_trips(
         titles in proptest::collection::btree_set("[ -~]{1,12}|\\PC{1,6}", 2..8),
         edges in proptest::collection::vec((0usize..8, 0usize..8, 2u32..9, -5.0f64..5.0), 0..30),
+        sharded in any::<bool>(),
     ) {
         let titles: Vec<String> = titles.into_iter().collect();
         let n = titles.len();
@@ -887,7 +982,9 @@ proptest! {
         let pairs: Vec<ScoredPair> = by_a.values().flatten().copied().collect();
         let related = Related { title_ids: titles.clone(), borrowers: 10, pairs };
         let out = tempfile::tempdir().unwrap();
-        export(&related, &meta(2, 8), out.path(), &Forbidden::new()).unwrap();
+        let layout = if sharded { FeedLayout::Shards } else { FeedLayout::Titles };
+        let meta = ExportMeta { layout, ..meta(2, 8) };
+        export(&related, &meta, out.path(), &Forbidden::new()).unwrap();
         let feed = Feed::open(out.path()).unwrap();
         let mut got: HashMap<(String, String), f64> = HashMap::new();
         for t in feed.titles() {

@@ -24,21 +24,35 @@ fn assert_valid(v: &jsonschema::Validator, doc: &Value, what: &str) {
     assert!(errors.is_empty(), "{what}: {errors:?}");
 }
 
-/// Validates `feed/index.json` and every title file of a release; returns
-/// how many files were checked.
+/// Validates `feed/index.json` and every title or shard file of a release
+/// against the definitions of its layout; returns how many files were checked.
 pub fn validate_release(release: &Path) -> usize {
-    let (index, title, any) = (schema_for("index"), schema_for("title"), schema_for("any"));
     let feed = release.join("feed");
     let doc: Value =
         serde_json::from_slice(&std::fs::read(feed.join("index.json")).unwrap()).unwrap();
+    let (index_def, file_def, dir) = match doc["schema_version"].as_u64() {
+        Some(1) => ("index", "title", "titles"),
+        Some(2) => ("shardedIndex", "shard", "shards"),
+        other => panic!("unexpected schema_version {other:?}"),
+    };
+    let (index, file, any) = (
+        schema_for(index_def),
+        schema_for(file_def),
+        schema_for("any"),
+    );
     assert_valid(&index, &doc, "index.json");
     assert_valid(&any, &doc, "index.json");
-    assert!(!title.is_valid(&doc));
+    assert!(!file.is_valid(&doc));
     let mut checked = 1;
-    for e in std::fs::read_dir(feed.join("titles")).unwrap() {
+    let entries = match std::fs::read_dir(feed.join(dir)) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && doc["titles"] == 0 => return 1,
+        Err(e) => panic!("{dir}: {e}"),
+    };
+    for e in entries {
         let path = e.unwrap().path();
         let doc: Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-        assert_valid(&title, &doc, &path.display().to_string());
+        assert_valid(&file, &doc, &path.display().to_string());
         assert_valid(&any, &doc, &path.display().to_string());
         assert!(!index.is_valid(&doc));
         checked += 1;
@@ -81,5 +95,51 @@ fn schema_rejects_what_the_format_forbids() {
         json!({"schema_version": 1, "title": "a"}),
     ] {
         assert!(!title.is_valid(&bad), "{bad}");
+    }
+}
+
+#[test]
+fn schema_rejects_what_the_sharded_format_forbids() {
+    let index = schema_for("shardedIndex");
+    let shard = schema_for("shard");
+    let good_index = json!({"schema_version": 2, "window": {"first": "2024-01", "last": "2024-12"},
+        "measure": "llr", "min_support": 5, "max_titles_per_borrower": 100, "max_related": 20,
+        "titles": 3, "shard_bits": 4});
+    assert_valid(&index, &good_index, "good sharded index");
+    assert!(!schema_for("index").is_valid(&good_index));
+    for (key, bad) in [
+        ("schema_version", json!(1)),
+        ("shard_bits", json!(17)),
+        ("shard_bits", json!(-1)),
+    ] {
+        let mut doc = good_index.clone();
+        doc[key] = bad;
+        assert!(!index.is_valid(&doc), "{key}");
+    }
+    let mut no_bits = good_index.clone();
+    no_bits.as_object_mut().unwrap().remove("shard_bits");
+    assert!(!index.is_valid(&no_bits));
+    let mut v1_with_bits = no_bits.clone();
+    v1_with_bits["schema_version"] = json!(1);
+    v1_with_bits["shard_bits"] = json!(3);
+    assert!(!schema_for("index").is_valid(&v1_with_bits));
+
+    let good_shard = json!({"schema_version": 2, "shard": "0a", "titles": [
+        {"title": "a", "related": [{"title": "b", "score": 1.5}]}]});
+    assert_valid(&shard, &good_shard, "good shard");
+    assert_valid(
+        &shard,
+        &json!({"schema_version": 2, "shard": "0", "titles": []}),
+        "empty shard",
+    );
+    for bad in [
+        json!({"schema_version": 2, "shard": "0A", "titles": []}),
+        json!({"schema_version": 2, "shard": "", "titles": []}),
+        json!({"schema_version": 1, "shard": "0", "titles": []}),
+        json!({"schema_version": 2, "shard": "0", "titles": [{"title": "a", "related": []}]}),
+        json!({"schema_version": 2, "shard": "0", "titles": [{"title": "a", "related": [{"title": "b", "score": 1}], "borrower": "x"}]}),
+        json!({"schema_version": 2, "shard": "0"}),
+    ] {
+        assert!(!shard.is_valid(&bad), "{bad}");
     }
 }
