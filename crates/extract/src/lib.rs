@@ -49,7 +49,7 @@ use pseudonym::Pseudonymizer;
 use crate::date::DateParser;
 use crate::merge::Assembler;
 use crate::parse::{Chunk, CsvRecords, Layout, Sizes};
-use crate::read::Blocks;
+use crate::read::{Block, Blocks};
 
 pub use crate::merge::MAX_LOANS;
 pub use crate::read::MAX_LINE_BYTES;
@@ -642,7 +642,7 @@ fn finish(
 /// Reads a text export block by block: quote-free blocks in parallel
 /// pieces, everything from the first other block on with the csv crate's
 /// record reader. The merge of one block's chunks runs while the next block
-/// is parsed.
+/// is parsed and the one after it read.
 fn read_text(
     path: &Path,
     mut blocks: Blocks<'_>,
@@ -667,7 +667,12 @@ fn read_text(
     // Pieces of a block are sized like the largest piece of the one before.
     let mut sizes = Sizes::default();
 
-    while let Some(block) = blocks.next_block()? {
+    // Each block is read while the one before is parsed and merged; the
+    // block before that lends its buffer.
+    let mut spare = Block::empty();
+    let mut next = blocks.next_owned(Block::empty())?;
+    while let Some(current) = next.take() {
+        let block = current.bytes();
         if csv.is_none() && parse::fast_path_applies(block) {
             let (body, body_line) = match &layout {
                 Some(_) => (block, line),
@@ -679,16 +684,26 @@ fn read_text(
                     }
                     None => {
                         line += memchr::memchr_iter(b'\n', block).count() as u64;
+                        next = blocks.next_owned(current)?;
                         continue;
                     }
                 },
             };
-            let Some(l) = &layout else { continue };
+            let Some(l) = &layout else {
+                next = blocks.next_owned(current)?;
+                continue;
+            };
             let piece = how.piece(body.len()).max(1);
             let previous = std::mem::take(&mut pending);
-            let (merged, chunks) = rayon::join(
+            let recycled = std::mem::replace(&mut spare, Block::empty());
+            let (merged, (chunks, read)) = rayon::join(
                 || previous.into_iter().try_for_each(|c| asm.absorb(c)),
-                || parse::parse_fast(body, body_line, l, piece, sizes),
+                || {
+                    rayon::join(
+                        || parse::parse_fast(body, body_line, l, piece, sizes),
+                        || blocks.next_owned(recycled),
+                    )
+                },
             );
             sizes = chunks
                 .iter()
@@ -707,6 +722,8 @@ fn read_text(
             }
             line = body_line + chunks.iter().map(|c| c.newlines).sum::<u64>();
             pending = chunks;
+            next = read?;
+            spare = current;
             continue;
         }
         for c in std::mem::take(&mut pending) {
@@ -726,6 +743,7 @@ fn read_text(
             &mut failed,
         )?;
         asm.absorb(chunk).map_err(too_many)?;
+        next = blocks.next_owned(current)?;
     }
     for c in pending {
         asm.absorb(c).map_err(too_many)?;

@@ -21,8 +21,32 @@ pub(crate) const BLOCK_BYTES: usize = 16 << 20;
 /// bound keeps a file without line breaks from filling memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// A source of raw bytes; a trait object so tests can feed slices.
-type Input<'a> = Box<dyn Read + 'a>;
+/// A source of raw bytes; a trait object so tests can feed slices. `Send`,
+/// so the next block can be read on another thread.
+type Input<'a> = Box<dyn Read + Send + 'a>;
+
+/// A block handed out by [`Blocks::next_owned`]: its bytes, then spare room
+/// (stale bytes of an earlier block, wiped when the buffer is dropped).
+pub(crate) struct Block {
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+impl Block {
+    /// No block: a spare buffer to be allocated when first read into.
+    pub(crate) fn empty() -> Block {
+        Block {
+            buf: Zeroizing::new(Vec::new()),
+            len: 0,
+        }
+    }
+
+    /// The block's bytes, ending just after a line break (or at the end of
+    /// the file).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
 
 /// Successive blocks of a text export, each ending just after a line break
 /// (the last one at the end of the file), in UTF-8.
@@ -36,6 +60,9 @@ pub(crate) struct Blocks<'a> {
     raw: Zeroizing<Vec<u8>>,
     /// Bytes of `raw` holding data.
     filled: usize,
+    /// Bytes read after the last block [`Blocks::next_owned`] handed out,
+    /// waiting for the next buffer.
+    carry: Zeroizing<Vec<u8>>,
     /// Bytes at the start of `raw` handed out as the last block.
     handed: usize,
     /// The decoded block of a single-byte encoding.
@@ -81,6 +108,7 @@ impl<'a> Blocks<'a> {
             target: target.max(1),
             raw: Zeroizing::new(Vec::new()),
             filled: 0,
+            carry: Zeroizing::new(Vec::new()),
             handed: 0,
             decoded: Zeroizing::new(Vec::new()),
             newlines: 0,
@@ -233,6 +261,58 @@ fn long_line(block: &[u8]) -> Option<usize> {
     }
 }
 
+impl Blocks<'_> {
+    /// Like [`Blocks::next_block`], but hands out the block's buffer itself,
+    /// reading into `spare` (a block the caller is done with), so that one
+    /// block can be parsed while the next is read. Two block buffers then
+    /// take turns; the partial line after a block waits in a small one.
+    pub(crate) fn next_owned(&mut self, spare: Block) -> Result<Option<Block>, ExtractError> {
+        if !matches!(self.encoding, Encoding::Utf8) {
+            // Decoded blocks live in their own buffer: copy them out.
+            let Some(block) = self.next_block()? else {
+                return Ok(None);
+            };
+            let mut buf = spare.buf;
+            if buf.len() < block.len() {
+                buf = Zeroizing::new(vec![0u8; block.len()]);
+            }
+            buf[..block.len()].copy_from_slice(block);
+            return Ok(Some(Block {
+                buf,
+                len: block.len(),
+            }));
+        }
+        if self.raw.is_empty() {
+            // The last buffer was handed out: read on in the spare one,
+            // after the carried bytes.
+            let mut buf = spare.buf;
+            let n = self.carry.len();
+            if buf.len() < n {
+                buf = Zeroizing::new(vec![0u8; n]);
+            }
+            buf[..n].copy_from_slice(&self.carry);
+            self.carry.zeroize();
+            self.raw = buf;
+            self.filled = n;
+            self.handed = 0;
+        }
+        let Some(block) = self.next_block()? else {
+            return Ok(None);
+        };
+        let end = block.len();
+        let rest = self.filled - end;
+        // Grown by hand, like `raw`: a reallocation would free ids unwiped.
+        if self.carry.capacity() < rest {
+            self.carry = Zeroizing::new(Vec::with_capacity(rest));
+        }
+        self.carry.extend_from_slice(&self.raw[end..self.filled]);
+        let buf = Zeroizing::new(std::mem::take(&mut *self.raw));
+        self.filled = 0;
+        self.handed = 0;
+        Ok(Some(Block { buf, len: end }))
+    }
+}
+
 /// Decodes a single-byte encoding into `out` (wiped and replaced). Neither
 /// encoding maps a byte to a line break, quote or ASCII separator that it
 /// was not already, so lines and fields stay where they were.
@@ -294,6 +374,24 @@ mod tests {
             }
         }
         assert!(blocks(b"", Encoding::Utf8, 4).unwrap().is_empty());
+    }
+
+    #[test]
+    fn owned_blocks_are_the_borrowed_ones() {
+        let utf8 = &b"\xEF\xBB\xBFa\nbb\r\nccc\n\ndddd\ne"[..];
+        let latin1 = &b"caf\xE9\nbb\r\n\xE6\n"[..];
+        for (data, encoding) in [(utf8, Encoding::Utf8), (latin1, Encoding::Iso88591)] {
+            for target in 1..data.len() + 2 {
+                let mut b = Blocks::new(Path::new("f"), Box::new(data), encoding, target);
+                let mut owned = Vec::new();
+                let mut spare = Block::empty();
+                while let Some(block) = b.next_owned(spare).unwrap() {
+                    owned.push(block.bytes().to_vec());
+                    spare = block;
+                }
+                assert_eq!(owned, blocks(data, encoding, target).unwrap(), "{target}");
+            }
+        }
     }
 
     #[test]
