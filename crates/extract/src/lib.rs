@@ -590,14 +590,16 @@ impl Default for How {
 }
 
 impl How {
-    /// Piece size for a block of `len` bytes: one piece per thread, since
-    /// each piece has its own dictionaries, merged sequentially, so more
-    /// pieces only add merge work; the merge of the previous block keeps a
-    /// thread busy meanwhile, which balances the load.
+    /// Piece size for a block of `len` bytes: two pieces per thread. Each
+    /// piece has its own dictionaries, merged sequentially, so more pieces
+    /// add merge work; but with one per thread, the merge of the previous
+    /// block and the pieces are too few, too large tasks to keep every
+    /// thread busy (measured: 2 per thread is 7 % faster on 2 cores, 4 no
+    /// faster).
     fn piece(self, len: usize) -> usize {
         self.piece.unwrap_or_else(|| {
             let threads = rayon::current_num_threads().max(1);
-            (len / threads).max(MIN_PIECE)
+            (len / (2 * threads)).max(MIN_PIECE)
         })
     }
 }
