@@ -55,6 +55,19 @@ impl Drop for BorrowerInterner {
 }
 
 impl BorrowerInterner {
+    /// An empty interner with room for `ids` ids of `bytes` bytes in all.
+    pub(crate) fn with_capacity(ids: usize, bytes: usize) -> Self {
+        BorrowerInterner {
+            ids: Interner::with_capacity(ids, bytes),
+            scratch: Zeroizing::default(),
+        }
+    }
+
+    /// Bytes of all ids.
+    pub(crate) fn bytes(&self) -> usize {
+        self.ids.bytes()
+    }
+
     /// Number of distinct ids.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()

@@ -30,23 +30,17 @@ struct Slot {
 }
 
 impl Slot {
-    fn new(k: &[u8], index: u32) -> Slot {
+    /// The slot contents of key `k` (without its index): its `len` and, for
+    /// a short key, its zero-padded bytes.
+    fn of(k: &[u8]) -> (u8, [u8; INLINE]) {
         let mut bytes = [0u8; INLINE];
         match bytes.get_mut(..k.len()) {
             Some(prefix) => {
                 prefix.copy_from_slice(k);
                 // k.len() <= INLINE < LONG.
-                Slot {
-                    index,
-                    len: k.len() as u8,
-                    bytes,
-                }
+                (k.len() as u8, bytes)
             }
-            None => Slot {
-                index,
-                len: LONG,
-                bytes,
-            },
+            None => (LONG, bytes),
         }
     }
 }
@@ -68,6 +62,21 @@ fn key<'k>(arena: &'k [u8], ends: &[usize], index: u32) -> &'k [u8] {
 }
 
 impl Interner {
+    /// An empty set with room for `keys` keys of about `bytes` bytes in all.
+    pub(crate) fn with_capacity(keys: usize, bytes: usize) -> Self {
+        Interner {
+            table: HashTable::with_capacity(keys),
+            arena: Vec::with_capacity(bytes),
+            ends: Vec::with_capacity(keys),
+            hasher: DefaultHashBuilder::default(),
+        }
+    }
+
+    /// Bytes of all keys.
+    pub(crate) fn bytes(&self) -> usize {
+        self.arena.len()
+    }
+
     /// Number of distinct keys.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()
@@ -82,11 +91,14 @@ impl Interner {
             hasher,
         } = self;
         let hash = hasher.hash_one(k);
+        // A short key is compared as its whole padded slot, a fixed-size
+        // comparison the compiler inlines, rather than by a memcmp call.
+        let (len, bytes) = Slot::of(k);
         let eq = |s: &Slot| {
-            if s.len == LONG {
-                k.len() > INLINE && key(arena, ends, s.index) == k
+            if len == LONG {
+                s.len == LONG && key(arena, ends, s.index) == k
             } else {
-                s.bytes.get(..k.len()) == Some(k) && usize::from(s.len) == k.len()
+                s.len == len && s.bytes == bytes
             }
         };
         let rehash = |s: &Slot| {
@@ -103,7 +115,7 @@ impl Interner {
                 let index = ends.len() as u32;
                 arena.extend_from_slice(k);
                 ends.push(arena.len());
-                v.insert(Slot::new(k, index));
+                v.insert(Slot { index, len, bytes });
                 index
             }
         }

@@ -35,9 +35,14 @@ pub(crate) struct Assembler {
     row_titles: Vec<u32>,
     /// Per kept loan: month.
     months: Vec<LoanMonth>,
-    /// Kept loans by (borrower, title, month), to find repeats. It stores
-    /// row indexes only (4 bytes a slot); the key is read from the columns.
-    seen: HashTable<u32>,
+    /// Kept loans by (borrower, title), one table per month, to find
+    /// repeats. Each stores row indexes only (4 bytes a slot); the key is
+    /// read from the columns. Exports are mostly in date order, so the rows
+    /// being merged hit one month's table, small enough to stay in cache,
+    /// where one table of all loans would cost a memory access per row.
+    seen: Vec<HashTable<u32>>,
+    /// Index in `seen` of each month's table.
+    month_table: hashbrown::HashMap<LoanMonth, usize>,
     hasher: DefaultHashBuilder,
     rejected: BTreeMap<RejectReason, Rejections>,
     rows_read: u64,
@@ -58,15 +63,6 @@ impl Assembler {
         self.row_borrowers.reserve(rows);
         self.row_titles.reserve(rows);
         self.months.reserve(rows);
-        let Assembler {
-            row_borrowers: rb,
-            row_titles: rt,
-            months: rm,
-            seen,
-            hasher,
-            ..
-        } = self;
-        seen.reserve(rows, |&i| key_hash(hasher, rb, rt, rm, i));
     }
 
     /// Adds the next chunk in file order, wiping its raw ids.
@@ -105,16 +101,36 @@ impl Assembler {
             row_titles: rt,
             months: rm,
             seen,
+            month_table,
             hasher,
             duplicates,
             ..
         } = self;
+        // The table of the month of the previous row: months change rarely.
+        let mut current: Option<(LoanMonth, usize)> = None;
         for ((b, t), m) in row_borrowers.iter().zip(&row_titles).zip(&months) {
             let (b, t, m) = (borrower_map[*b as usize], title_map[*t as usize], *m);
-            let hash = hasher.hash_one((b, t, m));
+            let table = match current {
+                Some((month, table)) if month == m => table,
+                _ => {
+                    let next = seen.len();
+                    let table = *month_table.entry(m).or_insert(next);
+                    if table == next {
+                        // Sized like the month before: months of one export
+                        // hold similar numbers of loans.
+                        let like = seen.last().map_or(0, HashTable::len);
+                        seen.push(HashTable::with_capacity(like));
+                    }
+                    current = Some((m, table));
+                    table
+                }
+            };
+            // Present: pushed above or when its index was recorded.
+            let seen = &mut seen[table];
+            let hash = hasher.hash_one((b, t));
             let eq = |&i: &u32| {
                 let i = i as usize;
-                rb[i] == b && rt[i] == t && rm[i] == m
+                rb[i] == b && rt[i] == t
             };
             if seen.find(hash, eq).is_some() {
                 *duplicates += 1;
@@ -122,7 +138,7 @@ impl Assembler {
             }
             // Fits: checked against MAX_LOANS above.
             let index = rb.len() as u32;
-            seen.insert_unique(hash, index, |&i| key_hash(hasher, rb, rt, rm, i));
+            seen.insert_unique(hash, index, |&i| key_hash(hasher, rb, rt, i));
             rb.push(b);
             rt.push(t);
             rm.push(m);
@@ -152,6 +168,7 @@ impl Assembler {
             row_titles,
             months,
             seen,
+            month_table,
             rejected,
             rows_read,
             duplicates,
@@ -159,6 +176,7 @@ impl Assembler {
             ..
         } = self;
         drop(seen);
+        drop(month_table);
         // The batch is sealed from these columns while they are alive, so
         // they should hold no spare capacity at the peak.
         let (mut row_titles, mut months) = (row_titles, months);
@@ -201,7 +219,8 @@ impl Assembler {
     }
 }
 
-fn key_hash(hasher: &DefaultHashBuilder, b: &[u32], t: &[u32], m: &[LoanMonth], i: u32) -> u64 {
+/// The hash of kept row `i` in its month's table of repeats.
+fn key_hash(hasher: &DefaultHashBuilder, b: &[u32], t: &[u32], i: u32) -> u64 {
     let i = i as usize;
-    hasher.hash_one((b[i], t[i], m[i]))
+    hasher.hash_one((b[i], t[i]))
 }

@@ -54,20 +54,60 @@ pub(crate) struct Chunk {
     pub(crate) newest: Option<Date>,
 }
 
+/// How big a chunk's dictionaries and columns grew: a parsed block's pieces
+/// size the next block's at once, sparing their growth by doubling.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Sizes {
+    rows: usize,
+    borrowers: usize,
+    borrower_bytes: usize,
+    titles: usize,
+    title_bytes: usize,
+}
+
+impl Sizes {
+    /// The larger of each size.
+    pub(crate) fn max(self, other: Sizes) -> Sizes {
+        Sizes {
+            rows: self.rows.max(other.rows),
+            borrowers: self.borrowers.max(other.borrowers),
+            borrower_bytes: self.borrower_bytes.max(other.borrower_bytes),
+            titles: self.titles.max(other.titles),
+            title_bytes: self.title_bytes.max(other.title_bytes),
+        }
+    }
+}
+
 impl Chunk {
     /// An empty chunk whose line numbers are relative to `base_line`.
     pub(crate) fn new(base_line: u64) -> Self {
+        Chunk::with_sizes(base_line, Sizes::default())
+    }
+
+    /// An empty chunk with room for `sizes`.
+    pub(crate) fn with_sizes(base_line: u64, sizes: Sizes) -> Self {
         Chunk {
-            borrowers: BorrowerInterner::default(),
-            titles: Interner::default(),
-            row_borrowers: Vec::new(),
-            row_titles: Vec::new(),
-            months: Vec::new(),
+            borrowers: BorrowerInterner::with_capacity(sizes.borrowers, sizes.borrower_bytes),
+            titles: Interner::with_capacity(sizes.titles, sizes.title_bytes),
+            row_borrowers: Vec::with_capacity(sizes.rows),
+            row_titles: Vec::with_capacity(sizes.rows),
+            months: Vec::with_capacity(sizes.rows),
             rows_read: 0,
             rejects: Default::default(),
             base_line,
             newlines: 0,
             newest: None,
+        }
+    }
+
+    /// How big this chunk grew.
+    pub(crate) fn sizes(&self) -> Sizes {
+        Sizes {
+            rows: self.row_borrowers.len(),
+            borrowers: self.borrowers.len(),
+            borrower_bytes: self.borrowers.bytes(),
+            titles: self.titles.len(),
+            title_bytes: self.titles.bytes(),
         }
     }
 
@@ -99,6 +139,32 @@ impl Chunk {
             borrower,
             title,
             LoanDate::Text(date),
+            &layout.dates,
+            layout.today,
+        );
+    }
+
+    /// Like [`Chunk::push`] for a line already validated as UTF-8 text;
+    /// `nul_free` says the line holds no NUL byte.
+    pub(crate) fn push_text(
+        &mut self,
+        layout: &Layout,
+        line: u64,
+        width: usize,
+        fields: [&str; 3],
+        nul_free: bool,
+    ) {
+        self.rows_read += 1;
+        if width != layout.width {
+            return self.reject(line, RejectReason::WrongColumnCount);
+        }
+        let [borrower, title, date] = fields;
+        self.check_text(
+            line,
+            borrower,
+            title,
+            date,
+            nul_free,
             &layout.dates,
             layout.today,
         );
@@ -197,8 +263,8 @@ fn split_at_lines(body: &[u8], target: usize) -> Vec<&[u8]> {
 }
 
 /// Parses the lines of one quote-free piece; line numbers are piece-local.
-fn parse_piece(piece: &[u8], layout: &Layout) -> Chunk {
-    let mut chunk = Chunk::new(0);
+fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes) -> Chunk {
+    let mut chunk = Chunk::with_sizes(0, sizes);
     let mut local = 0u64;
     let mut pos = 0usize;
     while pos < piece.len() {
@@ -208,7 +274,15 @@ fn parse_piece(piece: &[u8], layout: &Layout) -> Chunk {
             None => (rest, rest.len()),
         };
         let line = strip_cr(line);
-        if !line.is_empty() {
+        // One UTF-8 check per line instead of one per used field: the
+        // delimiter is ASCII, so fields of valid text are text too.
+        if let Ok(text) = std::str::from_utf8(line)
+            && !text.is_empty()
+            && let Some((width, fields)) = text_fields(text, layout)
+        {
+            let nul_free = memchr(0, line).is_none();
+            chunk.push_text(layout, local, width, fields, nul_free);
+        } else if !line.is_empty() {
             let mut fields: [&[u8]; 3] = [&[]; 3];
             let mut width = 0usize;
             let mut start = 0usize;
@@ -232,17 +306,39 @@ fn parse_piece(piece: &[u8], layout: &Layout) -> Chunk {
     chunk
 }
 
+/// The number of fields of a line of text and its used fields; `None` if a
+/// field would not be text (never with an ASCII delimiter).
+fn text_fields<'a>(text: &'a str, layout: &Layout) -> Option<(usize, [&'a str; 3])> {
+    let mut fields: [&str; 3] = [""; 3];
+    let mut width = 0usize;
+    let mut start = 0usize;
+    let ends = memchr_iter(layout.delimiter, text.as_bytes()).chain(std::iter::once(text.len()));
+    for end in ends {
+        let field = text.get(start..end)?;
+        for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
+            if col == width {
+                *slot = field;
+            }
+        }
+        width += 1;
+        start = end + 1;
+    }
+    Some((width, fields))
+}
+
 /// Parses quote-free `body` (starting at line `body_line`) in pieces of about
-/// `target` bytes, in parallel; the chunks come back in file order.
+/// `target` bytes, in parallel, each chunk with room for `sizes`; the chunks
+/// come back in file order.
 pub(crate) fn parse_fast(
     body: &[u8],
     body_line: u64,
     layout: &Layout,
     target: usize,
+    sizes: Sizes,
 ) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = split_at_lines(body, target)
         .par_iter()
-        .map(|piece| parse_piece(piece, layout))
+        .map(|piece| parse_piece(piece, layout, sizes))
         .collect();
     let mut line = body_line;
     for chunk in &mut chunks {

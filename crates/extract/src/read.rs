@@ -2,12 +2,13 @@
 //! to UTF-8, so a file larger than memory streams through.
 //!
 //! Every buffer here holds borrower ids, so each is zeroized before it is
-//! reused, shrunk or dropped.
+//! shrunk or dropped; the raw buffer's bytes past the data it holds are
+//! overwritten by the next read rather than wiped in between.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use memchr::{memchr, memrchr};
+use memchr::{memchr_iter, memrchr};
 use pipeline::Encoding;
 use zeroize::{Zeroize, Zeroizing};
 
@@ -20,8 +21,32 @@ pub(crate) const BLOCK_BYTES: usize = 16 << 20;
 /// bound keeps a file without line breaks from filling memory.
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
-/// A source of raw bytes; a trait object so tests can feed slices.
-type Input<'a> = Box<dyn Read + 'a>;
+/// A source of raw bytes; a trait object so tests can feed slices. `Send`,
+/// so the next block can be read on another thread.
+type Input<'a> = Box<dyn Read + Send + 'a>;
+
+/// A block handed out by [`Blocks::next_owned`]: its bytes, then spare room
+/// (stale bytes of an earlier block, wiped when the buffer is dropped).
+pub(crate) struct Block {
+    buf: Zeroizing<Vec<u8>>,
+    len: usize,
+}
+
+impl Block {
+    /// No block: a spare buffer to be allocated when first read into.
+    pub(crate) fn empty() -> Block {
+        Block {
+            buf: Zeroizing::new(Vec::new()),
+            len: 0,
+        }
+    }
+
+    /// The block's bytes, ending just after a line break (or at the end of
+    /// the file).
+    pub(crate) fn bytes(&self) -> &[u8] {
+        &self.buf[..self.len]
+    }
+}
 
 /// Successive blocks of a text export, each ending just after a line break
 /// (the last one at the end of the file), in UTF-8.
@@ -30,8 +55,14 @@ pub(crate) struct Blocks<'a> {
     input: Input<'a>,
     encoding: Encoding,
     target: usize,
-    /// Raw bytes read: a block, then the start of the next one.
+    /// Raw bytes read: a block, then the start of the next one, in the first
+    /// `filled` bytes; the rest is spare room for reading.
     raw: Zeroizing<Vec<u8>>,
+    /// Bytes of `raw` holding data.
+    filled: usize,
+    /// Bytes read after the last block [`Blocks::next_owned`] handed out,
+    /// waiting for the next buffer.
+    carry: Zeroizing<Vec<u8>>,
     /// Bytes at the start of `raw` handed out as the last block.
     handed: usize,
     /// The decoded block of a single-byte encoding.
@@ -76,6 +107,8 @@ impl<'a> Blocks<'a> {
             encoding,
             target: target.max(1),
             raw: Zeroizing::new(Vec::new()),
+            filled: 0,
+            carry: Zeroizing::new(Vec::new()),
             handed: 0,
             decoded: Zeroizing::new(Vec::new()),
             newlines: 0,
@@ -92,47 +125,45 @@ impl<'a> Blocks<'a> {
         }
     }
 
-    /// Reads until `raw` holds at least `want` bytes or the input ends.
+    /// Reads until `raw` holds at least `want` bytes of data or the input
+    /// ends. Reads go straight into the spare room: zeroing it first would
+    /// cost a pass over every block.
     fn fill(&mut self, want: usize) -> Result<(), ExtractError> {
-        while self.raw.len() < want && !self.eof {
-            let len = self.raw.len();
+        while self.filled < want && !self.eof {
             // Grow by hand: a reallocation by `resize` would free the old
-            // buffer with its ids in it.
-            if self.raw.capacity() < want {
-                let mut bigger = Zeroizing::new(Vec::with_capacity(want));
-                bigger.extend_from_slice(&self.raw);
+            // buffer with its ids in it (the old one is wiped when dropped).
+            if self.raw.len() < want {
+                let mut bigger = Zeroizing::new(vec![0u8; want]);
+                bigger[..self.filled].copy_from_slice(&self.raw[..self.filled]);
                 self.raw = bigger;
             }
-            self.raw.resize(want, 0);
-            match self.input.read(&mut self.raw[len..]) {
-                Ok(0) => {
-                    self.raw.truncate(len);
-                    self.eof = true;
-                }
-                Ok(n) => self.raw.truncate(len + n),
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => self.raw.truncate(len),
-                Err(e) => {
-                    self.raw.truncate(len);
-                    return Err(self.io(e));
-                }
+            match self.input.read(&mut self.raw[self.filled..want]) {
+                Ok(0) => self.eof = true,
+                Ok(n) => self.filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(self.io(e)),
             }
         }
         Ok(())
+    }
+
+    /// The data read so far.
+    fn data(&self) -> &[u8] {
+        &self.raw[..self.filled]
     }
 
     /// Checks and drops a byte order mark at the start of the file.
     fn start(&mut self) -> Result<(), ExtractError> {
         self.started = true;
         self.fill(3)?;
-        let utf16 = self.raw.starts_with(b"\xFF\xFE") || self.raw.starts_with(b"\xFE\xFF");
-        let utf8 = self.raw.starts_with(b"\xEF\xBB\xBF");
+        let data = self.data();
+        let utf16 = data.starts_with(b"\xFF\xFE") || data.starts_with(b"\xFE\xFF");
+        let utf8 = data.starts_with(b"\xEF\xBB\xBF");
         let found = match (utf16, utf8, self.encoding) {
             (true, _, _) => "utf-16",
             (_, true, Encoding::Utf8) => {
-                self.raw.copy_within(3.., 0);
-                let len = self.raw.len() - 3;
-                self.raw[len..].zeroize();
-                self.raw.truncate(len);
+                self.raw.copy_within(3..self.filled, 0);
+                self.filled -= 3;
                 return Ok(());
             }
             (_, true, _) => "utf-8",
@@ -152,11 +183,10 @@ impl<'a> Blocks<'a> {
         }
         // Drop the block handed out last time, keeping the bytes after it.
         if self.handed > 0 {
-            let len = self.raw.len();
+            let len = self.filled;
             let keep = len - self.handed.min(len);
-            self.raw.copy_within(len - keep.., 0);
-            self.raw[keep..].zeroize();
-            self.raw.truncate(keep);
+            self.raw.copy_within(len - keep..len, 0);
+            self.filled = keep;
             self.handed = 0;
         }
         self.fill(self.target)?;
@@ -164,13 +194,13 @@ impl<'a> Blocks<'a> {
         // extended until it has one, up to the line limit.
         let mut searched = 0;
         let end = loop {
-            if let Some(i) = memrchr(b'\n', &self.raw[searched..]) {
+            if let Some(i) = memrchr(b'\n', &self.data()[searched..]) {
                 break searched + i + 1;
             }
             if self.eof {
-                break self.raw.len();
+                break self.filled;
             }
-            let since_break = self.raw.len();
+            let since_break = self.filled;
             if since_break > MAX_LINE_BYTES {
                 return Err(ExtractError::LineTooLong {
                     path: self.path.clone(),
@@ -178,8 +208,8 @@ impl<'a> Blocks<'a> {
                     limit: MAX_LINE_BYTES,
                 });
             }
-            searched = self.raw.len();
-            self.fill(self.raw.len() + self.target.max(64 << 10))?;
+            searched = self.filled;
+            self.fill(self.filled + self.target.max(64 << 10))?;
         };
         if end == 0 {
             return Ok(None);
@@ -188,27 +218,15 @@ impl<'a> Blocks<'a> {
         let block = &self.raw[..end];
         // A line over the limit inside the block fails here too, so the
         // outcome does not depend on the block size.
-        let mut line_start = 0usize;
-        let mut newlines = 0u64;
-        loop {
-            let next = memchr(b'\n', &block[line_start..]).map(|i| line_start + i);
-            let line_end = next.unwrap_or(block.len());
-            if line_end - line_start > MAX_LINE_BYTES {
-                return Err(ExtractError::LineTooLong {
-                    path: self.path.clone(),
-                    line: self.newlines + newlines + 1,
-                    limit: MAX_LINE_BYTES,
-                });
-            }
-            match next {
-                Some(i) => {
-                    newlines += 1;
-                    line_start = i + 1;
-                }
-                None => break,
-            }
+        if let Some(start) = long_line(block) {
+            let before = memchr_iter(b'\n', &block[..start]).count() as u64;
+            return Err(ExtractError::LineTooLong {
+                path: self.path.clone(),
+                line: self.newlines + before + 1,
+                limit: MAX_LINE_BYTES,
+            });
         }
-        self.newlines += newlines;
+        self.newlines += memchr_iter(b'\n', block).count() as u64;
         match self.encoding {
             Encoding::Utf8 => Ok(Some(&self.raw[..end])),
             Encoding::Windows1252 | Encoding::Iso88591 => {
@@ -218,6 +236,80 @@ impl<'a> Blocks<'a> {
             // Future encodings are refused by the pipeline before this.
             _ => Ok(Some(&self.raw[..end])),
         }
+    }
+}
+
+/// Where the first line of `block` longer than [`MAX_LINE_BYTES`] (line
+/// break excluded) starts, if there is one.
+///
+/// One search per window of the limit's size rather than one per line: from
+/// the start of a line, the last line break within the limit ends every
+/// line that starts before it, all of them short enough; a window without a
+/// line break means the line is too long, unless the block ends first.
+fn long_line(block: &[u8]) -> Option<usize> {
+    let mut start = 0usize;
+    loop {
+        let window_end = start.saturating_add(MAX_LINE_BYTES + 1);
+        let Some(window) = block.get(start..window_end) else {
+            // The rest of the block is shorter than the limit.
+            return None;
+        };
+        match memrchr(b'\n', window) {
+            Some(i) => start += i + 1,
+            None => return Some(start),
+        }
+    }
+}
+
+impl Blocks<'_> {
+    /// Like [`Blocks::next_block`], but hands out the block's buffer itself,
+    /// reading into `spare` (a block the caller is done with), so that one
+    /// block can be parsed while the next is read. Two block buffers then
+    /// take turns; the partial line after a block waits in a small one.
+    pub(crate) fn next_owned(&mut self, spare: Block) -> Result<Option<Block>, ExtractError> {
+        if !matches!(self.encoding, Encoding::Utf8) {
+            // Decoded blocks live in their own buffer: copy them out.
+            let Some(block) = self.next_block()? else {
+                return Ok(None);
+            };
+            let mut buf = spare.buf;
+            if buf.len() < block.len() {
+                buf = Zeroizing::new(vec![0u8; block.len()]);
+            }
+            buf[..block.len()].copy_from_slice(block);
+            return Ok(Some(Block {
+                buf,
+                len: block.len(),
+            }));
+        }
+        if self.raw.is_empty() {
+            // The last buffer was handed out: read on in the spare one,
+            // after the carried bytes.
+            let mut buf = spare.buf;
+            let n = self.carry.len();
+            if buf.len() < n {
+                buf = Zeroizing::new(vec![0u8; n]);
+            }
+            buf[..n].copy_from_slice(&self.carry);
+            self.carry.zeroize();
+            self.raw = buf;
+            self.filled = n;
+            self.handed = 0;
+        }
+        let Some(block) = self.next_block()? else {
+            return Ok(None);
+        };
+        let end = block.len();
+        let rest = self.filled - end;
+        // Grown by hand, like `raw`: a reallocation would free ids unwiped.
+        if self.carry.capacity() < rest {
+            self.carry = Zeroizing::new(Vec::with_capacity(rest));
+        }
+        self.carry.extend_from_slice(&self.raw[end..self.filled]);
+        let buf = Zeroizing::new(std::mem::take(&mut *self.raw));
+        self.filled = 0;
+        self.handed = 0;
+        Ok(Some(Block { buf, len: end }))
     }
 }
 
@@ -285,6 +377,24 @@ mod tests {
     }
 
     #[test]
+    fn owned_blocks_are_the_borrowed_ones() {
+        let utf8 = &b"\xEF\xBB\xBFa\nbb\r\nccc\n\ndddd\ne"[..];
+        let latin1 = &b"caf\xE9\nbb\r\n\xE6\n"[..];
+        for (data, encoding) in [(utf8, Encoding::Utf8), (latin1, Encoding::Iso88591)] {
+            for target in 1..data.len() + 2 {
+                let mut b = Blocks::new(Path::new("f"), Box::new(data), encoding, target);
+                let mut owned = Vec::new();
+                let mut spare = Block::empty();
+                while let Some(block) = b.next_owned(spare).unwrap() {
+                    owned.push(block.bytes().to_vec());
+                    spare = block;
+                }
+                assert_eq!(owned, blocks(data, encoding, target).unwrap(), "{target}");
+            }
+        }
+    }
+
+    #[test]
     fn single_byte_encodings_decode_to_utf8() {
         let out = blocks(b"caf\xE9,\x80\n", Encoding::Windows1252, 64).unwrap();
         assert_eq!(out.concat(), "café,€\n".as_bytes());
@@ -298,6 +408,44 @@ mod tests {
         assert!(err.contains("utf-8 byte order mark"), "{err}");
         let err = blocks(b"\xFF\xFEa\0", Encoding::Utf8, 64).unwrap_err();
         assert!(err.contains("utf-16"), "{err}");
+    }
+
+    #[test]
+    fn long_line_finds_the_first_line_over_the_limit() {
+        // The per-line reference the window search replaces.
+        fn naive(block: &[u8]) -> Option<usize> {
+            let mut start = 0;
+            for line in block.split(|&b| b == b'\n') {
+                if line.len() > MAX_LINE_BYTES {
+                    return Some(start);
+                }
+                start += line.len() + 1;
+            }
+            None
+        }
+        let lens = [1, MAX_LINE_BYTES, MAX_LINE_BYTES + 1, 5];
+        let mut combos: Vec<Vec<usize>> = lens.iter().map(|&l| vec![l]).collect();
+        for _ in 0..2 {
+            let longer: Vec<Vec<usize>> = combos
+                .iter()
+                .flat_map(|c| lens.iter().map(move |&l| [c.clone(), vec![l]].concat()))
+                .collect();
+            combos.extend(longer.into_iter().filter(|c| c.len() <= 3));
+        }
+        combos.sort();
+        combos.dedup();
+        for combo in combos {
+            for trailing in [false, true] {
+                let mut block = Vec::new();
+                for (i, &len) in combo.iter().enumerate() {
+                    block.extend(std::iter::repeat_n(b'x', len));
+                    if i + 1 < combo.len() || trailing {
+                        block.push(b'\n');
+                    }
+                }
+                assert_eq!(long_line(&block), naive(&block), "{combo:?} {trailing}");
+            }
+        }
     }
 
     #[test]

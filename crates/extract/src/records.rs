@@ -56,11 +56,9 @@ impl Chunk {
         else {
             return self.reject(line, RejectReason::InvalidUtf8);
         };
-        // `Err` holds text still to parse, `Ok` a typed day or why there is none.
         let date = match date {
             LoanDate::Text(text) => match std::str::from_utf8(text) {
-                Ok(text) if text.trim().is_empty() => Ok(Err(RejectReason::MissingDate)),
-                Ok(text) => Err(text.trim()),
+                Ok(text) => text_date(text),
                 Err(_) => return self.reject(line, RejectReason::InvalidUtf8),
             },
             LoanDate::Day(day) => Ok(Ok(day)),
@@ -68,9 +66,51 @@ impl Chunk {
             LoanDate::Invalid => Ok(Err(RejectReason::UnparseableDate)),
             LoanDate::Rejected(reason) => Ok(Err(reason)),
         };
+        self.keep(line, borrower, title, date, true, dates, today);
+    }
+
+    /// Like [`Chunk::check`] for a record whose fields are already known to
+    /// be UTF-8 text (a line validated as a whole), the date in text; with
+    /// `nul_free`, the line was found to hold no NUL byte.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn check_text(
+        &mut self,
+        line: u64,
+        borrower: &str,
+        title: &str,
+        date: &str,
+        nul_free: bool,
+        dates: &DateParser,
+        today: Date,
+    ) {
+        self.keep(
+            line,
+            borrower,
+            title,
+            text_date(date),
+            !nul_free,
+            dates,
+            today,
+        );
+    }
+
+    /// The checks after UTF-8 validation. `date` is `Err` with text still to
+    /// parse or `Ok` with a typed day or why there is none; `maybe_nul` is
+    /// false when the fields are known to hold no NUL byte.
+    #[allow(clippy::too_many_arguments)]
+    fn keep(
+        &mut self,
+        line: u64,
+        borrower: &str,
+        title: &str,
+        date: Result<Result<Date, RejectReason>, &str>,
+        maybe_nul: bool,
+        dates: &DateParser,
+        today: Date,
+    ) {
         // A NUL would end the id in C-string tools downstream of an export
         // and is never part of a real card number or title id.
-        if borrower.contains('\0') || title.contains('\0') {
+        if maybe_nul && (borrower.contains('\0') || title.contains('\0')) {
             return self.reject(line, RejectReason::NulByte);
         }
         let title = title.trim();
@@ -102,6 +142,15 @@ impl Chunk {
         if self.newest.is_none_or(|n| n < day) {
             self.newest = Some(day);
         }
+    }
+}
+
+/// A text date: `Err` with the trimmed text to parse, or `Ok(Err(..))` when
+/// it is blank.
+fn text_date(text: &str) -> Result<Result<Date, RejectReason>, &str> {
+    match text.trim() {
+        "" => Ok(Err(RejectReason::MissingDate)),
+        trimmed => Err(trimmed),
     }
 }
 

@@ -186,6 +186,42 @@ pub struct Store {
 
 type PseudonymSet = HashSet<u128, loans::BuildPseudonymHasher>;
 
+/// The rows of each month not older than `oldest_kept`, ascending, and the
+/// number of older rows. Rows are grouped through a vector indexed by month
+/// (a batch spans few months) rather than a map lookup per row.
+fn rows_by_month(
+    months: &[LoanMonth],
+    oldest_kept: LoanMonth,
+) -> (Vec<(LoanMonth, Vec<u32>)>, u64) {
+    let kept = || months.iter().filter(|&&m| m >= oldest_kept);
+    let (Some(&first), Some(&last)) = (kept().min(), kept().max()) else {
+        return (Vec::new(), months.len() as u64);
+    };
+    // Both months are valid, so the span is below 12 * 10_000.
+    let span = (last.index() - first.index()) as usize + 1;
+    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); span];
+    let mut expired = 0u64;
+    for (row, &month) in months.iter().enumerate() {
+        if month < oldest_kept {
+            expired += 1;
+        } else {
+            // Row count checked by the caller to fit in u32.
+            groups[(month.index() - first.index()) as usize].push(row as u32);
+        }
+    }
+    let grouped = groups
+        .into_iter()
+        .enumerate()
+        .filter(|(_, rows)| !rows.is_empty())
+        .filter_map(|(i, rows)| {
+            LoanMonth::from_index(first.index() + i as i32)
+                .ok()
+                .map(|m| (m, rows))
+        })
+        .collect();
+    (grouped, expired)
+}
+
 impl Store {
     /// Opens the store at `root`, creating missing directories with mode 0700;
     /// refuses a root that group or others may access.
@@ -280,16 +316,7 @@ impl Store {
             return Ok(IngestOutcome::AlreadyIngested);
         }
 
-        let mut by_month: BTreeMap<LoanMonth, Vec<u32>> = BTreeMap::new();
-        let mut expired_rows = 0u64;
-        for (row, &month) in loans.months.iter().enumerate() {
-            if month < oldest_kept {
-                expired_rows += 1;
-            } else {
-                // Row count checked above to fit in u32.
-                by_month.entry(month).or_default().push(row as u32);
-            }
-        }
+        let (by_month, expired_rows) = rows_by_month(&loans.months, oldest_kept);
 
         let stage = self.root.join(TMP_DIR).join(&batch.id);
         fsx::ensure_dir(&stage)?;
@@ -298,7 +325,7 @@ impl Store {
         let works = columns::WorkIndex::of(loans);
         let staged = by_month
             .par_iter()
-            .map(|(&month, rows)| {
+            .map(|&(month, ref rows)| {
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
                 columns::write_month(&tmp, loans, &works, rows, month)?;
                 Ok((month, tmp, rows.len() as u64))
@@ -464,35 +491,26 @@ impl Store {
         let window = rayon::current_num_threads().max(1) * 2;
         for chunk in files.chunks(window) {
             // Titles already in the global dictionary are resolved inside the
-            // parallel phase; only new ones are left for the ordered merge.
+            // parallel phase, without copying their strings out of the file;
+            // only new ones are left for the ordered merge.
             let index_now = &index;
+            let known = |t: &str| index_now.get(t).copied();
             let parts: Vec<_> = chunk
                 .par_iter()
-                .map(|f| {
-                    let mut part = columns::read_loans(&self.root.join(&f.path), f.rows)?;
-                    let known: Vec<u32> = part
-                        .dict
-                        .iter_mut()
-                        .map(|(title, work)| match index_now.get(title.as_str()) {
-                            Some(&id) => {
-                                // Free the strings here, in parallel.
-                                *title = String::new();
-                                *work = String::new();
-                                id
-                            }
-                            None => u32::MAX,
-                        })
-                        .collect();
-                    Ok::<_, StoreError>((part, known))
-                })
+                .map(|f| columns::read_loans(&self.root.join(&f.path), f.rows, &known))
                 .collect();
             for (f, part) in chunk.iter().zip(parts) {
-                let (part, mut remap) = part?;
-                for ((title, work), id) in part.dict.into_iter().zip(&mut remap) {
-                    if *id != u32::MAX {
-                        continue;
-                    }
-                    *id = match index.get(&title) {
+                let part = part?;
+                let mut remap = Vec::with_capacity(part.dict.len());
+                for local in part.dict {
+                    let (title, work) = match local {
+                        columns::Local::Known(id) => {
+                            remap.push(id);
+                            continue;
+                        }
+                        columns::Local::New(title, work) => (title, work),
+                    };
+                    let id = match index.get(&title) {
                         Some(&known) => known,
                         None => {
                             let new = u32::try_from(out.title_ids.len())
@@ -508,8 +526,9 @@ impl Store {
                             new
                         }
                     };
+                    remap.push(id);
                 }
-                // Local ids come from the file's interner, so all are in range.
+                // Local ids index the file's dictionary, so all are in range.
                 out.titles
                     .extend(part.titles.iter().map(|&t| remap[t as usize]));
                 out.pseudonyms.extend_from_slice(&part.pseudonyms);
@@ -660,6 +679,32 @@ mod tests {
 
     fn month(y: i32, m: u32) -> LoanMonth {
         LoanMonth::new(y, m).unwrap()
+    }
+
+    #[test]
+    fn rows_are_grouped_by_month_in_order_without_expired_ones() {
+        let months = [
+            month(2024, 3),
+            month(2023, 12),
+            month(2024, 1),
+            month(2024, 3),
+            month(2023, 11),
+            month(2024, 1),
+        ];
+        let (groups, expired) = rows_by_month(&months, month(2023, 12));
+        assert_eq!(expired, 1);
+        assert_eq!(
+            groups,
+            [
+                (month(2023, 12), vec![1]),
+                (month(2024, 1), vec![2, 5]),
+                (month(2024, 3), vec![0, 3]),
+            ]
+        );
+        let (groups, expired) = rows_by_month(&months, month(2025, 1));
+        assert!(groups.is_empty());
+        assert_eq!(expired, 6);
+        assert_eq!(rows_by_month(&[], month(2025, 1)), (Vec::new(), 0));
     }
 
     fn batch() -> (BatchRecord, Loans) {
