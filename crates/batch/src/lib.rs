@@ -540,14 +540,87 @@ fn payload_len(loans: &Loans, library: &str, purpose: &str) -> Result<usize, Bat
 
 /// Encodes the payload; an owned `loans` loses each row column once it is
 /// written.
+/// Where an encoded payload goes: the sealing buffer, or a hash alone.
+trait Sink {
+    fn extend_from_slice(&mut self, bytes: &[u8]);
+}
+
+impl Sink for Vec<u8> {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        Vec::extend_from_slice(self, bytes);
+    }
+}
+
+/// SHA-256 of what is put, fed in 64 KiB pieces (rows are 24 bytes).
+struct HashSink {
+    hash: Sha256,
+    buf: Vec<u8>,
+}
+
+impl HashSink {
+    const PIECE: usize = 64 << 10;
+
+    fn new() -> Self {
+        HashSink {
+            hash: Sha256::new(),
+            buf: Vec::with_capacity(Self::PIECE),
+        }
+    }
+
+    fn finish(mut self) -> [u8; 32] {
+        self.hash.update(&self.buf);
+        self.hash.finalize().into()
+    }
+}
+
+impl Sink for HashSink {
+    fn extend_from_slice(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+        if self.buf.len() >= Self::PIECE {
+            self.hash.update(&self.buf);
+            self.buf.clear();
+        }
+    }
+}
+
+/// The metadata [`seal`] gives `loans`, without encrypting or storing
+/// anything: the payload is encoded into its hash only. A one-host `run`
+/// that ingests the loans straight from memory needs the batch's content
+/// address (the store's idempotency key) but no batch file.
+pub fn identify(
+    loans: &Loans,
+    library: &str,
+    purpose: &str,
+    pseudonym_key: Fingerprint,
+) -> Result<BatchMeta, BatchError> {
+    loans.validate()?;
+    check_label("library", library)?;
+    check_label("purpose", purpose)?;
+    let mut sink = HashSink::new();
+    encode_payload(
+        &mut sink,
+        &mut Cow::Borrowed(loans),
+        library,
+        purpose,
+        pseudonym_key,
+    )?;
+    Ok(BatchMeta {
+        id: BatchId(sink.finish()),
+        library: library.to_owned(),
+        purpose: purpose.to_owned(),
+        pseudonym_key,
+        rows: loans.len() as u64,
+    })
+}
+
 fn encode_payload(
-    out: &mut Vec<u8>,
+    out: &mut impl Sink,
     loans: &mut Cow<'_, Loans>,
     library: &str,
     purpose: &str,
     pseudonym_key: Fingerprint,
 ) -> Result<(), BatchError> {
-    fn put_str(out: &mut Vec<u8>, what: &'static str, s: &str) -> Result<(), BatchError> {
+    fn put_str(out: &mut impl Sink, what: &'static str, s: &str) -> Result<(), BatchError> {
         let len = u32::try_from(s.len()).map_err(|_| BatchError::TooLarge { what })?;
         out.extend_from_slice(&len.to_le_bytes());
         out.extend_from_slice(s.as_bytes());
@@ -789,6 +862,34 @@ mod tests {
         assert_eq!(a, b);
         assert_eq!(open(&sealed_a, &key).unwrap().1, loans);
         assert_eq!(open(&sealed_b, &key).unwrap().1, loans);
+    }
+
+    #[test]
+    fn identify_names_the_batch_as_seal_does() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let small = sample();
+        // Past one 64 KiB hash piece, so the piece boundary is crossed.
+        let m = LoanMonth::new(2024, 3).unwrap();
+        let large = Loans {
+            pseudonyms: (0..5000u32)
+                .map(|i| {
+                    let mut p = [0u8; 16];
+                    p[..4].copy_from_slice(&i.to_le_bytes());
+                    Pseudonym(p)
+                })
+                .collect(),
+            titles: (0..5000).map(|i| i % 2).collect(),
+            months: vec![m; 5000],
+            ..sample()
+        };
+        for loans in [small, large] {
+            let (sealed_meta, _) = seal(&loans, "lib", "loans", Fingerprint([9; 8]), &key).unwrap();
+            let meta = identify(&loans, "lib", "loans", Fingerprint([9; 8])).unwrap();
+            assert_eq!(meta, sealed_meta);
+            assert_eq!(meta.id.0, <[u8; 32]>::from(Sha256::digest(encoded(&loans))));
+        }
+        let too_long = "x".repeat(MAX_LABEL_LEN + 1);
+        assert!(identify(&sample(), &too_long, "loans", Fingerprint([9; 8])).is_err());
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! `alsoborrowed extract`: loans file -> sealed batch in the outbox.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use anyhow::{Context as _, Result, bail};
 use pipeline::Pipeline;
@@ -36,16 +36,17 @@ pub(crate) fn load_key(
     Ok(key)
 }
 
-/// Reads, pseudonymizes and seals; the raw ids die inside `extract`, after
-/// being added to `ids` (the leak check's forbidden set) when one is given.
-/// With `keep_open`, the sealed loans are also returned.
+/// Reads, pseudonymizes and seals into the outbox; the raw ids die inside
+/// `extract`, after being added to `ids` (the leak check's forbidden set)
+/// when one is given. With `keep_open` nothing is sealed: the loans are
+/// returned, named, for ingest in the same process.
 pub(crate) fn extract_to_outbox(
     ctx: &Context,
     p: &Pipeline,
     input: Option<&Path>,
     ids: Option<&mut publish::Forbidden>,
     keep_open: bool,
-) -> Result<Option<Sealed>> {
+) -> Result<Option<Fresh>> {
     let create = p.keys.create_if_missing;
     let pseudonymizer = {
         let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
@@ -79,17 +80,30 @@ pub(crate) fn extract_to_outbox(
     report(ctx, &r);
     let (library, purpose) = (&p.library.id, &p.library.purpose);
     let key = pseudonymizer.master_fingerprint();
-    let (meta, sealed, kept) = if keep_open {
-        let (meta, sealed) =
-            batch::seal(&loans, library, purpose, key, &transfer).context("sealing the batch")?;
-        (meta, sealed, Some(loans))
-    } else {
-        // Owned, so each column is freed once encoded: the largest batch then
-        // needs memory for its loans plus one column, not twice its loans.
-        let (meta, sealed) = batch::seal_owned(loans, library, purpose, key, &transfer)
-            .context("sealing the batch")?;
-        (meta, sealed, None)
-    };
+    if keep_open {
+        // One host, ingested straight from memory: the batch needs its name
+        // (the store's idempotency key) but no file, which would be written,
+        // synced and deleted a second later. A run that stops before its
+        // ingest finishes leaves nothing behind and is simply run again.
+        let meta = batch::identify(&loans, library, purpose, key).context("naming the batch")?;
+        if let Some(newest) = r.newest_day {
+            crate::links::record_sealed(
+                &p.transfer.outbox,
+                &meta.id.to_string(),
+                newest,
+                ctx.today,
+            )?;
+        }
+        ctx.say(format!(
+            "extracted batch {} ({} loans), handed to ingest in memory",
+            meta.id, meta.rows
+        ));
+        return Ok(Some(Fresh { meta, loans }));
+    }
+    // Owned, so each column is freed once encoded: the largest batch then
+    // needs memory for its loans plus one column, not twice its loans.
+    let (meta, sealed) =
+        batch::seal_owned(loans, library, purpose, key, &transfer).context("sealing the batch")?;
     let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
     drop(sealed);
     if let Some(newest) = r.newest_day {
@@ -101,16 +115,13 @@ pub(crate) fn extract_to_outbox(
         meta.rows,
         path.display()
     ));
-    Ok(kept.map(|loans| Sealed { path, meta, loans }))
+    Ok(None)
 }
 
-/// A batch this process has just sealed into the outbox, with its loans
-/// still in memory: a one-host `run` ingests it without reading back and
-/// decrypting the file it wrote a moment ago.
-pub(crate) struct Sealed {
-    /// Where the batch was written.
-    pub path: PathBuf,
-    /// Its envelope metadata.
+/// A batch this process has just extracted, kept in memory: a one-host
+/// `run` ingests it without sealing it into a file and reading it back.
+pub(crate) struct Fresh {
+    /// Its metadata, as sealing would give it.
     pub meta: batch::BatchMeta,
     /// The loans it holds.
     pub loans: loans::Loans,

@@ -17,7 +17,8 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // The borrower ids extract sees go straight into the leak check's set,
     // so the loans file is read once.
     let mut ids = publish::Forbidden::new();
-    let sealed = extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
-    ingest::ingest_inbox(ctx, &p, &store, &lock, sealed)?;
+    // On one host the extracted loans go to ingest in memory, unsealed.
+    let fresh = extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
+    ingest::ingest_inbox(ctx, &p, &store, &lock, fresh)?;
     export::export_release(ctx, &p, args.input.as_deref(), Some(ids), &store)
 }
