@@ -447,15 +447,28 @@ fn run_writes_no_batch_file_and_names_its_batch_as_extract_does() {
     let sb = Sandbox::new(&demo_input(), "");
     let out = sb.run("run", &[]);
     ok(&out);
-    assert!(text(&out).contains("handed to ingest in memory"), "{}", text(&out));
+    assert!(
+        text(&out).contains("handed to ingest in memory"),
+        "{}",
+        text(&out)
+    );
     let files: Vec<_> = std::fs::read_dir(sb.path("outbox"))
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert!(!files.iter().any(|f| f.ends_with(".batch") || f.contains(".tmp-")), "{files:?}");
+    assert!(
+        !files
+            .iter()
+            .any(|f| f.ends_with(".batch") || f.contains(".tmp-")),
+        "{files:?}"
+    );
     // Sealing the same loans by hand gives the batch the store already holds.
     ok(&sb.run("extract", &[]));
     let again = sb.run("ingest", &[]);
     ok(&again);
-    assert!(text(&again).contains("already ingested"), "{}", text(&again));
+    assert!(
+        text(&again).contains("already ingested"),
+        "{}",
+        text(&again)
+    );
 }
