@@ -80,42 +80,35 @@ pub(crate) fn extract_to_outbox(
     report(ctx, &r);
     let (library, purpose) = (&p.library.id, &p.library.purpose);
     let key = pseudonymizer.master_fingerprint();
-    if keep_open {
+    let (meta, fresh) = if keep_open {
         // One host, ingested straight from memory: the batch needs its name
         // (the store's idempotency key) but no file, which would be written,
         // synced and deleted a second later. A run that stops before its
         // ingest finishes leaves nothing behind and is simply run again.
         let meta = batch::identify(&loans, library, purpose, key).context("naming the batch")?;
-        if let Some(newest) = r.newest_day {
-            crate::links::record_sealed(
-                &p.transfer.outbox,
-                &meta.id.to_string(),
-                newest,
-                ctx.today,
-            )?;
-        }
         ctx.say(format!(
             "extracted batch {} ({} loans), handed to ingest in memory",
             meta.id, meta.rows
         ));
-        return Ok(Some(Fresh { meta, loans }));
-    }
-    // Owned, so each column is freed once encoded: the largest batch then
-    // needs memory for its loans plus one column, not twice its loans.
-    let (meta, sealed) =
-        batch::seal_owned(loans, library, purpose, key, &transfer).context("sealing the batch")?;
-    let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
-    drop(sealed);
+        (meta, Some(loans))
+    } else {
+        // Owned, so each column is freed once encoded: the largest batch then
+        // needs memory for its loans plus one column, not twice its loans.
+        let (meta, sealed) = batch::seal_owned(loans, library, purpose, key, &transfer)
+            .context("sealing the batch")?;
+        let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
+        ctx.say(format!(
+            "sealed batch {} ({} loans) -> {}",
+            meta.id,
+            meta.rows,
+            path.display()
+        ));
+        (meta, None)
+    };
     if let Some(newest) = r.newest_day {
         crate::links::record_sealed(&p.transfer.outbox, &meta.id.to_string(), newest, ctx.today)?;
     }
-    ctx.say(format!(
-        "sealed batch {} ({} loans) -> {}",
-        meta.id,
-        meta.rows,
-        path.display()
-    ));
-    Ok(None)
+    Ok(fresh.map(|loans| Fresh { meta, loans }))
 }
 
 /// A batch this process has just extracted, kept in memory: a one-host
