@@ -4,54 +4,53 @@
 //! alsoborrowed mines a library's loans on a separate host and publishes, for
 //! each title, the titles most often borrowed by the same (pseudonymous)
 //! borrowers, but only pairs seen by at least `min_support` distinct borrowers.
-//! The published feed holds catalogue identifiers and scores only: no borrower
-//! id, pseudonym or date finer than the window's months.
+//! The published feed holds catalogue identifiers **in rank order and nothing
+//! else**: no score, count, window or threshold from which a support count
+//! could be recomputed, no borrower id, pseudonym or loan date.
 //!
 //! This crate is the one catalogue software links. It defines the feed's file
 //! formats and loads a whole feed into memory so that a lookup is one hash
-//! probe. A feed has one of two layouts, told apart by `index.json`'s
-//! `schema_version`:
+//! probe. The current format is [`SCHEMA_VERSION`] 3, in one of two layouts
+//! named by `index.json`'s `layout`:
 //!
-//! - version 1 ([`SCHEMA_VERSION`]): one file per title, `titles/<stem>.json`
-//!   ([`TitleFeed`], [`file_stem`]);
-//! - version 2 ([`SHARDED_SCHEMA_VERSION`]): titles grouped into `2^shard_bits`
+//! - [`Layout::Shards`] (the default): titles grouped into `2^shard_bits`
 //!   files `shards/<name>.json` by a hash of the id ([`ShardFeed`],
-//!   [`shard_of`], [`shard_name`]), for feeds of 10^5 titles and more, where
-//!   creating one file per title is most of an export's time.
+//!   [`shard_of`], [`shard_name`]); a request names a shard of about 30
+//!   titles, not the one a visitor looks at;
+//! - [`Layout::Titles`]: one file per title, `titles/<stem>.json`
+//!   ([`TitleFeed`], [`file_stem`]).
 //!
-//!
+//! Feeds of the older versions 1 and 2 (which carried scores) are still read
+//! ([`legacy`]); their scores are dropped on reading, their order kept.
 //!
 //! ```
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! # use alsoborrowed_feed::{FeedIndex, RelatedTitle, TitleFeed, Window, file_stem, SCHEMA_VERSION};
+//! # use alsoborrowed_feed::{FeedIndex, Layout, TitleFeed, file_stem, SCHEMA_VERSION};
 //! # let tmp = tempfile::tempdir()?;
 //! # let export_dir = tmp.path();
 //! # let feed_dir = export_dir.join("feed");
 //! # std::fs::create_dir_all(feed_dir.join("titles"))?;
-//! # let rel = |t: &str, score: f64| RelatedTitle { title: t.into(), score };
 //! # let files = [
 //! #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788702173512".into(),
-//! #         related: vec![rel("9788711321683", 31.5), rel("9788702284799", 12.25)] },
+//! #         related: vec!["9788711321683".into(), "9788702284799".into()] },
 //! #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788711321683".into(),
-//! #         related: vec![rel("9788702173512", 31.5)] },
+//! #         related: vec!["9788702173512".into()] },
 //! # ];
 //! # for f in &files {
 //! #     let name = format!("{}.json", file_stem(&f.title));
 //! #     std::fs::write(feed_dir.join("titles").join(name), serde_json::to_vec(f)?)?;
 //! # }
-//! # let index = FeedIndex { schema_version: SCHEMA_VERSION,
-//! #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
-//! #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
-//! #     max_related: 20, titles: 2, shard_bits: None };
+//! # let index = FeedIndex { schema_version: SCHEMA_VERSION, layout: Layout::Titles,
+//! #     shard_bits: None, max_related: 20, updated: "2025-01".into() };
 //! # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
 //! use alsoborrowed_feed::Feed;
 //!
 //! // Once, when the catalogue starts (or when `current` changes).
 //! let feed = Feed::open(export_dir)?;
 //!
-//! // On a title's page: "borrowers who borrowed this also borrowed".
-//! for related in feed.similar("9788702173512", 5) {
-//!     println!("{} ({:.2})", related.title, related.score);
+//! // On a title's page: "borrowers who borrowed this also borrowed", best first.
+//! for (rank, title) in feed.similar("9788702173512", 5).iter().enumerate() {
+//!     println!("{}. {title}", rank + 1);
 //! }
 //! # assert_eq!(feed.similar("9788702173512", 5).len(), 2);
 //! # Ok(())
@@ -59,9 +58,9 @@
 //! ```
 //!
 //! A catalogue that only serves the static files needs none of this: each
-//! title's list is at `titles/<file_stem(id)>.json` (version 1) or in
-//! `shards/<shard_name(shard_of(id, bits), bits)>.json` (version 2) below the
-//! feed directory (see `docs/feed.md`).
+//! title's list is in `shards/<shard_name(shard_of(id, bits), bits)>.json`
+//! or at `titles/<file_stem(id)>.json` below the feed directory (see
+//! `docs/feed.md`).
 //!
 //! Architecture invariant: this crate depends on serde, serde_json, sha2 and
 //! thiserror only, never on the mining side, so linking it cannot widen the
@@ -74,16 +73,16 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-/// Version of the per-title layout: one `titles/<stem>.json` per title.
-pub const SCHEMA_VERSION: u32 = 1;
+pub mod legacy;
 
-/// Version of the sharded layout: titles grouped into `shards/<name>.json`.
-pub const SHARDED_SCHEMA_VERSION: u32 = 2;
+/// Version of the current feed format (both layouts): ranked lists of title
+/// ids, no scores.
+pub const SCHEMA_VERSION: u32 = 3;
 
-/// Name of the directory of shard files inside a version 2 feed directory.
+/// Name of the directory of shard files inside a feed directory.
 pub const SHARDS_DIR: &str = "shards";
 
-/// Most `shard_bits` a version 2 feed may have (65,536 shard files).
+/// Most `shard_bits` a sharded feed may have (65,536 shard files).
 pub const MAX_SHARD_BITS: u32 = 16;
 
 /// Titles per shard file that [`shard_bits_for`] aims at, at most: about
@@ -97,7 +96,8 @@ pub const INDEX_FILE: &str = "index.json";
 /// Name of the directory of per-title files inside a feed directory.
 pub const TITLES_DIR: &str = "titles";
 
-/// Name of the feed directory inside a release directory.
+/// Name of the feed directory inside a release directory, and of the symlink
+/// to the live feed inside an export directory (the directory to serve).
 pub const FEED_DIR: &str = "feed";
 
 /// Name of the symlink to the live release inside an export directory.
@@ -106,59 +106,64 @@ pub const CURRENT_LINK: &str = "current";
 /// Longest escaped file stem kept as is; longer ones are hashed.
 pub const MAX_STEM_LEN: usize = 200;
 
-/// The loan months the feed was computed from, both ends included.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-#[serde(deny_unknown_fields)]
-pub struct Window {
-    /// First month, `"YYYY-MM"`.
-    pub first: String,
-    /// Last month, `"YYYY-MM"`.
-    pub last: String,
+/// How a feed's titles are spread over files.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `titles/<stem>.json`, one file per title with related titles.
+    Titles,
+    /// `shards/<name>.json`, every one of `2^shard_bits` files.
+    Shards,
 }
 
-/// Contents of `index.json`: how the feed was made and how many titles it has.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+impl Layout {
+    /// The name used in `index.json` and in pipeline files.
+    pub fn name(self) -> &'static str {
+        match self {
+            Layout::Titles => "titles",
+            Layout::Shards => "shards",
+        }
+    }
+}
+
+/// Contents of `index.json`: what a consumer needs to find a title's list,
+/// and nothing that only helps an attacker (no window, no thresholds, no
+/// counts).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct FeedIndex {
     /// Feed format version, [`SCHEMA_VERSION`].
     pub schema_version: u32,
-    /// Loan months the feed was computed from.
-    pub window: Window,
-    /// Association measure that ranks related titles (`"llr"`, `"jaccard"`,
-    /// `"cosine"`, `"lift"` or `"count"`).
-    pub measure: String,
-    /// Every published pair was borrowed by at least this many distinct borrowers.
-    pub min_support: u32,
-    /// Most titles one borrower contributed to the counts.
-    pub max_titles_per_borrower: u32,
-    /// Most related titles listed per title.
-    pub max_related: u32,
-    /// Number of titles with related titles: files in `titles/` (version 1)
-    /// or entries over all shards (version 2).
-    pub titles: u64,
-    /// Version 2 only: titles are spread over `2^shard_bits` shard files.
+    /// How titles are spread over files.
+    pub layout: Layout,
+    /// [`Layout::Shards`] only: titles are spread over `2^shard_bits` files.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard_bits: Option<u32>,
+    /// Most related titles listed per title.
+    pub max_related: u32,
+    /// The month the lists were made for, `"YYYY-MM"` (the month after the
+    /// last month of loans they were computed from).
+    pub updated: String,
 }
 
 /// Contents of one `titles/<stem>.json` file: a title and its related titles.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct TitleFeed {
     /// Feed format version, [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// Catalogue identifier of the title.
     pub title: String,
-    /// Related titles, best first.
-    pub related: Vec<RelatedTitle>,
+    /// Identifiers of related titles, best first; never empty.
+    pub related: Vec<String>,
 }
 
-/// Contents of one version 2 `shards/<name>.json` file: the titles whose id
-/// hashes to this shard, in byte order of their ids.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+/// Contents of one `shards/<name>.json` file: the titles whose id hashes to
+/// this shard, in byte order of their ids.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShardFeed {
-    /// Feed format version, [`SHARDED_SCHEMA_VERSION`].
+    /// Feed format version, [`SCHEMA_VERSION`].
     pub schema_version: u32,
     /// The shard's name, as in its file name ([`shard_name`]).
     pub shard: String,
@@ -167,23 +172,13 @@ pub struct ShardFeed {
 }
 
 /// One title of a shard file and its related titles.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct ShardTitle {
     /// Catalogue identifier of the title.
     pub title: String,
-    /// Related titles, best first; never empty.
-    pub related: Vec<RelatedTitle>,
-}
-
-/// One related title and its score under the feed's measure (higher is closer).
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct RelatedTitle {
-    /// Catalogue identifier of the related title.
-    pub title: String,
-    /// Association score; only the order within one list is meaningful.
-    pub score: f64,
+    /// Identifiers of related titles, best first; never empty.
+    pub related: Vec<String>,
 }
 
 /// Errors from opening a feed; each names the file and the reason, never a title.
@@ -196,6 +191,7 @@ pub enum FeedError {
         /// The file or directory.
         path: PathBuf,
         /// The I/O error.
+        #[source]
         source: std::io::Error,
     },
     /// A file is not valid JSON or does not match the feed format.
@@ -204,6 +200,7 @@ pub enum FeedError {
         /// The file.
         path: PathBuf,
         /// The parse error (line and column).
+        #[source]
         source: serde_json::Error,
     },
     /// A file has a format version this crate does not read, or one that
@@ -217,9 +214,9 @@ pub enum FeedError {
         /// Version expected: the index's, or the newest this crate reads.
         expected: u32,
     },
-    /// `shard_bits` is missing from a version 2 index, present in a version
-    /// 1 index, or above [`MAX_SHARD_BITS`].
-    #[error("{path}: shard_bits does not fit schema_version {version}")]
+    /// `shard_bits` is missing from a sharded index, present in a per-title
+    /// one, or above [`MAX_SHARD_BITS`].
+    #[error("{path}: shard_bits does not fit the layout of schema_version {version}")]
     ShardBits {
         /// The index file.
         path: PathBuf,
@@ -236,6 +233,21 @@ pub enum FeedError {
         /// What is wrong (never a title).
         reason: &'static str,
     },
+    /// A title's list is empty, longer than the index's `max_related`,
+    /// repeats a title or names the title itself.
+    #[error("{path}: {reason}")]
+    BadList {
+        /// The title or shard file.
+        path: PathBuf,
+        /// What is wrong (never a title).
+        reason: &'static str,
+    },
+    /// The index's `updated` month is not of the form `YYYY-MM`.
+    #[error("{path}: updated is not a month of the form YYYY-MM")]
+    BadMonth {
+        /// The index file.
+        path: PathBuf,
+    },
     /// The path holds neither an export, a release nor a feed directory.
     #[error(
         "{path}: no feed found (expected {INDEX_FILE}, {FEED_DIR}/{INDEX_FILE} or {CURRENT_LINK}/{FEED_DIR}/{INDEX_FILE})"
@@ -250,7 +262,8 @@ pub enum FeedError {
         /// The file.
         path: PathBuf,
     },
-    /// A title or shard file holds a score that is not a finite number.
+    /// A version 1 or 2 title or shard file holds a score that is not a
+    /// finite number.
     #[error("{path}: related entry {entry} has a score that is not a finite number")]
     BadScore {
         /// The file.
@@ -258,7 +271,8 @@ pub enum FeedError {
         /// Index of the entry in `related`.
         entry: usize,
     },
-    /// The number of titles found differs from the count in the index.
+    /// The number of titles found differs from the count in a version 1 or
+    /// 2 index.
     #[error("{path}: index lists {expected} titles but {found} were found")]
     TitleCount {
         /// The feed directory.
@@ -387,6 +401,29 @@ pub fn shard_name(shard: u32, bits: u32) -> String {
     format!("{shard:0width$x}")
 }
 
+/// Whether `text` is a month of the form `YYYY-MM` (01 to 12).
+pub fn is_month(text: &str) -> bool {
+    let b = text.as_bytes();
+    b.len() == 7
+        && b[4] == b'-'
+        && b[..4].iter().chain(&b[5..]).all(u8::is_ascii_digit)
+        && matches!(text[5..].parse::<u8>(), Ok(1..=12))
+}
+
+/// The month after `month` (`"YYYY-MM"`), or `None` if it is not a month.
+pub fn next_month(month: &str) -> Option<String> {
+    if !is_month(month) {
+        return None;
+    }
+    let year: u32 = month[..4].parse().ok()?;
+    let m: u32 = month[5..].parse().ok()?;
+    Some(if m == 12 {
+        format!("{:04}-01", year + 1)
+    } else {
+        format!("{year:04}-{:02}", m + 1)
+    })
+}
+
 /// A whole feed loaded into memory, for microsecond lookups.
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -399,41 +436,40 @@ pub struct Feed {
 
 impl Feed {
     /// Opens a published output: accepts the export directory (follows
-    /// `current`), a release directory, or a feed directory.
+    /// `current`), a release directory, or a feed directory (such as the
+    /// export directory's `feed` link, the directory a web server serves).
     ///
     /// Loads `index.json` and every title or shard file, checking the format
     /// version, that each title is in the file its id names (its file stem,
-    /// or its shard), that scores are finite and that the number of titles
-    /// matches the index. Both layouts are read, so a catalogue keeps working
-    /// when an export switches `feed_layout` (or rolls back across it).
+    /// or its shard) and that every list is non-empty, at most `max_related`
+    /// long and free of repeats. Both layouts and the older versions 1 and
+    /// 2 are read, so a catalogue keeps working when an export switches
+    /// layout (or rolls back across a format change).
     ///
     /// ```
-    /// use alsoborrowed_feed::{Feed, FeedIndex, RelatedTitle, TitleFeed, Window, file_stem};
+    /// use alsoborrowed_feed::{Feed, FeedIndex, Layout, TitleFeed, file_stem};
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let dir = tempfile::tempdir()?;
     /// let feed_dir = dir.path();
     /// let index = FeedIndex {
     ///     schema_version: alsoborrowed_feed::SCHEMA_VERSION,
-    ///     window: Window { first: "2024-01".into(), last: "2024-12".into() },
-    ///     measure: "llr".into(),
-    ///     min_support: 5,
-    ///     max_titles_per_borrower: 100,
-    ///     max_related: 20,
-    ///     titles: 1,
+    ///     layout: Layout::Titles,
     ///     shard_bits: None,
+    ///     max_related: 20,
+    ///     updated: "2025-01".into(),
     /// };
     /// std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
     /// let title = TitleFeed {
     ///     schema_version: alsoborrowed_feed::SCHEMA_VERSION,
     ///     title: "ISBN 978/1".into(),
-    ///     related: vec![RelatedTitle { title: "b42".into(), score: 12.5 }],
+    ///     related: vec!["b42".into()],
     /// };
     /// std::fs::create_dir(feed_dir.join("titles"))?;
     /// let file = feed_dir.join("titles").join(format!("{}.json", file_stem(&title.title)));
     /// std::fs::write(file, serde_json::to_vec(&title)?)?;
     ///
     /// let feed = Feed::open(feed_dir)?;
-    /// assert_eq!(feed.index().measure, "llr");
+    /// assert_eq!(feed.index().updated, "2025-01");
     /// assert_eq!(feed.titles().collect::<Vec<_>>(), ["ISBN 978/1"]);
     /// # Ok(())
     /// # }
@@ -441,36 +477,46 @@ impl Feed {
     pub fn open(path: &Path) -> Result<Feed, FeedError> {
         let dir = Self::feed_dir(path)?;
         let index_path = dir.join(INDEX_FILE);
-        let index: FeedIndex = read_json(&index_path)?;
-        let mut titles = match (index.schema_version, index.shard_bits) {
-            (SCHEMA_VERSION, None) => read_title_files(&dir, &index)?,
-            (SHARDED_SCHEMA_VERSION, Some(bits)) if bits <= MAX_SHARD_BITS => {
-                read_shard_files(&dir, bits)?
+        let bytes = read_bytes(&index_path)?;
+        #[derive(Deserialize)]
+        struct Version {
+            schema_version: u32,
+        }
+        let version: Version = parse_json(&index_path, &bytes)?;
+        let (index, mut titles) = match version.schema_version {
+            SCHEMA_VERSION => {
+                let index: FeedIndex = parse_json(&index_path, &bytes)?;
+                if !is_month(&index.updated) {
+                    return Err(FeedError::BadMonth { path: index_path });
+                }
+                let titles = match (index.layout, index.shard_bits) {
+                    (Layout::Titles, None) => read_title_files(&dir, &index)?,
+                    (Layout::Shards, Some(bits)) if bits <= MAX_SHARD_BITS => {
+                        read_shard_files(&dir, &index, bits)?
+                    }
+                    _ => {
+                        return Err(FeedError::ShardBits {
+                            path: index_path,
+                            version: SCHEMA_VERSION,
+                        });
+                    }
+                };
+                (index, titles)
             }
-            (v @ (SCHEMA_VERSION | SHARDED_SCHEMA_VERSION), _) => {
-                return Err(FeedError::ShardBits {
-                    path: index_path,
-                    version: v,
-                });
+            legacy::TITLES_SCHEMA_VERSION | legacy::SHARDED_SCHEMA_VERSION => {
+                legacy::read(&dir, &index_path, &bytes)?
             }
-            (found, _) => {
+            found => {
                 return Err(FeedError::SchemaVersion {
                     path: index_path,
                     found,
-                    expected: SHARDED_SCHEMA_VERSION,
+                    expected: SCHEMA_VERSION,
                 });
             }
         };
-        if titles.len() as u64 != index.titles {
-            return Err(FeedError::TitleCount {
-                path: dir,
-                expected: index.titles,
-                found: titles.len() as u64,
-            });
-        }
         titles.sort_unstable_by(|a, b| a.title.cmp(&b.title));
-        // Distinct file names and stem injectivity (version 1), or distinct
-        // titles within a shard and one shard per title (version 2), make
+        // Distinct file names and stem injectivity (per-title layout), or
+        // distinct titles within a shard and one shard per title, make
         // titles distinct.
         let by_title = titles
             .iter()
@@ -504,7 +550,9 @@ impl Feed {
         })
     }
 
-    /// How the feed was made: window, measure and thresholds.
+    /// The feed's index: format version, layout, list length and month. For
+    /// a version 1 or 2 feed, the equivalent (with `updated` the month after
+    /// its window and `schema_version` as found).
     pub fn index(&self) -> &FeedIndex {
         &self.index
     }
@@ -519,36 +567,31 @@ impl Feed {
     ///
     /// ```
     /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// # use alsoborrowed_feed::{FeedIndex, RelatedTitle, TitleFeed, Window, file_stem, SCHEMA_VERSION};
+    /// # use alsoborrowed_feed::{FeedIndex, Layout, TitleFeed, file_stem, SCHEMA_VERSION};
     /// # let tmp = tempfile::tempdir()?;
     /// # let export_dir = tmp.path();
     /// # let feed_dir = export_dir.join("feed");
     /// # std::fs::create_dir_all(feed_dir.join("titles"))?;
-    /// # let rel = |t: &str, score: f64| RelatedTitle { title: t.into(), score };
     /// # let files = [
     /// #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788702173512".into(),
-    /// #         related: vec![rel("9788711321683", 31.5), rel("9788702284799", 12.25)] },
+    /// #         related: vec!["9788711321683".into(), "9788702284799".into()] },
     /// #     TitleFeed { schema_version: SCHEMA_VERSION, title: "9788711321683".into(),
-    /// #         related: vec![rel("9788702173512", 31.5)] },
+    /// #         related: vec!["9788702173512".into()] },
     /// # ];
     /// # for f in &files {
     /// #     let name = format!("{}.json", file_stem(&f.title));
     /// #     std::fs::write(feed_dir.join("titles").join(name), serde_json::to_vec(f)?)?;
     /// # }
-    /// # let index = FeedIndex { schema_version: SCHEMA_VERSION,
-    /// #     window: Window { first: "2024-01".into(), last: "2024-12".into() },
-    /// #     measure: "llr".into(), min_support: 5, max_titles_per_borrower: 100,
-    /// #     max_related: 20, titles: 2, shard_bits: None };
+    /// # let index = FeedIndex { schema_version: SCHEMA_VERSION, layout: Layout::Titles,
+    /// #     shard_bits: None, max_related: 20, updated: "2025-01".into() };
     /// # std::fs::write(feed_dir.join("index.json"), serde_json::to_vec(&index)?)?;
     /// let feed = alsoborrowed_feed::Feed::open(export_dir)?;
-    /// let top = feed.similar("9788702173512", 1);
-    /// assert_eq!(top.len(), 1);
-    /// assert_eq!(top[0].title, "9788711321683");
+    /// assert_eq!(feed.similar("9788702173512", 1), ["9788711321683"]);
     /// assert!(feed.similar("not in the catalogue", 10).is_empty());
     /// # Ok(())
     /// # }
     /// ```
-    pub fn similar(&self, title: &str, n: usize) -> &[RelatedTitle] {
+    pub fn similar(&self, title: &str, n: usize) -> &[String] {
         match self.by_title.get(title) {
             Some(&i) => {
                 let related = &self.titles[i].related;
@@ -574,15 +617,23 @@ impl Feed {
     }
 }
 
-fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, FeedError> {
-    let bytes = std::fs::read(path).map_err(|source| FeedError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    serde_json::from_slice(&bytes).map_err(|source| FeedError::Json {
+fn read_bytes(path: &Path) -> Result<Vec<u8>, FeedError> {
+    std::fs::read(path).map_err(|source| FeedError::Io {
         path: path.to_path_buf(),
         source,
     })
+}
+
+fn parse_json<'a, T: Deserialize<'a>>(path: &Path, bytes: &'a [u8]) -> Result<T, FeedError> {
+    serde_json::from_slice(bytes).map_err(|source| FeedError::Json {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T, FeedError> {
+    let bytes = read_bytes(path)?;
+    parse_json(path, &bytes)
 }
 
 fn check_version(path: &Path, found: u32, expected: u32) -> Result<(), FeedError> {
@@ -597,14 +648,38 @@ fn check_version(path: &Path, found: u32, expected: u32) -> Result<(), FeedError
     }
 }
 
-/// The titles of a version 1 feed: one file per title in `titles/`.
-fn read_title_files(dir: &Path, index: &FeedIndex) -> Result<Vec<ShardTitle>, FeedError> {
+/// Why a published list breaks the format, if it does: empty, longer than
+/// `max_related`, naming its own title, or repeating a title. Shared with
+/// the exporter's check so both hold lists to the same rule.
+pub fn list_problem(title: &str, related: &[String], max_related: u32) -> Option<&'static str> {
+    if related.is_empty() {
+        return Some("a title has no related titles");
+    }
+    if related.len() as u64 > u64::from(max_related) {
+        return Some("a list is longer than max_related");
+    }
+    if related.iter().any(|r| r == title) {
+        return Some("a title is listed as related to itself");
+    }
+    let mut seen: Vec<&str> = related.iter().map(String::as_str).collect();
+    seen.sort_unstable();
+    if seen.windows(2).any(|w| w[0] == w[1]) {
+        return Some("a list repeats a title");
+    }
+    None
+}
+
+/// Calls `each` on every entry of the per-title directory `titles/`, with
+/// its path and file stem, skipping dot files (editors and rsync leave
+/// them). A missing directory is an empty feed.
+pub(crate) fn for_each_title_file(
+    dir: &Path,
+    mut each: impl FnMut(PathBuf, &str) -> Result<(), FeedError>,
+) -> Result<(), FeedError> {
     let titles_dir = dir.join(TITLES_DIR);
-    let mut titles = Vec::new();
     let entries = match std::fs::read_dir(&titles_dir) {
-        Ok(e) => Some(e),
-        // A feed with no related titles at all may have no titles/ directory.
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && index.titles == 0 => None,
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(source) => {
             return Err(FeedError::Io {
                 path: titles_dir,
@@ -612,7 +687,7 @@ fn read_title_files(dir: &Path, index: &FeedIndex) -> Result<Vec<ShardTitle>, Fe
             });
         }
     };
-    for entry in entries.into_iter().flatten() {
+    for entry in entries {
         let entry = entry.map_err(|source| FeedError::Io {
             path: titles_dir.clone(),
             source,
@@ -621,37 +696,72 @@ fn read_title_files(dir: &Path, index: &FeedIndex) -> Result<Vec<ShardTitle>, Fe
         let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
             return Err(FeedError::MisnamedTitleFile { path });
         };
-        // Editors and rsync leave dot files; they are never feed files.
         if name.starts_with('.') {
             continue;
         }
         let Some(stem) = name.strip_suffix(".json") else {
             return Err(FeedError::MisnamedTitleFile { path });
         };
+        each(path.clone(), stem)?;
+    }
+    Ok(())
+}
+
+/// The titles of a per-title feed: one file per title in `titles/`.
+fn read_title_files(dir: &Path, index: &FeedIndex) -> Result<Vec<ShardTitle>, FeedError> {
+    let mut titles = Vec::new();
+    for_each_title_file(dir, |path, stem| {
         let feed: TitleFeed = read_json(&path)?;
         check_version(&path, feed.schema_version, SCHEMA_VERSION)?;
         if file_stem(&feed.title) != stem {
             return Err(FeedError::MisnamedTitleFile { path });
         }
-        check_scores(&path, &feed.related)?;
+        if let Some(reason) = list_problem(&feed.title, &feed.related, index.max_related) {
+            return Err(FeedError::BadList { path, reason });
+        }
         titles.push(ShardTitle {
             title: feed.title,
             related: feed.related,
         });
-    }
+        Ok(())
+    })?;
     Ok(titles)
 }
 
-/// The titles of a version 2 feed: every one of the `2^bits` shard files
-/// must be there, so a missing file is an error, not "no titles".
-fn read_shard_files(dir: &Path, bits: u32) -> Result<Vec<ShardTitle>, FeedError> {
+/// Why a shard file's titles break the layout, if they do: out of byte
+/// order or repeated, or hashing to another shard.
+pub fn shard_problem<'a>(
+    titles: impl IntoIterator<Item = &'a str>,
+    shard: u32,
+    bits: u32,
+) -> Option<&'static str> {
+    let mut last: Option<&str> = None;
+    for t in titles {
+        if last.is_some_and(|l| l >= t) {
+            return Some("titles are not in byte order or repeat");
+        }
+        if shard_of(t, bits) != shard {
+            return Some("a title belongs to another shard");
+        }
+        last = Some(t);
+    }
+    None
+}
+
+/// The titles of a sharded feed: every one of the `2^bits` shard files must
+/// be there, so a missing file is an error, not "no titles".
+fn read_shard_files(
+    dir: &Path,
+    index: &FeedIndex,
+    bits: u32,
+) -> Result<Vec<ShardTitle>, FeedError> {
     let shards_dir = dir.join(SHARDS_DIR);
     let mut titles = Vec::new();
     for shard in 0..1u32 << bits {
         let name = shard_name(shard, bits);
         let path = shards_dir.join(format!("{name}.json"));
         let feed: ShardFeed = read_json(&path)?;
-        check_version(&path, feed.schema_version, SHARDED_SCHEMA_VERSION)?;
+        check_version(&path, feed.schema_version, SCHEMA_VERSION)?;
         let bad = |reason| FeedError::BadShard {
             path: path.clone(),
             reason,
@@ -659,52 +769,28 @@ fn read_shard_files(dir: &Path, bits: u32) -> Result<Vec<ShardTitle>, FeedError>
         if feed.shard != name {
             return Err(bad("the shard field does not match the file name"));
         }
-        if feed.titles.windows(2).any(|w| w[0].title >= w[1].title) {
-            return Err(bad("titles are not in byte order or repeat"));
+        if let Some(reason) =
+            shard_problem(feed.titles.iter().map(|t| t.title.as_str()), shard, bits)
+        {
+            return Err(bad(reason));
         }
         for t in &feed.titles {
-            if shard_of(&t.title, bits) != shard {
-                return Err(bad("a title belongs to another shard"));
+            if let Some(reason) = list_problem(&t.title, &t.related, index.max_related) {
+                return Err(FeedError::BadList {
+                    path: path.clone(),
+                    reason,
+                });
             }
-            if t.related.is_empty() {
-                return Err(bad("a title has no related titles"));
-            }
-            check_scores(&path, &t.related)?;
         }
         titles.extend(feed.titles);
     }
     Ok(titles)
 }
 
-fn check_scores(path: &Path, related: &[RelatedTitle]) -> Result<(), FeedError> {
-    match related.iter().position(|r| !r.score.is_finite()) {
-        Some(entry) => Err(FeedError::BadScore {
-            path: path.to_path_buf(),
-            entry,
-        }),
-        None => Ok(()),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
-
-    proptest! {
-        // Catalogue software must read back exactly the score that was published
-        // (serde_json needs its `float_roundtrip` feature for that).
-        #[test]
-        fn scores_round_trip_exactly_through_json(score in proptest::num::f64::POSITIVE | proptest::num::f64::NORMAL) {
-            let feed = TitleFeed {
-                schema_version: SCHEMA_VERSION,
-                title: "t".into(),
-                related: vec![RelatedTitle { title: "u".into(), score }],
-            };
-            let back: TitleFeed = serde_json::from_str(&serde_json::to_string(&feed).unwrap()).unwrap();
-            prop_assert_eq!(back.related[0].score.to_bits(), score.to_bits());
-        }
-    }
 
     #[test]
     fn stem_examples() {
@@ -744,7 +830,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_rejected() {
-        let text = r#"{"schema_version":1,"title":"a","related":[],"borrower":"x"}"#;
+        let text = r#"{"schema_version":3,"title":"a","related":[],"borrower":"x"}"#;
         assert!(serde_json::from_str::<TitleFeed>(text).is_err());
     }
 

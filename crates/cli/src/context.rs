@@ -76,6 +76,20 @@ impl Context {
         Ok(self.this_month()?.plus(1 - months)?)
     }
 
+    /// Refuses a `--today` after the system date for `what`: a window that
+    /// ends in months that have not happened would replace the live feed
+    /// with lists of a future that has no loans yet.
+    pub fn refuse_future_today(&self, what: &str) -> Result<()> {
+        if self.today > jiff::Zoned::now().date() {
+            anyhow::bail!(
+                "--today {} is after the system date; {what} would publish a window of months that \
+                 have not happened. Leave out --today, or give a date that has passed",
+                self.today
+            );
+        }
+        Ok(())
+    }
+
     /// The scoring window: whole calendar months only, ending with the last
     /// complete month (or the pipeline's fixed `engine.window_end`).
     pub fn window(&self, p: &Pipeline) -> Result<(LoanMonth, LoanMonth)> {

@@ -12,8 +12,9 @@ use crate::context::Busy;
 
 /// Mode of directories holding personal data (outbox).
 pub(crate) const PRIVATE_DIR: u32 = 0o700;
-/// Mode of the published output directory: served, holds no personal data.
-pub(crate) const SERVED_DIR: u32 = 0o755;
+/// Mode of the published output directory: a web server passes through it
+/// to the served `feed` link, but cannot list it.
+pub(crate) const SERVED_DIR: u32 = 0o711;
 
 /// An exclusive advisory lock held until dropped.
 pub(crate) struct RunLock {
@@ -22,7 +23,7 @@ pub(crate) struct RunLock {
 
 impl RunLock {
     /// Takes the lock file `dir/LOCK` without waiting, creating a missing
-    /// `dir` with `dir_mode` (0700 for private data, 0755 for a directory
+    /// `dir` with `dir_mode` (0700 for private data, 0711 for a directory
     /// that a web server must traverse).
     pub fn acquire(dir: &Path, what: &'static str, dir_mode: u32) -> Result<RunLock> {
         if !dir.exists() {

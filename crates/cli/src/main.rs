@@ -10,6 +10,7 @@ mod commands;
 mod context;
 mod links;
 mod lock;
+mod refusals;
 
 // mimalloc instead of glibc's malloc: `run` on 10M loans took 8.7-9.6 s of
 // user CPU instead of 10.5-12.1 s (alternating runs, benches/RESULTS.md),

@@ -469,13 +469,14 @@ pub struct Export {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum FeedLayout {
-    /// One file per title, `feed/titles/<stem>.json` (feed schema_version 1):
-    /// the simplest to serve and fetch.
-    #[default]
+    /// One file per title, `feed/titles/<stem>.json`: a request names the
+    /// title a visitor looks at, and a national feed is 10^5 files or more.
     Titles,
-    /// Titles grouped by a hash of their id into `feed/shards/<name>.json`
-    /// (feed schema_version 2): about 30 titles per file, so a national feed
-    /// of 10^5 to 10^6 titles is thousands of files, not hundreds of thousands.
+    /// Titles grouped by a hash of their id into `feed/shards/<name>.json`,
+    /// about 30 titles per file: a request names a shard, not a title, and a
+    /// national feed of 10^5 to 10^6 titles is thousands of files, not
+    /// hundreds of thousands. The default.
+    #[default]
     Shards,
 }
 

@@ -9,6 +9,7 @@ use arrow_array::{Array, ArrayRef, Float64Array, RecordBatch, StringArray};
 use arrow_schema::{DataType, Field, Schema};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_writer::ArrowWriterOptions;
 use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sha2::{Digest, Sha256};
@@ -23,27 +24,34 @@ pub(crate) struct Row<'a> {
     pub score: f64,
 }
 
-const CSV_HEADER: [&str; 3] = ["title_a", "title_b", "score"];
+/// Header of `pairs.csv`.
+pub(crate) const CSV_HEADER: [&str; 3] = ["title_a", "title_b", "score"];
+
+/// Columns of `pairs.parquet`, in order.
+pub(crate) const PARQUET_COLUMNS: [(&str, DataType); 3] = [
+    ("title_a", DataType::Utf8),
+    ("title_b", DataType::Utf8),
+    ("score", DataType::Float64),
+];
+
+/// `created_by` of `pairs.parquet`: a fixed writer name instead of one
+/// carrying the library version, so that a dependency bump alone does not
+/// make a new release.
+pub(crate) const CREATED_BY: &str = "alsoborrowed publish";
 
 fn schema() -> Arc<Schema> {
-    Arc::new(Schema::new(vec![
-        Field::new("title_a", DataType::Utf8, false),
-        Field::new("title_b", DataType::Utf8, false),
-        Field::new("score", DataType::Float64, false),
-    ]))
-}
-
-/// An encoded `pairs.parquet` and the strings its footer holds.
-pub(crate) struct EncodedParquet {
-    /// The file's bytes.
-    pub bytes: Vec<u8>,
-    /// Column names, `created_by` and key-value metadata as written, so the
-    /// privacy check can scan them without decoding `bytes` again.
-    pub meta_values: Vec<String>,
+    Arc::new(Schema::new(
+        PARQUET_COLUMNS
+            .iter()
+            .map(|(name, ty)| Field::new(*name, ty.clone(), false))
+            .collect::<Vec<_>>(),
+    ))
 }
 
 /// `pairs.parquet`: fixed writer properties, so equal rows give equal bytes.
-pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<EncodedParquet, PublishError> {
+/// No statistics and no embedded Arrow schema: the footer holds nothing but
+/// the three column names and [`CREATED_BY`], which the check accounts for.
+pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<Vec<u8>, PublishError> {
     let encode = |e: &dyn std::fmt::Display| PublishError::Encode {
         file: "pairs.parquet",
         reason: e.to_string(),
@@ -55,48 +63,31 @@ pub(crate) fn parquet_bytes(rows: &[Row<'_>]) -> Result<EncodedParquet, PublishE
     let batch = RecordBatch::try_new(schema(), columns).map_err(|e| encode(&e))?;
     let props = WriterProperties::builder()
         .set_compression(Compression::SNAPPY)
-        // A fixed writer name instead of one carrying the library version,
-        // so that a dependency bump alone does not make a new release.
-        .set_created_by("alsoborrowed publish".to_owned())
-        .set_statistics_enabled(EnabledStatistics::Chunk)
+        .set_created_by(CREATED_BY.to_owned())
+        .set_statistics_enabled(EnabledStatistics::None)
         .build();
+    let options = ArrowWriterOptions::new()
+        .with_properties(props)
+        .with_skip_arrow_metadata(true);
     let mut buf = Vec::new();
     let mut writer =
-        ArrowWriter::try_new(&mut buf, schema(), Some(props)).map_err(|e| encode(&e))?;
+        ArrowWriter::try_new_with_options(&mut buf, schema(), options).map_err(|e| encode(&e))?;
     writer.write(&batch).map_err(|e| encode(&e))?;
-    let written = writer.close().map_err(|e| encode(&e))?;
-    let meta = written.file_metadata();
-    let mut meta_values: Vec<String> = schema().fields().iter().map(|f| f.name().clone()).collect();
-    meta_values.extend(meta.created_by().map(str::to_owned));
-    for kv in meta.key_value_metadata().into_iter().flatten() {
-        meta_values.push(kv.key.clone());
-        meta_values.extend(kv.value.clone());
-    }
-    Ok(EncodedParquet {
-        bytes: buf,
-        meta_values,
-    })
+    writer.close().map_err(|e| encode(&e))?;
+    Ok(buf)
 }
 
-/// Reads `pairs.parquet` back into rows, calling `visit` on every value
-/// [`visit_parquet_values`] would visit, in one decoding pass.
-pub(crate) fn read_parquet(
-    path: &Path,
-    visit: &mut impl FnMut(&[u8]),
-) -> Result<Vec<Row<'static>>, PublishError> {
-    let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+/// Decodes `pairs.parquet` (`bytes`, read from `path`) into rows.
+pub(crate) fn read_parquet(path: &Path, bytes: &[u8]) -> Result<Vec<Row<'static>>, PublishError> {
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let builder = ParquetRecordBatchReaderBuilder::try_new(data)
         .map_err(|e| PublishError::unreadable(path, e))?;
-    visit_parquet_meta(&builder, visit);
     let reader = builder
         .build()
         .map_err(|e| PublishError::unreadable(path, e))?;
     let mut rows = Vec::new();
     for batch in reader {
         let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
-        for col in batch.columns() {
-            visit_array(col.as_ref(), visit);
-        }
         let column = |name: &str| {
             batch
                 .column_by_name(name)
@@ -132,80 +123,6 @@ pub(crate) fn read_parquet(
         }
     }
     Ok(rows)
-}
-
-/// Calls `visit` on every string and binary value, column name and metadata
-/// value of a Parquet file, whatever its schema.
-pub(crate) fn visit_parquet_values(
-    path: &Path,
-    visit: &mut impl FnMut(&[u8]),
-) -> Result<(), PublishError> {
-    let file = std::fs::File::open(path).map_err(|e| PublishError::io(path, e))?;
-    let builder = ParquetRecordBatchReaderBuilder::try_new(file)
-        .map_err(|e| PublishError::unreadable(path, e))?;
-    visit_parquet_meta(&builder, visit);
-    let reader = builder
-        .build()
-        .map_err(|e| PublishError::unreadable(path, e))?;
-    for batch in reader {
-        let batch = batch.map_err(|e| PublishError::unreadable(path, e))?;
-        for col in batch.columns() {
-            visit_array(col.as_ref(), visit);
-        }
-    }
-    Ok(())
-}
-
-/// Calls `visit` on the key-value metadata, `created_by` and column names.
-fn visit_parquet_meta(
-    builder: &ParquetRecordBatchReaderBuilder<std::fs::File>,
-    visit: &mut impl FnMut(&[u8]),
-) {
-    let meta = builder.metadata().file_metadata();
-    for kv in meta.key_value_metadata().into_iter().flatten() {
-        visit(kv.key.as_bytes());
-        if let Some(v) = &kv.value {
-            visit(v.as_bytes());
-        }
-    }
-    if let Some(c) = meta.created_by() {
-        visit(c.as_bytes());
-    }
-    for f in builder.schema().fields() {
-        visit(f.name().as_bytes());
-    }
-}
-
-fn visit_array(col: &dyn Array, visit: &mut impl FnMut(&[u8])) {
-    if let Some(a) = col.as_string_opt::<i32>() {
-        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
-    } else if let Some(a) = col.as_string_opt::<i64>() {
-        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
-    } else if let Some(a) = col.as_binary_opt::<i32>() {
-        a.iter().flatten().for_each(&mut *visit);
-    } else if let Some(a) = col.as_binary_opt::<i64>() {
-        a.iter().flatten().for_each(&mut *visit);
-    } else if let Some(a) = col.as_string_view_opt() {
-        a.iter().flatten().for_each(|v| visit(v.as_bytes()));
-    } else if let Some(a) = col.as_binary_view_opt() {
-        a.iter().flatten().for_each(&mut *visit);
-    } else if let Some(a) = col.as_fixed_size_binary_opt() {
-        a.iter().flatten().for_each(&mut *visit);
-    } else if let Some(a) = col.as_struct_opt() {
-        a.columns()
-            .iter()
-            .for_each(|c| visit_array(c.as_ref(), visit));
-    } else if let Some(a) = col.as_list_opt::<i32>() {
-        visit_array(a.values().as_ref(), visit);
-    } else if let Some(a) = col.as_list_opt::<i64>() {
-        visit_array(a.values().as_ref(), visit);
-    } else if let Some(a) = col.as_map_opt() {
-        visit_array(a.keys().as_ref(), visit);
-        visit_array(a.values().as_ref(), visit);
-    } else if let Some(a) = col.as_any_dictionary_opt() {
-        visit_array(a.values().as_ref(), visit);
-    }
-    // Numbers, booleans and dates cannot hold an identifier's text.
 }
 
 /// Bytes that make a spreadsheet read a cell as a formula, plus the quote
@@ -384,31 +301,10 @@ mod tests {
     #[test]
     fn parquet_round_trips_and_is_deterministic() {
         let rows = [row("a", "b", 0.5), row("a", "c", 0.25), row("b", "a", 0.5)];
-        let encoded = parquet_bytes(&rows).unwrap();
-        let bytes = encoded.bytes;
-        assert_eq!(bytes, parquet_bytes(&rows).unwrap().bytes);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("pairs.parquet");
-        std::fs::write(&path, &bytes).unwrap();
-        let mut seen_reading = Vec::new();
-        let read = read_parquet(&path, &mut |v| seen_reading.push(v.to_vec())).unwrap();
-        assert_eq!(read, rows);
-        let mut seen = Vec::new();
-        visit_parquet_values(&path, &mut |v| seen.push(v.to_vec())).unwrap();
-        for t in [&b"a"[..], b"b", b"c", b"title_a"] {
-            assert!(seen.iter().any(|s| s == t));
-        }
-        assert_eq!(seen_reading, seen);
-        // The footer strings the exporter scans are exactly those a reader sees.
-        let mut meta = encoded.meta_values;
-        meta.sort();
-        let mut from_file: Vec<String> = seen
-            .iter()
-            .filter(|v| !matches!(v.as_slice(), b"a" | b"b" | b"c"))
-            .map(|v| String::from_utf8(v.clone()).unwrap())
-            .collect();
-        from_file.sort();
-        assert_eq!(meta, from_file);
+        let bytes = parquet_bytes(&rows).unwrap();
+        assert_eq!(bytes, parquet_bytes(&rows).unwrap());
+        let path = Path::new("pairs.parquet");
+        assert_eq!(read_parquet(path, &bytes).unwrap(), rows);
     }
 
     #[test]

@@ -4,34 +4,35 @@
 //! [`export`] turns the engine's [`Related`] into a release directory
 //! `<out>/releases/<content-hash>/`:
 //!
-//! - `pairs.parquet`: columns `title_a` (Utf8), `title_b` (Utf8), `score`
-//!   (Float64), one row per published directed pair in [`Related`] order;
-//! - `pairs.csv`: the same rows with a header, RFC 4180 quoting and CRLF line
-//!   ends; a title starting with `=`, `+`, `-`, `@`, tab, CR or `'` gets a
-//!   leading `'` so that a spreadsheet shows it as text instead of running it
-//!   as a formula (the `'` itself is included so the escape is reversible);
-//! - `feed/index.json` and either `feed/titles/<file_stem>.json` (layout
-//!   `titles`, feed schema_version 1) or `feed/shards/<shard_name>.json`
-//!   (layout `shards`, schema_version 2): the feed read by
-//!   [`alsoborrowed_feed`].
+//! - `feed/`: the public feed read by [`alsoborrowed_feed`] (schema_version
+//!   3): `index.json` and either `shards/<shard_name>.json` (layout
+//!   `shards`, the default) or `titles/<file_stem>.json` (layout `titles`).
+//!   Lists carry title ids in rank order and nothing else: no score, count,
+//!   window or threshold from which a support count could be recomputed.
+//!   Files 0644, directories 0755: a web server serves it.
+//! - `pairs.parquet`, `pairs.csv` (all pairs with their scores) and
+//!   `release.json` (window, measure, thresholds, counts): for `verify` and
+//!   the library's own analysis, owner-only (0600), never served.
 //!
 //! Before anything is written, the encoded release is checked in memory
 //! (every pair's support is at least k, at most `max_related` pairs per
-//! title, and no file holds a [`Forbidden`] value) and refused on failure. Then the symlink
-//! `<out>/current` is switched atomically to the new release; the previous
-//! release is kept for a rollback and older ones are deleted. [`verify`]
-//! audits the live release independently of the engine.
-//!
-//! A release is meant to be served to the public and holds no personal data,
-//! so its files are 0644 and its directories 0755, whatever the umask.
+//! title, and every file and value is either part of the format or a title
+//! of the input, with no pseudonym or key byte anywhere: `check`) and
+//! refused on failure. Then the symlink `<out>/current` is switched
+//! atomically to the new release. `<out>/feed` is a fixed symlink to
+//! `current/feed`: the one directory to serve, which holds the live feed
+//! alone. The live release directory is 0711 (traversable, not listable);
+//! the previous release is kept for a rollback at 0700 and older ones are
+//! deleted. [`verify`] audits the live release independently of the engine.
 //!
 //! Architecture invariant: nothing here writes a borrower id, pseudonym or
-//! key byte anywhere, and errors carry counts, file names and row numbers,
-//! never a value.
+//! key byte anywhere, and errors carry counts, file names, field paths and
+//! row numbers, never a value.
 
 #[cfg(not(unix))]
 compile_error!("publish needs a Unix file system (symlinks, atomic rename over a symlink)");
 
+mod check;
 mod files;
 mod forbidden;
 
@@ -43,31 +44,47 @@ use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
 
 use alsoborrowed_feed::{
-    CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, SCHEMA_VERSION,
-    SHARDED_SCHEMA_VERSION, SHARDS_DIR, TITLES_DIR, Window, file_stem, shard_bits_for, shard_name,
-    shard_of,
+    CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, Layout, SCHEMA_VERSION,
+    SHARDS_DIR, TITLES_DIR, file_stem, next_month, shard_bits_for, shard_name, shard_of,
 };
 use engine::Related;
 use loans::{LoanMonth, Loans, Pseudonym};
 use pipeline::{FeedLayout, MIN_SUPPORT_FLOOR, Measure};
 use rayon::prelude::*;
 
-pub use forbidden::{FindingKind, Forbidden, SUBSTRING_ID_MIN};
+pub use check::{Finding, MANIFEST_FORMAT, ReleaseManifest};
+pub use forbidden::{FindingKind, Forbidden};
 
+use check::{Expected, FileFindings};
 use files::{ContentHash, Row};
 
 /// Directory of releases inside the output directory.
 pub const RELEASES_DIR: &str = "releases";
-/// File name of the Parquet export inside a release.
+/// File name of the Parquet export inside a release (owner-only).
 pub const PAIRS_PARQUET: &str = "pairs.parquet";
-/// File name of the CSV export inside a release.
+/// File name of the CSV export inside a release (owner-only).
 pub const PAIRS_CSV: &str = "pairs.csv";
+/// File name of a release's private manifest (owner-only).
+pub const RELEASE_MANIFEST: &str = "release.json";
+/// The served link inside the output directory: `feed -> current/feed`.
+pub const SERVED_LINK: &str = FEED_DIR;
 
 const STAGING_PREFIX: &str = ".staging-";
+/// Feed files: read by a web server running as another user.
 const FILE_MODE: u32 = 0o644;
+/// Feed directories.
 const DIR_MODE: u32 = 0o755;
+/// The pair files and the manifest: the library's own.
+const PRIVATE_FILE_MODE: u32 = 0o600;
+/// The live release and `releases/`: a web server may pass through to the
+/// feed but cannot list them.
+const TRAVERSE_MODE: u32 = 0o711;
+/// A release kept for a rollback, and a staging directory.
+const PRIVATE_DIR_MODE: u32 = 0o700;
 
-/// How an export was made: the window and the engine's parameters.
+/// How an export was made: the window and the engine's parameters. Kept in
+/// the private `release.json`; the public index holds only the layout, the
+/// list length and the month.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ExportMeta {
     /// First month of the scoring window.
@@ -98,11 +115,27 @@ pub enum ExportOutcome {
         titles: u64,
         /// Published directed pairs.
         pairs: u64,
+        /// Borrower ids that are also title ids of the input (published as
+        /// titles only, which is no leak; see [`Forbidden::identifiers_among`]).
+        ids_as_titles: u64,
     },
-    /// `current` already is a release with exactly these bytes; nothing changed.
+    /// `current` already is a release with exactly these bytes; nothing
+    /// changed (or, with `repaired`, its files had been changed on disk and
+    /// were written again).
     Unchanged {
         /// The release directory.
         release: PathBuf,
+        /// Borrower ids that are also title ids of the input.
+        ids_as_titles: u64,
+    },
+    /// `current` named a release with these bytes, but its files on disk
+    /// differed (changed, missing or added after publication); the release
+    /// was written again from the checked bytes.
+    Repaired {
+        /// The release directory.
+        release: PathBuf,
+        /// Borrower ids that are also title ids of the input.
+        ids_as_titles: u64,
     },
 }
 
@@ -113,12 +146,52 @@ pub struct VerifyReport {
     pub pairs_checked: u64,
     /// Smallest recounted support (0 when no pair is published).
     pub min_support_seen: u32,
-    /// Files of the release that were scanned.
+    /// Files of the release that were checked.
     pub files_scanned: u64,
 }
 
-/// Errors from exporting and verifying; they carry counts, paths and row
-/// numbers, never a title, identifier, pseudonym or key value.
+/// The findings of a failed check: how many, in how many files, and the
+/// first few (file, kind, place; never a value).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Findings {
+    /// Findings in all files.
+    pub total: u64,
+    /// Files with at least one finding.
+    pub files: u64,
+    /// The first findings, in path order.
+    pub first: Vec<Finding>,
+}
+
+impl Findings {
+    const KEPT: usize = 20;
+
+    fn add(&mut self, f: FileFindings) {
+        if f.total == 0 {
+            return;
+        }
+        self.total += f.total;
+        self.files += 1;
+        let room = Self::KEPT.saturating_sub(self.first.len());
+        self.first.extend(f.kept.into_iter().take(room));
+    }
+
+    /// One line naming the first finding and what to do about it.
+    pub fn summary(&self) -> String {
+        match self.first.first() {
+            None => "no forbidden or unexpected values".into(),
+            Some(f) => {
+                let more = match self.total - 1 {
+                    0 => String::new(),
+                    n => format!(" (and {n} more in {} file(s))", self.files),
+                };
+                format!("{f}{more}; fix: {}", f.kind.fix())
+            }
+        }
+    }
+}
+
+/// Errors from exporting and verifying; they carry counts, paths, field
+/// paths and row numbers, never a title, identifier, pseudonym or key value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum PublishError {
@@ -157,42 +230,67 @@ pub enum PublishError {
     },
     /// The release failed the privacy check and was not published.
     #[error(
-        "refusing to publish: {below_support} pairs below min support, {over_max_related} titles \
-         over max related, {findings} forbidden values found in {files_with_findings} files"
+        "refusing to publish: {}",
+        refusal(*below_support, *over_max_related, findings)
     )]
     CheckFailed {
         /// Pairs whose support is below k.
         below_support: u64,
         /// Titles with more than `max_related` related titles.
         over_max_related: u64,
-        /// (file, kind) findings of the forbidden scan.
-        findings: u64,
-        /// Files with at least one finding.
-        files_with_findings: u64,
+        /// What the value check found.
+        findings: Findings,
     },
     /// There is no live release to verify.
-    #[error("{path}: no current release")]
+    #[error("{path}: nothing published yet (no current release)")]
     NoRelease {
         /// The expected `current` link.
+        path: PathBuf,
+    },
+    /// The live release was made by a version without `release.json`.
+    #[error(
+        "{path}: the live release was made by an older version of alsoborrowed (no \
+         {RELEASE_MANIFEST}); run export once to publish it in the current format"
+    )]
+    OldRelease {
+        /// The release directory.
         path: PathBuf,
     },
     /// The live release failed the audit.
     #[error(
         "verification failed: {below_support} pairs below min support, {inconsistencies} \
-         disagreements between pairs.parquet, pairs.csv and the feed, {findings} forbidden values \
-         found, content hash {}",
-        if *content_hash_ok { "matches" } else { "does not match" }
+         disagreements between pairs.parquet, pairs.csv and the feed, content hash {}; {}",
+        if *content_hash_ok { "matches" } else { "does not match" },
+        findings.summary()
     )]
     VerifyFailed {
         /// Pairs whose recounted support is below k.
         below_support: u64,
         /// Rows or titles on which the release's files disagree.
         inconsistencies: u64,
-        /// (file, kind) findings of the forbidden scan.
-        findings: u64,
+        /// What the value check found.
+        findings: Findings,
         /// Whether the files still hash to the release's name.
         content_hash_ok: bool,
     },
+}
+
+fn refusal(below_support: u64, over_max_related: u64, findings: &Findings) -> String {
+    let mut parts = Vec::new();
+    if below_support > 0 {
+        parts.push(format!(
+            "{below_support} pairs below min_support (a bug in the engine; nothing was published)"
+        ));
+    }
+    if over_max_related > 0 {
+        parts.push(format!(
+            "{over_max_related} titles over max_related (a bug in the engine; nothing was published)"
+        ));
+    }
+    if findings.total > 0 {
+        parts.push(findings.summary());
+    }
+    parts.join("; ")
 }
 
 impl PublishError {
@@ -217,17 +315,31 @@ impl PublishError {
     }
 }
 
+/// The public index of a release made with `manifest`.
+fn feed_index(manifest: &ReleaseManifest) -> FeedIndex {
+    FeedIndex {
+        schema_version: SCHEMA_VERSION,
+        layout: manifest.layout,
+        shard_bits: manifest.shard_bits,
+        max_related: manifest.max_related,
+        updated: next_month(&manifest.window_last).unwrap_or_default(),
+    }
+}
+
 /// Builds, checks and atomically publishes a release under
-/// `<out>/releases/<content-hash>/`, then points `<out>/current` at it.
+/// `<out>/releases/<content-hash>/`, then points `<out>/current` at it and
+/// makes sure `<out>/feed` links to `current/feed`.
 ///
 /// The privacy check runs on the encoded files in memory, before anything
 /// is written: on a failure nothing is created or changed on disk and
-/// [`PublishError::CheckFailed`] reports counts only. Rebuilding the same
-/// input gives byte-identical files, and when `current` already holds them
-/// the result is [`ExportOutcome::Unchanged`] without any write. `out` and
-/// `out/releases` are created with mode 0755 if missing. One export per
-/// output directory at a time: stale staging directories of crashed runs
-/// are removed by the next successful export.
+/// [`PublishError::CheckFailed`] names the first findings (file, kind,
+/// place). Rebuilding the same input gives byte-identical files, and when
+/// `current` already holds them the result is [`ExportOutcome::Unchanged`]
+/// without any write, unless the files on disk were changed, which
+/// [`ExportOutcome::Repaired`] writes again. `out` and `out/releases` are
+/// created if missing. One export per output directory at a time (the
+/// caller holds a lock): staging directories of crashed runs are removed
+/// first.
 pub fn export(
     related: &Related,
     meta: &ExportMeta,
@@ -250,10 +362,25 @@ pub fn export(
     let by_title = rows_by_title(&rows);
     let groups = groups(&by_title);
     let title_count = groups.len() as u64;
-    let shard_bits = match meta.layout {
-        FeedLayout::Titles => None,
-        FeedLayout::Shards => Some(shard_bits_for(title_count)),
+    let layout = match meta.layout {
+        FeedLayout::Titles => Layout::Titles,
+        FeedLayout::Shards => Layout::Shards,
     };
+    let shard_bits = (layout == Layout::Shards).then(|| shard_bits_for(title_count));
+    let manifest = ReleaseManifest {
+        format: MANIFEST_FORMAT,
+        window_first: meta.window_first.to_string(),
+        window_last: meta.window_last.to_string(),
+        measure: meta.measure.name().to_owned(),
+        min_support: meta.min_support,
+        max_titles_per_borrower: meta.max_titles_per_borrower,
+        max_related: meta.max_related,
+        layout,
+        shard_bits,
+        titles: title_count,
+        pairs: rows.len() as u64,
+    };
+    let index = feed_index(&manifest);
     // The three encodings are independent; the Parquet and CSV writers are
     // one thread each, so they run beside the feed's parallel encoding.
     let ((feed, parquet), csv) = rayon::join(
@@ -268,34 +395,22 @@ pub fn export(
         },
         || files::csv_bytes(&rows),
     );
-    let (mut contents, parquet) = (feed?, parquet?);
-    let index = FeedIndex {
-        schema_version: match shard_bits {
-            None => SCHEMA_VERSION,
-            Some(_) => SHARDED_SCHEMA_VERSION,
-        },
-        window: Window {
-            first: meta.window_first.to_string(),
-            last: meta.window_last.to_string(),
-        },
-        measure: meta.measure.name().to_owned(),
-        min_support: meta.min_support,
-        max_titles_per_borrower: meta.max_titles_per_borrower,
-        max_related: meta.max_related,
-        titles: title_count,
-        shard_bits,
-    };
-    contents.push((
-        format!("{FEED_DIR}/{INDEX_FILE}"),
-        json_bytes(&index, true)?,
-    ));
-    contents.push((PAIRS_PARQUET.to_owned(), parquet.bytes));
+    let mut contents = feed?;
+    contents.push((format!("{FEED_DIR}/{INDEX_FILE}"), json_bytes(&index)?));
+    contents.push((RELEASE_MANIFEST.to_owned(), json_bytes(&manifest)?));
+    contents.push((PAIRS_PARQUET.to_owned(), parquet?));
     contents.push((PAIRS_CSV.to_owned(), csv?));
     contents.sort_unstable_by(|a, b| a.0.cmp(&b.0));
 
     // The whole check runs on the exact bytes about to be written, so a
     // refused release never touches the disk, not even as a staging copy.
     // The content hash (one thread) is computed beside it.
+    let input_titles: HashSet<&str> = titles.iter().map(String::as_str).collect();
+    let expected = Expected {
+        titles: &input_titles,
+        manifest: &manifest,
+        index: &index,
+    };
     let (hash, checked) = rayon::join(
         || {
             let mut hash = ContentHash::new();
@@ -304,37 +419,58 @@ pub fn export(
             }
             hash.finish()
         },
-        || check(&contents, &parquet.meta_values, related, meta, forbidden),
+        || check(&contents, related, meta, &expected, forbidden),
     );
     checked?;
+    let ids_as_titles = forbidden.identifiers_among(related.title_ids.iter().map(String::as_str));
 
     let releases = out.join(RELEASES_DIR);
     let release = releases.join(&hash);
     let current = out.join(CURRENT_LINK);
     let previous = current_release_name(&current)?;
-    if previous.as_deref() == Some(hash.as_str()) && release.is_dir() {
+    create_dir_with_mode(out, TRAVERSE_MODE)?;
+    create_dir_with_mode(&releases, TRAVERSE_MODE)?;
+    remove_staging(&releases)?;
+    let live = previous.as_deref() == Some(hash.as_str());
+    if live && release_matches(&release, &contents)? {
         // Same bytes as the live release: a cron run on an unmoved window
-        // costs no disk writes at all.
-        return Ok(ExportOutcome::Unchanged { release });
+        // costs no writes but the served link, if it went missing.
+        link_served(out)?;
+        return Ok(ExportOutcome::Unchanged {
+            release,
+            ids_as_titles,
+        });
     }
 
-    create_public_dir(out)?;
-    create_public_dir(&releases)?;
     let staging = releases.join(format!(
         "{STAGING_PREFIX}{}-{}",
         std::process::id(),
         &hash[..16]
     ));
-    if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| PublishError::io(&staging, e))?;
-    }
     if let Err(e) = write_staging(&staging, &contents) {
         // Best effort: the error that made us stop matters more than a
         // leftover staging directory, which the next export removes.
         let _ = fs::remove_dir_all(&staging);
         return Err(e);
     }
-
+    set_mode(&staging, TRAVERSE_MODE)?;
+    if live {
+        // The live release was changed on disk: the checked copy replaces
+        // it in one rename over the emptied name, and `current` never
+        // points at a half-written directory (it names the release, which
+        // is either the old or the new directory at every instant but the
+        // one between the two renames below).
+        let damaged = releases.join(format!("{STAGING_PREFIX}damaged-{}", std::process::id()));
+        fs::rename(&release, &damaged).map_err(|e| PublishError::io(&release, e))?;
+        fs::rename(&staging, &release).map_err(|e| PublishError::io(&release, e))?;
+        sync_dir(&releases)?;
+        let _ = fs::remove_dir_all(&damaged);
+        link_served(out)?;
+        return Ok(ExportOutcome::Repaired {
+            release,
+            ids_as_titles,
+        });
+    }
     if release.exists() {
         // Not live (checked above): a leftover of an interrupted export or
         // the kept previous release; replace it with the freshly checked copy.
@@ -343,12 +479,55 @@ pub fn export(
     fs::rename(&staging, &release).map_err(|e| PublishError::io(&release, e))?;
     sync_dir(&releases)?;
     switch_current(out, &hash)?;
+    link_served(out)?;
+    if let Some(prev) = previous.as_deref() {
+        // Kept for a rollback, but no longer reachable by a web server.
+        let _ = set_mode(&releases.join(prev), PRIVATE_DIR_MODE);
+    }
     remove_old_releases(&releases, &hash, previous.as_deref());
     Ok(ExportOutcome::Published {
         release,
         titles: title_count,
         pairs: rows.len() as u64,
+        ids_as_titles,
     })
+}
+
+/// Whether the release directory holds exactly `contents` (same paths, same
+/// bytes, no other file).
+fn release_matches(release: &Path, contents: &[(String, Vec<u8>)]) -> Result<bool, PublishError> {
+    if !release.is_dir() {
+        return Ok(false);
+    }
+    let mut on_disk = Vec::new();
+    list_files(release, "", &mut on_disk)?;
+    on_disk.sort();
+    if on_disk.len() != contents.len() || on_disk.iter().zip(contents).any(|(a, (b, _))| a != b) {
+        return Ok(false);
+    }
+    let same = contents.par_iter().all(|(rel, bytes)| {
+        let path = release.join(rel);
+        fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_file())
+            && fs::read(&path).is_ok_and(|b| b == *bytes)
+    });
+    Ok(same)
+}
+
+/// Removes staging directories of crashed or refused exports; the caller
+/// holds the export lock, so none is in use.
+fn remove_staging(releases: &Path) -> Result<(), PublishError> {
+    let entries = fs::read_dir(releases).map_err(|e| PublishError::io(releases, e))?;
+    for entry in entries.flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(STAGING_PREFIX)
+        {
+            let path = entry.path();
+            fs::remove_dir_all(&path).map_err(|e| PublishError::io(&path, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// One title's published list: its id and its rows, in rank order.
@@ -375,21 +554,13 @@ fn groups<'a>(sorted: &'a [Row<'a>]) -> Vec<Group<'a>> {
         .collect()
 }
 
-/// A title's rows serialized as the feed's `related` list: the fields of
-/// [`alsoborrowed_feed::RelatedTitle`] in its order, without copying the titles into one.
+/// A title's rows serialized as the feed's `related` list: the related
+/// titles in rank order, without copying them.
 struct RelatedList<'a>(&'a [Row<'a>]);
 
 impl serde::Serialize for RelatedList<'_> {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        #[derive(serde::Serialize)]
-        struct Entry<'a> {
-            title: &'a str,
-            score: f64,
-        }
-        s.collect_seq(self.0.iter().map(|r| Entry {
-            title: &r.title_b,
-            score: r.score,
-        }))
+        s.collect_seq(self.0.iter().map(|r| &*r.title_b))
     }
 }
 
@@ -416,7 +587,7 @@ struct ShardFileRef<'a> {
     titles: Vec<ShardTitleRef<'a>>,
 }
 
-/// Version 1 feed files: `feed/titles/<stem>.json`, one per title.
+/// Per-title feed files: `feed/titles/<stem>.json`, one per title.
 fn title_files(groups: &[Group<'_>]) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
     groups
         .par_iter()
@@ -427,14 +598,14 @@ fn title_files(groups: &[Group<'_>]) -> Result<Vec<(String, Vec<u8>)>, PublishEr
                 related: RelatedList(rows),
             };
             let path = format!("{FEED_DIR}/{TITLES_DIR}/{}.json", file_stem(title));
-            json_bytes(&feed, false).map(|b| (path, b))
+            json_bytes(&feed).map(|b| (path, b))
         })
         .collect()
 }
 
-/// Version 2 feed files: `feed/shards/<name>.json` for every one of the
-/// `2^bits` shards, empty ones included, so a missing file is an error and
-/// never reads as "nothing to recommend".
+/// Shard files: `feed/shards/<name>.json` for every one of the `2^bits`
+/// shards, empty ones included, so a missing file is an error and never
+/// reads as "nothing to recommend".
 fn shard_files(groups: &[Group<'_>], bits: u32) -> Result<Vec<(String, Vec<u8>)>, PublishError> {
     let shard: Vec<u32> = groups
         .par_iter()
@@ -455,11 +626,11 @@ fn shard_files(groups: &[Group<'_>], bits: u32) -> Result<Vec<(String, Vec<u8>)>
             let name = shard_name(i as u32, bits);
             let path = format!("{FEED_DIR}/{SHARDS_DIR}/{name}.json");
             let feed = ShardFileRef {
-                schema_version: SHARDED_SCHEMA_VERSION,
+                schema_version: SCHEMA_VERSION,
                 shard: &name,
                 titles,
             };
-            json_bytes(&feed, false).map(|b| (path, b))
+            json_bytes(&feed).map(|b| (path, b))
         })
         .collect()
 }
@@ -511,30 +682,25 @@ fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
     Ok(())
 }
 
-fn json_bytes<T: serde::Serialize>(value: &T, pretty: bool) -> Result<Vec<u8>, PublishError> {
-    let encode = |e: serde_json::Error| PublishError::Encode {
+/// Compact JSON and a final newline; the check reads values, never layout.
+fn json_bytes<T: serde::Serialize>(value: &T) -> Result<Vec<u8>, PublishError> {
+    let mut bytes = serde_json::to_vec(value).map_err(|e| PublishError::Encode {
         file: "feed",
         reason: e.to_string(),
-    };
-    let mut bytes = if pretty {
-        serde_json::to_vec_pretty(value).map_err(encode)?
-    } else {
-        serde_json::to_vec(value).map_err(encode)?
-    };
+    })?;
     bytes.push(b'\n');
     Ok(bytes)
 }
 
 /// The privacy check on the in-memory release: every pair's support is at
-/// least k, at most `max_related` pairs per title, and no file (name, raw
-/// bytes, decoded values) holds a forbidden value. `contents` are the files
-/// as they will be written; `parquet_meta` and the titles of `related`'s
-/// pairs are the decoded values of `pairs.parquet`.
+/// least k, at most `max_related` pairs per title, and every file passes
+/// the value check (`check::check_file`). `contents` are the files as they
+/// will be written.
 fn check(
     contents: &[(String, Vec<u8>)],
-    parquet_meta: &[String],
     related: &Related,
     meta: &ExportMeta,
+    expected: &Expected<'_>,
     forbidden: &Forbidden,
 ) -> Result<(), PublishError> {
     let below_support = related
@@ -542,56 +708,41 @@ fn check(
         .iter()
         .filter(|p| p.support < meta.min_support)
         .count() as u64;
-    // Pairs per title and the titles in any pair, by index (validated
-    // against the dictionary): no hashing on this one-thread path.
+    // Pairs per title, by index (validated against the dictionary): no
+    // hashing on this one-thread path.
     let mut per_title = vec![0u32; related.title_ids.len()];
-    let mut used = vec![false; related.title_ids.len()];
     for p in &related.pairs {
         per_title[p.a as usize] += 1;
-        used[p.a as usize] = true;
-        used[p.b as usize] = true;
     }
     let over_max_related = per_title.iter().filter(|&&c| c > meta.max_related).count() as u64;
-    // The Parquet file's values are its metadata strings and the titles of
-    // its rows; each distinct title is scanned once, not once per row.
-    let titles: Vec<&str> = related
-        .title_ids
-        .iter()
-        .zip(&used)
-        .filter_map(|(t, &u)| u.then_some(t.as_str()))
-        .collect();
-    let kinds_per_file: Vec<usize> = contents
+    let per_file: Vec<FileFindings> = contents
         .par_iter()
-        .map(|(rel, bytes)| {
-            let found = forbidden.scan_contents(Path::new(rel), bytes, |visit| {
-                for v in parquet_meta {
-                    visit(v.as_bytes());
-                }
-                for t in &titles {
-                    visit(t.as_bytes());
-                }
-                Ok(())
-            })?;
-            Ok(found.len())
-        })
-        .collect::<Result<_, PublishError>>()?;
-    let findings = kinds_per_file.iter().sum::<usize>() as u64;
-    let files_with_findings = kinds_per_file.iter().filter(|&&n| n > 0).count() as u64;
-    if below_support > 0 || over_max_related > 0 || findings > 0 {
+        .map(|(rel, bytes)| check::check_file(rel, bytes, expected, forbidden))
+        .collect();
+    let mut findings = Findings::default();
+    for f in per_file {
+        findings.add(f);
+    }
+    if below_support > 0 || over_max_related > 0 || findings.total > 0 {
         return Err(PublishError::CheckFailed {
             below_support,
             over_max_related,
             findings,
-            files_with_findings,
         });
     }
     Ok(())
 }
 
-/// Writes every file of the release once into a new `staging` directory and
-/// makes all of it durable.
+/// Whether a release-relative path is one of the owner-only files.
+fn is_private(rel: &str) -> bool {
+    !rel.starts_with(&format!("{FEED_DIR}/"))
+}
+
+/// Writes every file of the release once into a new `staging` directory
+/// (0700 until it is made live) and makes all of it durable.
 fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), PublishError> {
-    let narrowing = create_dir(staging)?;
+    fs::create_dir(staging).map_err(|e| PublishError::io(staging, e))?;
+    set_mode(staging, PRIVATE_DIR_MODE)?;
     // Every directory the files need, parents before children.
     let subdirs: BTreeSet<&str> = contents
         .iter()
@@ -602,8 +753,9 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
                 .chain(std::iter::once(dir))
         })
         .collect();
+    let mut narrowing = false;
     for dir in &subdirs {
-        create_dir(&staging.join(dir))?;
+        narrowing |= create_dir(&staging.join(dir))?;
     }
     // Each file is created relative to its open directory, so the kernel
     // looks up one name per file instead of walking the whole path.
@@ -625,7 +777,12 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
         let dir = dirs
             .get(dir)
             .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
-        write_file_at(dir, name, bytes, narrowing).map_err(io)
+        let mode = if is_private(rel) {
+            PRIVATE_FILE_MODE
+        } else {
+            FILE_MODE
+        };
+        write_file_at(dir, name, bytes, mode, narrowing).map_err(io)
     })?;
     sync_files(staging, contents)?;
     for dir in subdirs.iter().rev() {
@@ -663,6 +820,7 @@ fn sync_files(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), Publ
 }
 
 /// Creates a release directory with mode 0755 and tells whether the umask
+/// Creates a feed directory with mode 0755 and tells whether the umask
 /// narrows [`FILE_MODE`], i.e. whether files need a `chmod` after creation.
 fn create_dir(path: &Path) -> Result<bool, PublishError> {
     let io = |e| PublishError::io(path, e);
@@ -670,47 +828,68 @@ fn create_dir(path: &Path) -> Result<bool, PublishError> {
     // `create_dir` asks for 0777, so the mode it got is 0777 less the umask.
     let got = fs::metadata(path).map_err(io)?.permissions().mode() & 0o777;
     if got != DIR_MODE {
-        fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE)).map_err(io)?;
+        set_mode(path, DIR_MODE)?;
     }
     Ok(FILE_MODE & !got != 0)
 }
 
-/// Creates `path` with mode 0755 if it is missing, so that a web server
-/// running as another user can traverse it to `current/`; the mode is set
-/// after creating since the umask (0077 under the documented systemd unit)
-/// narrows it. An existing directory keeps the mode its owner gave it.
-fn create_public_dir(path: &Path) -> Result<(), PublishError> {
-    match fs::create_dir(path) {
-        Ok(()) => fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
-            .map_err(|e| PublishError::io(path, e)),
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && path.is_dir() => Ok(()),
+fn set_mode(path: &Path, mode: u32) -> Result<(), PublishError> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .map_err(|e| PublishError::io(path, e))
+}
+
+/// Creates `path` with `mode` if it is missing (the mode is set after
+/// creating, since the umask, 0077 under the documented systemd unit,
+/// narrows it). An existing directory keeps the mode its owner gave it,
+/// but `releases/` is ours and always 0711: a web server may pass through
+/// it to the live feed, nobody but the owner may list it.
+fn create_dir_with_mode(path: &Path, mode: u32) -> Result<(), PublishError> {
+    let ours = path.file_name().is_some_and(|n| n == RELEASES_DIR);
+    match fs::symlink_metadata(path) {
+        Ok(m) if m.is_dir() => {
+            if ours && m.permissions().mode() & 0o777 != mode {
+                set_mode(path, mode)?;
+            }
+            Ok(())
+        }
+        Ok(_) => Err(PublishError::invalid(format!(
+            "{} exists and is not a directory",
+            path.display()
+        ))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            // A missing parent: made like `create_dir_all` would, only the
-            // last two levels (the export dir and `releases/`) are ours.
             if let Some(parent) = path.parent() {
                 fs::create_dir_all(parent).map_err(|e| PublishError::io(parent, e))?;
             }
-            fs::create_dir(path).map_err(|e| PublishError::io(path, e))?;
-            fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
-                .map_err(|e| PublishError::io(path, e))
+            match fs::create_dir(path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(PublishError::io(path, e)),
+            }
+            set_mode(path, mode)
         }
         Err(e) => Err(PublishError::io(path, e)),
     }
 }
 
-/// Creates `name` in `dir` (it must not exist) with `bytes` and mode 0644.
-fn write_file_at(dir: &File, name: &str, bytes: &[u8], narrowing: bool) -> std::io::Result<()> {
+/// Creates `name` in `dir` (it must not exist) with `bytes` and `mode`.
+fn write_file_at(
+    dir: &File,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    narrowing: bool,
+) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
     let fd = rustix::fs::openat(
         dir,
         name,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
-        Mode::from_raw_mode(FILE_MODE),
+        Mode::from_raw_mode(mode),
     )?;
     let mut f = File::from(fd);
     f.write_all(bytes)?;
-    if narrowing {
-        // The umask narrowed the mode; a served release needs 0644.
+    if narrowing && mode == FILE_MODE {
+        // The umask narrowed the mode; a served feed file needs 0644.
         f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
     }
     Ok(())
@@ -744,23 +923,50 @@ fn current_release_name(current: &Path) -> Result<Option<String>, PublishError> 
     }
 }
 
-/// Points `<out>/current` at `releases/<hash>` with one atomic rename.
-fn switch_current(out: &Path, hash: &str) -> Result<(), PublishError> {
-    let tmp = out.join(format!("{CURRENT_LINK}.tmp-{}", std::process::id()));
+/// Points the symlink `<out>/<name>` at `target` with one atomic rename.
+fn replace_link(out: &Path, name: &str, target: &Path) -> Result<(), PublishError> {
+    let tmp = out.join(format!("{name}.tmp-{}", std::process::id()));
     match fs::remove_file(&tmp) {
         Ok(()) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
         Err(e) => return Err(PublishError::io(&tmp, e)),
     }
-    // Relative, so the output directory can be moved or mounted elsewhere.
-    let target = Path::new(RELEASES_DIR).join(hash);
-    std::os::unix::fs::symlink(&target, &tmp).map_err(|e| PublishError::io(&tmp, e))?;
-    let current = out.join(CURRENT_LINK);
-    if let Err(e) = fs::rename(&tmp, &current) {
+    std::os::unix::fs::symlink(target, &tmp).map_err(|e| PublishError::io(&tmp, e))?;
+    let link = out.join(name);
+    if let Err(e) = fs::rename(&tmp, &link) {
         let _ = fs::remove_file(&tmp);
-        return Err(PublishError::io(&current, e));
+        return Err(PublishError::io(&link, e));
     }
     sync_dir(out)
+}
+
+/// Points `<out>/current` at `releases/<hash>` with one atomic rename.
+fn switch_current(out: &Path, hash: &str) -> Result<(), PublishError> {
+    // Relative, so the output directory can be moved or mounted elsewhere.
+    replace_link(out, CURRENT_LINK, &Path::new(RELEASES_DIR).join(hash))
+}
+
+/// Makes sure `<out>/feed` is the fixed link `current/feed`, the directory
+/// a web server serves: it follows every switch of `current` with no write
+/// of its own. Anything else at that name is refused, never replaced.
+fn link_served(out: &Path) -> Result<(), PublishError> {
+    let link = out.join(SERVED_LINK);
+    let target = Path::new(CURRENT_LINK).join(FEED_DIR);
+    match fs::read_link(&link) {
+        Ok(t) if t == target => Ok(()),
+        Ok(_) => replace_link(out, SERVED_LINK, &target),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            replace_link(out, SERVED_LINK, &target)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            Err(PublishError::invalid(format!(
+                "{} exists and is not a symbolic link; move it away (it is where the live feed \
+                 is linked for serving)",
+                link.display()
+            )))
+        }
+        Err(e) => Err(PublishError::io(&link, e)),
+    }
 }
 
 /// Deletes every release but the new and the previous one, and stale staging
@@ -785,9 +991,11 @@ fn remove_old_releases(releases: &Path, keep: &str, previous: Option<&str>) {
 /// Recounts, from `window_loans` (the store's loans of the window, uncapped)
 /// with plain hash sets, the distinct borrowers of every published pair read
 /// back from `pairs.parquet` and the feed files; fails if any is below
-/// `min_support`, if `pairs.parquet`, `pairs.csv` and the feed disagree, if
-/// the files no longer hash to the release's name, or if the forbidden scan
-/// finds anything in any file. Loans outside the feed's window are ignored.
+/// `min_support`, if `pairs.parquet`, `pairs.csv`, the feed and
+/// `release.json` disagree, if the files no longer hash to the release's
+/// name, or if the value check finds anything in any file (with the
+/// window's titles as the titles of the input). Loans outside the release's
+/// window are ignored.
 pub fn verify(
     out: &Path,
     window_loans: &Loans,
@@ -805,82 +1013,93 @@ pub fn verify(
     if !release.is_dir() {
         return Err(PublishError::NoRelease { path: current });
     }
+    let manifest_path = release.join(RELEASE_MANIFEST);
+    let manifest_bytes = match fs::read(&manifest_path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(PublishError::OldRelease { path: release });
+        }
+        Err(e) => return Err(PublishError::io(&manifest_path, e)),
+    };
+    // Line and column only: a serde message could quote a field's name.
+    let manifest: ReleaseManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+        PublishError::unreadable(
+            &manifest_path,
+            format!(
+                "not a release manifest (line {} column {})",
+                e.line(),
+                e.column()
+            ),
+        )
+    })?;
+    let window = (
+        parse_month(&manifest_path, &manifest.window_first)?,
+        parse_month(&manifest_path, &manifest.window_last)?,
+    );
+    let index = feed_index(&manifest);
+    let input_titles: HashSet<&str> = window_loans.title_ids.iter().map(String::as_str).collect();
+    let expected = Expected {
+        titles: &input_titles,
+        manifest: &manifest,
+        index: &index,
+    };
 
     let mut all_files = Vec::new();
     list_files(&release, "", &mut all_files)?;
     all_files.sort();
-    let scanned = read_hash_scan(&release, &all_files, forbidden)?;
+    let scanned = read_hash_check(&release, &all_files, &expected, forbidden)?;
     let content_hash_ok = scanned.hash == name;
-    let mut kinds = scanned.kinds;
+    let findings = scanned.findings;
 
-    // Decoding the Parquet file needs the file itself (the decoder reads by
-    // offset); one decoding pass gives the rows and the decoded-value scan.
-    let parquet_path = release.join(PAIRS_PARQUET);
-    let mut parquet_kinds = BTreeSet::new();
-    let parquet = files::read_parquet(&parquet_path, &mut |v| {
-        parquet_kinds.extend(forbidden.scan_value(v));
-    })?;
-    if let Some(i) = all_files.iter().position(|f| f == PAIRS_PARQUET) {
-        kinds[i].extend(parquet_kinds);
-    }
-    let findings = kinds.iter().map(|k| k.len() as u64).sum::<u64>();
-    let csv_path = release.join(PAIRS_CSV);
-    let csv = match &scanned.csv {
-        Some(bytes) => files::read_csv(&csv_path, bytes)?,
-        None => {
-            return Err(PublishError::io(
-                &csv_path,
-                std::io::ErrorKind::NotFound.into(),
-            ));
-        }
+    let read = |file: &str, bytes: Option<Vec<u8>>| {
+        bytes.ok_or_else(|| {
+            PublishError::io(&release.join(file), std::io::ErrorKind::NotFound.into())
+        })
     };
+    let parquet_bytes = read(PAIRS_PARQUET, scanned.parquet)?;
+    let csv_bytes = read(PAIRS_CSV, scanned.csv)?;
+    let parquet = files::read_parquet(&release.join(PAIRS_PARQUET), &parquet_bytes)?;
+    let csv = files::read_csv(&release.join(PAIRS_CSV), &csv_bytes)?;
     let feed = Feed::open(&release)?;
     let mut inconsistencies = (parquet.len().abs_diff(csv.len())) as u64;
     inconsistencies += parquet
         .iter()
         .zip(&csv)
         .filter(|(p, c)| {
-            p.title_a != c.title_a || p.title_b != c.title_b || !same(p.score, c.score)
+            p.title_a != c.title_a
+                || p.title_b != c.title_b
+                || p.score.to_bits() != c.score.to_bits()
         })
         .count() as u64;
-    let mut from_pairs: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    let mut from_pairs: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for r in &parquet {
-        from_pairs
-            .entry(&r.title_a)
-            .or_default()
-            .push((&r.title_b, r.score));
+        from_pairs.entry(&r.title_a).or_default().push(&r.title_b);
     }
-    let mut from_feed: BTreeMap<&str, Vec<(&str, f64)>> = BTreeMap::new();
+    let mut from_feed: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
     for t in feed.titles() {
         let list = feed.similar(t, usize::MAX);
-        from_feed.insert(
-            t,
-            list.iter().map(|r| (r.title.as_str(), r.score)).collect(),
-        );
+        from_feed.insert(t, list.iter().map(String::as_str).collect());
     }
     for (t, list) in &from_pairs {
-        match from_feed.get(t) {
-            Some(f) if lists_equal(f, list) => {}
-            _ => inconsistencies += 1,
+        if from_feed.get(t) != Some(list) {
+            inconsistencies += 1;
         }
     }
     inconsistencies += from_feed
         .keys()
         .filter(|t| !from_pairs.contains_key(*t))
         .count() as u64;
-    let index = feed.index();
-    if index.min_support < min_support {
+    if manifest.min_support < min_support
+        || manifest.titles != from_pairs.len() as u64
+        || manifest.pairs != parquet.len() as u64
+    {
         inconsistencies += 1;
     }
 
-    let window = (
-        parse_month(&release, &index.window.first)?,
-        parse_month(&release, &index.window.last)?,
-    );
     let mut pairs: Vec<(&str, &str)> = from_pairs
         .iter()
         .chain(&from_feed)
-        .flat_map(|(a, list)| list.iter().map(move |(b, _)| (*a, *b)))
+        .flat_map(|(a, list)| list.iter().map(move |b| (*a, *b)))
         .collect();
     pairs.sort_unstable();
     pairs.dedup();
@@ -888,7 +1107,7 @@ pub fn verify(
     let below_support = supports.iter().filter(|&&s| s < min_support).count() as u64;
     let min_support_seen = supports.iter().copied().min().unwrap_or(0);
 
-    if below_support > 0 || inconsistencies > 0 || findings > 0 || !content_hash_ok {
+    if below_support > 0 || inconsistencies > 0 || findings.total > 0 || !content_hash_ok {
         return Err(PublishError::VerifyFailed {
             below_support,
             inconsistencies,
@@ -903,35 +1122,37 @@ pub fn verify(
     })
 }
 
-/// What [`read_hash_scan`] found.
+/// What [`read_hash_check`] found.
 struct Scanned {
     /// Content hash of the files read.
     hash: String,
-    /// Finding kinds per file, in `files` order; Parquet files without
-    /// their decoded values, which the caller adds.
-    kinds: Vec<BTreeSet<FindingKind>>,
-    /// The bytes of `pairs.csv`, if there is one.
+    /// What the value check found.
+    findings: Findings,
+    /// The bytes of `pairs.parquet` and `pairs.csv`, if present.
+    parquet: Option<Vec<u8>>,
     csv: Option<Vec<u8>>,
 }
 
-/// Files read, hashed and scanned per batch: bounds the memory of a 200 k
+/// Files read, hashed and checked per batch: bounds the memory of a 200 k
 /// file release while keeping both cores busy.
 const VERIFY_BATCH: usize = 4096;
 
-/// Reads every file of `release` once and both hashes and scans the same
+/// Reads every file of `release` once and both hashes and checks the same
 /// bytes, so a file changed between the two cannot pass one and fail the
 /// other. `files` are release-relative and sorted, as the hash needs.
-/// Symbolic links are not followed: their target text is hashed and scanned.
-fn read_hash_scan(
+/// Symbolic links are not followed: their target text is hashed, and a link
+/// is never part of a release.
+fn read_hash_check(
     release: &Path,
     files: &[String],
+    expected: &Expected<'_>,
     forbidden: &Forbidden,
 ) -> Result<Scanned, PublishError> {
     let mut hash = ContentHash::new();
-    let mut kinds = Vec::with_capacity(files.len());
-    let mut csv = None;
+    let mut findings = Findings::default();
+    let (mut parquet, mut csv) = (None, None);
     for batch in files.chunks(VERIFY_BATCH) {
-        let read: Vec<(Vec<u8>, BTreeSet<FindingKind>)> = batch
+        let read: Vec<(Vec<u8>, FileFindings)> = batch
             .par_iter()
             .map(|rel| {
                 let path = release.join(rel);
@@ -939,40 +1160,39 @@ fn read_hash_scan(
                 if meta.file_type().is_symlink() {
                     let target = fs::read_link(&path).map_err(|e| PublishError::io(&path, e))?;
                     let bytes = target.into_os_string().into_encoded_bytes();
-                    let found = forbidden.scan_link(&path, &bytes);
+                    let mut found =
+                        check::check_file(&format!("{rel}.link"), &bytes, expected, forbidden);
+                    for f in &mut found.kept {
+                        f.file = rel.clone();
+                    }
                     return Ok((bytes, found));
                 }
                 let bytes = fs::read(&path).map_err(|e| PublishError::io(&path, e))?;
-                let found = forbidden.scan_contents(&path, &bytes, |_| Ok(()))?;
+                let found = check::check_file(rel, &bytes, expected, forbidden);
                 Ok((bytes, found))
             })
             .collect::<Result<_, PublishError>>()?;
         for (rel, (bytes, found)) in batch.iter().zip(read) {
             hash.add(rel, &bytes);
-            kinds.push(found);
-            if rel == PAIRS_CSV {
-                csv = Some(bytes);
+            findings.add(found);
+            match rel.as_str() {
+                PAIRS_PARQUET => parquet = Some(bytes),
+                PAIRS_CSV => csv = Some(bytes),
+                _ => {}
             }
         }
     }
     Ok(Scanned {
         hash: hash.finish(),
-        kinds,
+        findings,
+        parquet,
         csv,
     })
 }
 
-fn same(a: f64, b: f64) -> bool {
-    a.to_bits() == b.to_bits()
-}
-
-fn lists_equal(a: &[(&str, f64)], b: &[(&str, f64)]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).all(|(x, y)| x.0 == y.0 && same(x.1, y.1))
-}
-
-fn parse_month(release: &Path, text: &str) -> Result<LoanMonth, PublishError> {
+fn parse_month(path: &Path, text: &str) -> Result<LoanMonth, PublishError> {
     text.parse().map_err(|_| PublishError::Unreadable {
-        path: release.join(FEED_DIR).join(INDEX_FILE),
+        path: path.to_path_buf(),
         reason: "window month is not of the form YYYY-MM".into(),
     })
 }

@@ -13,6 +13,7 @@ use crate::PipelineArgs;
 use crate::commands::ingest::open_store;
 use crate::context::{Context, Refused, load_pipeline};
 use crate::lock::{RunLock, SERVED_DIR};
+use crate::refusals;
 
 /// Loans of the scoring window and the window itself.
 pub(crate) struct Window {
@@ -186,6 +187,7 @@ pub(crate) fn export_release(
     ids: Option<Forbidden>,
     store: &Store,
 ) -> Result<()> {
+    ctx.refuse_future_today("export")?;
     let w = read_window(ctx, p, store)?;
     // Independent: the leak check's set-up is mostly one thread, so it runs
     // beside the engine instead of after it.
@@ -205,28 +207,68 @@ pub(crate) fn export_release(
         max_related: p.engine.max_related,
         layout: p.export.feed_layout,
     };
-    let outcome = ctx.stage("export", || {
-        publish::export(&related, &meta, &p.export.path, &forbidden)
-            .with_context(|| format!("publishing to {}", p.export.path.display()))
+    let result = ctx.stage("export", || {
+        Ok(publish::export(&related, &meta, &p.export.path, &forbidden))
     })?;
-    match outcome {
+    let outcome = match result {
+        Ok(o) => o,
+        Err(e) => {
+            if let publish::PublishError::CheckFailed { .. } = &e {
+                // Best effort: the refusal itself is what the operator must see.
+                if let Err(record) = refusals::record(ctx, &p.export.path, &e) {
+                    ctx.say(format!("note: could not record the refusal: {record:#}"));
+                }
+            }
+            return Err(
+                anyhow::Error::new(e).context(format!("publishing to {}", p.export.path.display()))
+            );
+        }
+    };
+    let window = format!("window {}..{}", w.first, w.last);
+    let served = p.export.path.join(publish::SERVED_LINK);
+    let ids_as_titles = match outcome {
         ExportOutcome::Published {
             release,
             titles,
             pairs,
-        } => ctx.say(format!(
-            "published {titles} titles with {pairs} related-title entries (window {}..{}) -> {}",
-            w.first,
-            w.last,
-            release.display()
-        )),
-        ExportOutcome::Unchanged { release } => ctx.say(format!(
-            "published output unchanged (window {}..{}): {}",
-            w.first,
-            w.last,
-            release.display()
-        )),
-        _ => {}
+            ids_as_titles,
+        } => {
+            ctx.say(format!(
+                "published {titles} titles with {pairs} related-title entries ({window}) -> {}; serve {}",
+                release.display(),
+                served.display()
+            ));
+            ids_as_titles
+        }
+        ExportOutcome::Unchanged {
+            release,
+            ids_as_titles,
+        } => {
+            ctx.say(format!(
+                "published output unchanged ({window}): {}",
+                release.display()
+            ));
+            ids_as_titles
+        }
+        ExportOutcome::Repaired {
+            release,
+            ids_as_titles,
+        } => {
+            ctx.say(format!(
+                "the live release {} had been changed on disk; it was written again from the checked output ({window})",
+                release.display()
+            ));
+            ids_as_titles
+        }
+        _ => 0,
+    };
+    if ids_as_titles > 0 {
+        ctx.say(format!(
+            "note: {ids_as_titles} borrower ids of the loans file are also title ids; they were \
+             published as titles only, which is not a leak. To keep the two apart, map a prefixed \
+             borrower column (e.g. 'card:' || borrowernumber in a query, as the ILS presets do; \
+             docs/configuration.md)"
+        ));
     }
     Ok(())
 }

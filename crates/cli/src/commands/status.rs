@@ -37,6 +37,29 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     }
     let (wf, wl) = ctx.window(&p)?;
     println!("scoring window: {wf} .. {wl}");
+    published(&p)
+}
+
+/// The live release, and the last refusal of the privacy check.
+fn published(p: &pipeline::Pipeline) -> Result<()> {
+    let current = p.export.path.join(alsoborrowed_feed::CURRENT_LINK);
+    match std::fs::read_link(&current) {
+        Ok(target) => println!(
+            "published: {} (serve {})",
+            target.display(),
+            p.export.path.join(publish::SERVED_LINK).display()
+        ),
+        Err(_) => println!("published: nothing yet"),
+    }
+    match crate::refusals::last(&p.export.path)? {
+        Some(r) => {
+            println!("last refusal: {}: {}", r.day, r.message);
+            for f in &r.findings {
+                println!("  {f}");
+            }
+        }
+        None => println!("last refusal: none"),
+    }
     Ok(())
 }
 

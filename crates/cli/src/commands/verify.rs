@@ -6,7 +6,7 @@ use loans::LoanMonth;
 use crate::PipelineArgs;
 use crate::commands::export::{forbidden, scan_months};
 use crate::commands::ingest::open_store;
-use crate::context::{Context, load_pipeline};
+use crate::context::{Context, Refused, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
@@ -20,27 +20,49 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
         .with_context(|| format!("verifying {}", p.export.path.display()))?;
     ctx.say(format!(
         "verified: {} published pairs, each supported by at least {} distinct borrowers (smallest {}) in {first}..{last}; \
-         {} files hold no pseudonym, no key material and no borrower id of the loans file",
+         {} files hold only the feed format and titles of the input: no pseudonym, key material or borrower id",
         report.pairs_checked, p.engine.min_support, report.min_support_seen, report.files_scanned
     ));
     Ok(())
 }
 
-/// The window recorded in the live release's `feed/index.json`.
+/// The window recorded in the live release's private `release.json`.
 fn published_window(p: &pipeline::Pipeline) -> Result<(LoanMonth, LoanMonth)> {
-    use alsoborrowed_feed::{CURRENT_LINK, FEED_DIR, FeedIndex, INDEX_FILE};
-    let path = p
-        .export
-        .path
-        .join(CURRENT_LINK)
-        .join(FEED_DIR)
-        .join(INDEX_FILE);
-    let text = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let index: FeedIndex =
-        serde_json::from_slice(&text).with_context(|| format!("parsing {}", path.display()))?;
+    use alsoborrowed_feed::CURRENT_LINK;
+    let current = p.export.path.join(CURRENT_LINK);
+    if std::fs::symlink_metadata(&current).is_err() {
+        return Err(Refused(format!(
+            "nothing published yet: {} does not exist; run `alsoborrowed export` (or `run`) first",
+            current.display()
+        ))
+        .into());
+    }
+    let path = current.join(publish::RELEASE_MANIFEST);
+    let text = match std::fs::read(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!(
+                "{}: the live release was made by an older version of alsoborrowed; run \
+                 `alsoborrowed export` once to publish it in the current format",
+                current.display()
+            )
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    let manifest: publish::ReleaseManifest = serde_json::from_slice(&text).map_err(|e| {
+        anyhow::anyhow!(
+            "{}: not a release manifest (line {} column {})",
+            path.display(),
+            e.line(),
+            e.column()
+        )
+    })?;
     let month = |s: &str| -> Result<LoanMonth> {
         s.parse()
             .with_context(|| format!("{}: window month is not YYYY-MM", path.display()))
     };
-    Ok((month(&index.window.first)?, month(&index.window.last)?))
+    Ok((
+        month(&manifest.window_first)?,
+        month(&manifest.window_last)?,
+    ))
 }

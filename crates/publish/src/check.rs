@@ -1,0 +1,674 @@
+//! The release check: every file of a release, every value in it, is either
+//! part of the release format (and equal to what the exporter meant to
+//! write) or a title of the input. Anything else is refused, and classified
+//! as a borrower id, pseudonym or key material where it is one.
+//!
+//! Because a correct release holds nothing but format values and input
+//! titles, borrower ids never need to be searched for in it: a short numeric
+//! or three-letter id can no longer match a score, a count, a shard name or
+//! compressed bytes by chance. Pseudonyms and keys, too long to match by
+//! chance, are still searched in every raw byte ([`Forbidden::find_raw`]).
+
+use std::borrow::Cow;
+use std::collections::HashSet;
+use std::fmt;
+
+use alsoborrowed_feed::{
+    FEED_DIR, FeedIndex, INDEX_FILE, Layout, SCHEMA_VERSION, SHARDS_DIR, TITLES_DIR, file_stem,
+    list_problem, shard_name, shard_problem,
+};
+use serde::{Deserialize, Serialize};
+
+use crate::files::{CREATED_BY, CSV_HEADER, PARQUET_COLUMNS, undefuse};
+use crate::forbidden::{FindingKind, Forbidden};
+use crate::{PAIRS_CSV, PAIRS_PARQUET, RELEASE_MANIFEST};
+
+/// Findings kept per file; the rest are counted.
+const KEPT_PER_FILE: usize = 20;
+
+/// `release.json`: how a release was made, kept beside the pair files,
+/// owner-only and outside the served feed. What the public index no longer
+/// says (window, measure, thresholds, counts) lives here for `verify` and
+/// for the library's own records.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ReleaseManifest {
+    /// Version of this file's format, 1.
+    pub format: u32,
+    /// First month of the scoring window, `YYYY-MM`.
+    pub window_first: String,
+    /// Last month of the scoring window, `YYYY-MM`.
+    pub window_last: String,
+    /// Association measure that ranked the lists.
+    pub measure: String,
+    /// Minimum distinct borrowers per published pair (k).
+    pub min_support: u32,
+    /// Most titles one borrower contributed.
+    pub max_titles_per_borrower: u32,
+    /// Most related titles per title (N).
+    pub max_related: u32,
+    /// Feed layout.
+    pub layout: Layout,
+    /// Shards layout only: `2^shard_bits` shard files.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard_bits: Option<u32>,
+    /// Titles with a list.
+    pub titles: u64,
+    /// Published directed pairs.
+    pub pairs: u64,
+}
+
+/// Version of `release.json`'s format.
+pub const MANIFEST_FORMAT: u32 = 1;
+
+/// One thing the check found: the file, the kind of value and where in the
+/// file, never the value itself.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Finding {
+    /// Release-relative path; a file name that itself holds a forbidden
+    /// value is replaced by `<name withheld>`.
+    pub file: String,
+    /// What kind of value.
+    pub kind: FindingKind,
+    /// Where: a field path, a row and column, a Parquet page or a byte offset.
+    pub place: String,
+}
+
+impl fmt::Display for Finding {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} at {}", self.file, self.kind, self.place)
+    }
+}
+
+/// What a release must hold, besides titles of the input.
+pub(crate) struct Expected<'a> {
+    /// Titles of the input: the only free values a release may hold.
+    pub titles: &'a HashSet<&'a str>,
+    /// The manifest the release was made with.
+    pub manifest: &'a ReleaseManifest,
+    /// The public index derived from it.
+    pub index: &'a FeedIndex,
+}
+
+/// The findings in one file, and how many more there were.
+pub(crate) struct FileFindings {
+    pub kept: Vec<Finding>,
+    pub total: u64,
+}
+
+struct Checker<'a> {
+    file: String,
+    exp: &'a Expected<'a>,
+    forbidden: &'a Forbidden,
+    out: FileFindings,
+}
+
+impl Checker<'_> {
+    fn push(&mut self, kind: FindingKind, place: impl FnOnce() -> String) {
+        self.out.total += 1;
+        if self.out.kept.len() < KEPT_PER_FILE {
+            self.out.kept.push(Finding {
+                file: self.file.clone(),
+                kind,
+                place: place(),
+            });
+        }
+    }
+
+    /// A value where only a title of the input may stand.
+    fn title(&mut self, v: &str, place: impl FnOnce() -> String) {
+        if !self.exp.titles.contains(v) {
+            self.stray(v.as_bytes(), place);
+        }
+    }
+
+    /// A value the format does not account for.
+    fn stray(&mut self, v: &[u8], place: impl FnOnce() -> String) {
+        let kind = self
+            .forbidden
+            .classify_value(v)
+            .unwrap_or(FindingKind::Unexpected);
+        self.push(kind, place);
+    }
+
+    /// A format value that differs from what was meant: classified by what
+    /// it holds.
+    fn differs(&mut self, what: &str, found: &str) {
+        let place = format!("field {what}");
+        self.stray(found.as_bytes(), || place);
+    }
+}
+
+/// Checks one file of a release: its name, its raw bytes, and every value
+/// it holds. `rel` is the release-relative path with `/`.
+pub(crate) fn check_file(
+    rel: &str,
+    bytes: &[u8],
+    exp: &Expected<'_>,
+    forbidden: &Forbidden,
+) -> FileFindings {
+    let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+    let name_finding = forbidden.find_raw(name.as_bytes()).map(|(k, _)| k);
+    let file = match name_finding {
+        Some(_) if dir.is_empty() => "<name withheld>".to_owned(),
+        Some(_) => format!("{dir}/<name withheld>"),
+        None => rel.to_owned(),
+    };
+    let mut c = Checker {
+        file,
+        exp,
+        forbidden,
+        out: FileFindings {
+            kept: Vec::new(),
+            total: 0,
+        },
+    };
+    if let Some(kind) = name_finding {
+        c.push(kind, || "file name".into());
+    }
+    if let Some((kind, at)) = forbidden.find_raw(bytes) {
+        c.push(kind, || format!("byte offset {at}"));
+    }
+    let titles_dir = format!("{FEED_DIR}/{TITLES_DIR}");
+    let shards_dir = format!("{FEED_DIR}/{SHARDS_DIR}");
+    let stem = name.strip_suffix(".json");
+    match (dir, stem) {
+        ("", _) if name == RELEASE_MANIFEST => check_manifest(&mut c, bytes),
+        ("", _) if name == PAIRS_CSV => check_csv(&mut c, bytes),
+        ("", _) if name == PAIRS_PARQUET => check_parquet(&mut c, bytes),
+        (d, _) if d == FEED_DIR && name == INDEX_FILE => check_index(&mut c, bytes),
+        (d, Some(stem)) if d == titles_dir && exp.index.layout == Layout::Titles => {
+            check_title_file(&mut c, stem, bytes)
+        }
+        (d, Some(stem)) if d == shards_dir && exp.index.layout == Layout::Shards => {
+            check_shard_file(&mut c, stem, bytes)
+        }
+        _ => {
+            c.push(FindingKind::Unexpected, || {
+                "a file that is not part of the release format".into()
+            });
+            if name_finding.is_none() {
+                let title = alsoborrowed_feed::title_from_stem(stem.unwrap_or(name));
+                c.stray(title.as_deref().unwrap_or(name).as_bytes(), || {
+                    "file name".into()
+                });
+            }
+        }
+    }
+    c.out
+}
+
+fn check_manifest(c: &mut Checker<'_>, bytes: &[u8]) {
+    let found: ReleaseManifest = match serde_json::from_slice(bytes) {
+        Ok(m) => m,
+        Err(e) => return off_format(c, bytes, &e),
+    };
+    let want = c.exp.manifest;
+    if found != *want {
+        let f = serde_json::to_value(&found).unwrap_or_default();
+        let w = serde_json::to_value(want).unwrap_or_default();
+        differing_fields(c, &f, &w);
+    }
+}
+
+fn check_index(c: &mut Checker<'_>, bytes: &[u8]) {
+    let found: FeedIndex = match serde_json::from_slice(bytes) {
+        Ok(i) => i,
+        Err(e) => return off_format(c, bytes, &e),
+    };
+    if found != *c.exp.index {
+        let f = serde_json::to_value(&found).unwrap_or_default();
+        let w = serde_json::to_value(c.exp.index).unwrap_or_default();
+        differing_fields(c, &f, &w);
+    }
+}
+
+/// Reports every field of `found` that differs from `want`, classified by
+/// its value.
+fn differing_fields(c: &mut Checker<'_>, found: &serde_json::Value, want: &serde_json::Value) {
+    let (Some(found), Some(want)) = (found.as_object(), want.as_object()) else {
+        return;
+    };
+    for (key, value) in found {
+        if want.get(key) != Some(value) {
+            let text = match value {
+                serde_json::Value::String(s) => s.clone(),
+                other => other.to_string(),
+            };
+            c.differs(key, &text);
+        }
+    }
+    for key in want.keys() {
+        if !found.contains_key(key) {
+            let place = format!("field {key} (missing)");
+            c.push(FindingKind::Unexpected, || place);
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TitleFileIn<'a> {
+    schema_version: u32,
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    related: Vec<Cow<'a, str>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardFileIn<'a> {
+    schema_version: u32,
+    #[serde(borrow)]
+    shard: Cow<'a, str>,
+    #[serde(borrow)]
+    titles: Vec<ShardTitleIn<'a>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ShardTitleIn<'a> {
+    #[serde(borrow)]
+    title: Cow<'a, str>,
+    #[serde(borrow)]
+    related: Vec<Cow<'a, str>>,
+}
+
+fn check_version(c: &mut Checker<'_>, found: u32) {
+    if found != SCHEMA_VERSION {
+        c.differs("schema_version", &found.to_string());
+    }
+}
+
+/// A title and its list: every entry a title of the input, and the list
+/// of the format's shape.
+fn check_list(c: &mut Checker<'_>, title: &str, related: &[Cow<'_, str>], at: &str) {
+    c.title(title, || format!("{at}title"));
+    for (i, r) in related.iter().enumerate() {
+        c.title(r, || format!("{at}related[{i}]"));
+    }
+    let owned: Vec<String> = related.iter().map(|r| r.to_string()).collect();
+    if let Some(reason) = list_problem(title, &owned, c.exp.index.max_related) {
+        let place = format!("{at}related ({reason})");
+        c.push(FindingKind::Unexpected, || place);
+    }
+}
+
+fn check_title_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
+    let file: TitleFileIn<'_> = match serde_json::from_slice(bytes) {
+        Ok(f) => f,
+        Err(e) => return off_format(c, bytes, &e),
+    };
+    check_version(c, file.schema_version);
+    check_list(c, &file.title, &file.related, "");
+    if file_stem(&file.title) != stem {
+        let title = alsoborrowed_feed::title_from_stem(stem);
+        c.stray(title.as_deref().unwrap_or(stem).as_bytes(), || {
+            "file name (not the title it holds)".into()
+        });
+    }
+}
+
+fn check_shard_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
+    let Some(bits) = c.exp.index.shard_bits else {
+        return c.push(FindingKind::Unexpected, || {
+            "a shard without shard_bits".into()
+        });
+    };
+    let shard = u32::from_str_radix(stem, 16)
+        .ok()
+        .filter(|&s| u64::from(s) < 1u64 << bits && shard_name(s, bits) == stem);
+    let Some(shard) = shard else {
+        return c.stray(stem.as_bytes(), || "file name (not a shard name)".into());
+    };
+    let file: ShardFileIn<'_> = match serde_json::from_slice(bytes) {
+        Ok(f) => f,
+        Err(e) => return off_format(c, bytes, &e),
+    };
+    check_version(c, file.schema_version);
+    if file.shard != stem {
+        c.differs("shard", &file.shard);
+    }
+    for (i, t) in file.titles.iter().enumerate() {
+        check_list(c, &t.title, &t.related, &format!("titles[{i}]."));
+    }
+    let titles = file.titles.iter().map(|t| t.title.as_ref());
+    if let Some(reason) = shard_problem(titles, shard, bits) {
+        c.push(FindingKind::Unexpected, || format!("titles ({reason})"));
+    }
+}
+
+/// A JSON file that does not parse as its format: classifies every string
+/// and number in it that is not a title of the input or a known field name,
+/// and reports where parsing stopped (line and column only: a serde message
+/// can quote an unknown field's name, which may be a planted value).
+fn off_format(c: &mut Checker<'_>, bytes: &[u8], e: &serde_json::Error) {
+    let (line, column) = (e.line(), e.column());
+    c.push(FindingKind::Unexpected, || {
+        format!("line {line} column {column} (does not match the feed format)")
+    });
+    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(bytes) {
+        walk_json(c, &value, &mut String::new());
+    }
+}
+
+/// Field names of the release's JSON files, shown in places; any other key
+/// is shown as `<unknown field>`, never by name.
+const KNOWN_FIELDS: [&str; 18] = [
+    "schema_version",
+    "layout",
+    "shard_bits",
+    "max_related",
+    "updated",
+    "title",
+    "related",
+    "shard",
+    "titles",
+    "format",
+    "window_first",
+    "window_last",
+    "measure",
+    "min_support",
+    "max_titles_per_borrower",
+    "pairs",
+    "score",
+    "window",
+];
+
+fn walk_json(c: &mut Checker<'_>, v: &serde_json::Value, path: &mut String) {
+    use serde_json::Value;
+    match v {
+        Value::String(s) => {
+            if !c.exp.titles.contains(s.as_str())
+                && let Some(kind) = c.forbidden.classify_value(s.as_bytes())
+            {
+                let place = path.clone();
+                c.push(kind, || place);
+            }
+        }
+        Value::Number(n) => {
+            if let Some(kind) = c.forbidden.classify_value(n.to_string().as_bytes()) {
+                let place = path.clone();
+                c.push(kind, || place);
+            }
+        }
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                walk_json(c, item, path);
+                path.truncate(len);
+            }
+        }
+        Value::Object(fields) => {
+            for (key, item) in fields {
+                let len = path.len();
+                if !path.is_empty() {
+                    path.push('.');
+                }
+                if KNOWN_FIELDS.contains(&key.as_str()) {
+                    path.push_str(key);
+                } else {
+                    path.push_str("<unknown field>");
+                    if let Some(kind) = c.forbidden.classify_value(key.as_bytes()) {
+                        let place = path.clone();
+                        c.push(kind, || place);
+                    }
+                }
+                walk_json(c, item, path);
+                path.truncate(len);
+            }
+        }
+        Value::Bool(_) | Value::Null => {}
+    }
+}
+
+fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(false)
+        .flexible(true)
+        .from_reader(bytes);
+    let mut record = csv::ByteRecord::new();
+    let mut row = 0u64;
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(_) => {
+                let at = reader.position().byte();
+                return c.push(FindingKind::Unexpected, || {
+                    format!("byte offset {at} (not valid CSV)")
+                });
+            }
+        }
+        row += 1;
+        if row == 1 {
+            if record.iter().ne(CSV_HEADER.iter().map(|h| h.as_bytes())) {
+                for (i, field) in record.iter().enumerate() {
+                    if CSV_HEADER.get(i).map(|h| h.as_bytes()) != Some(field) {
+                        c.stray(field, || format!("header, column {}", i + 1));
+                    }
+                }
+            }
+            continue;
+        }
+        for (i, field) in record.iter().enumerate() {
+            let place = || format!("row {row}, column {}", i + 1);
+            match i {
+                0 | 1 => match std::str::from_utf8(field).ok().and_then(undefuse) {
+                    Some(title) => c.title(title, place),
+                    None => c.stray(field, place),
+                },
+                2 => {
+                    let score = std::str::from_utf8(field)
+                        .ok()
+                        .and_then(|s| s.parse::<f64>().ok());
+                    if !score.is_some_and(f64::is_finite) {
+                        c.stray(field, place);
+                    }
+                }
+                _ => c.stray(field, place),
+            }
+        }
+        if record.len() < 3 {
+            c.push(FindingKind::Unexpected, || {
+                format!("row {row} (too few fields)")
+            });
+        }
+    }
+}
+
+fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
+    use parquet::basic::Type as Physical;
+    use parquet::column::page::Page;
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+
+    let data = bytes::Bytes::copy_from_slice(bytes);
+    let reader = match SerializedFileReader::new(data.clone()) {
+        Ok(r) => r,
+        Err(_) => {
+            return c.push(FindingKind::Unexpected, || {
+                "footer (not a Parquet file)".into()
+            });
+        }
+    };
+    let meta = reader.metadata();
+    let file_meta = meta.file_metadata();
+    let schema = file_meta.schema_descr();
+    let columns_ok = schema.num_columns() == PARQUET_COLUMNS.len()
+        && schema
+            .columns()
+            .iter()
+            .zip(PARQUET_COLUMNS)
+            .all(|(col, (name, _))| col.name() == name);
+    if !columns_ok {
+        for col in schema.columns() {
+            if !PARQUET_COLUMNS.iter().any(|(n, _)| *n == col.name()) {
+                c.stray(col.name().as_bytes(), || "schema, a column name".into());
+            }
+        }
+        c.push(FindingKind::Unexpected, || {
+            "schema (not the pairs columns)".into()
+        });
+        return;
+    }
+    let types_ok = schema.columns().iter().map(|col| col.physical_type()).eq([
+        Physical::BYTE_ARRAY,
+        Physical::BYTE_ARRAY,
+        Physical::DOUBLE,
+    ]);
+    if !types_ok {
+        c.push(FindingKind::Unexpected, || "schema (column types)".into());
+        return;
+    }
+    if file_meta.created_by() != Some(CREATED_BY) {
+        let found = file_meta.created_by().unwrap_or("").to_owned();
+        c.stray(found.as_bytes(), || "footer, created_by".into());
+    }
+    for kv in file_meta.key_value_metadata().into_iter().flatten() {
+        c.stray(kv.key.as_bytes(), || {
+            "footer, key-value metadata key".into()
+        });
+        if let Some(v) = &kv.value {
+            c.stray(v.as_bytes(), || "footer, key-value metadata value".into());
+        }
+    }
+    for rg in 0..meta.num_row_groups() {
+        let Ok(group) = reader.get_row_group(rg) else {
+            return c.push(FindingKind::Unexpected, || {
+                format!("row group {rg} (unreadable)")
+            });
+        };
+        for (col, (name, _)) in PARQUET_COLUMNS.iter().enumerate() {
+            let is_title = col < 2;
+            if let Some(stats) = group.metadata().column(col).statistics() {
+                for v in [stats.min_bytes_opt(), stats.max_bytes_opt()]
+                    .into_iter()
+                    .flatten()
+                {
+                    stat_value(c, is_title, v, || {
+                        format!("row group {rg}, column {name}, statistics")
+                    });
+                }
+            }
+            let Ok(pages) = group.get_column_page_reader(col) else {
+                return c.push(FindingKind::Unexpected, || {
+                    format!("row group {rg}, column {name} (unreadable)")
+                });
+            };
+            for (p, page) in pages.enumerate() {
+                let Ok(page) = page else {
+                    return c.push(FindingKind::Unexpected, || {
+                        format!("row group {rg}, column {name}, page {p} (unreadable)")
+                    });
+                };
+                let place = |what: &str| format!("row group {rg}, column {name}, page {p}{what}");
+                if let Some((kind, at)) = c.forbidden.find_raw(page.buffer()) {
+                    c.push(kind, || place(&format!(", byte offset {at}")));
+                }
+                if let Some(stats) = page.statistics() {
+                    for v in [stats.min_bytes_opt(), stats.max_bytes_opt()]
+                        .into_iter()
+                        .flatten()
+                    {
+                        stat_value(c, is_title, v, || place(", statistics"));
+                    }
+                }
+                if let Page::DictionaryPage {
+                    buf, num_values, ..
+                } = &page
+                {
+                    if !is_title {
+                        continue;
+                    }
+                    match plain_byte_arrays(buf, *num_values as usize) {
+                        Some(values) => {
+                            for (i, v) in values.into_iter().enumerate() {
+                                match std::str::from_utf8(v) {
+                                    Ok(t) => {
+                                        c.title(t, || place(&format!(" (dictionary), value {i}")))
+                                    }
+                                    Err(_) => {
+                                        c.stray(v, || place(&format!(" (dictionary), value {i}")))
+                                    }
+                                }
+                            }
+                        }
+                        None => c.push(FindingKind::Unexpected, || {
+                            place(" (dictionary, not PLAIN)")
+                        }),
+                    }
+                }
+            }
+        }
+    }
+    check_parquet_rows(c, data);
+}
+
+/// A statistics value: a title of the input in a title column; a score
+/// column's statistics are 8-byte doubles, part of the format.
+fn stat_value(c: &mut Checker<'_>, is_title: bool, v: &[u8], place: impl FnOnce() -> String) {
+    if !is_title {
+        return;
+    }
+    match std::str::from_utf8(v) {
+        Ok(t) => c.title(t, place),
+        Err(_) => c.stray(v, place),
+    }
+}
+
+/// The values of a PLAIN-encoded BYTE_ARRAY page: each a 4-byte
+/// little-endian length and that many bytes; `None` if the page is not that.
+fn plain_byte_arrays(buf: &[u8], n: usize) -> Option<Vec<&[u8]>> {
+    let mut out = Vec::with_capacity(n);
+    let mut rest = buf;
+    for _ in 0..n {
+        let len = u32::from_le_bytes(rest.get(..4)?.try_into().ok()?) as usize;
+        out.push(rest.get(4..4 + len)?);
+        rest = &rest[4 + len..];
+    }
+    rest.is_empty().then_some(out)
+}
+
+/// Every decoded row value: titles of the input, finite scores.
+fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
+    use arrow_array::cast::AsArray;
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    let reader = match ParquetRecordBatchReaderBuilder::try_new(data).and_then(|b| b.build()) {
+        Ok(r) => r,
+        Err(_) => return c.push(FindingKind::Unexpected, || "rows (unreadable)".into()),
+    };
+    let mut row = 0usize;
+    for batch in reader {
+        let Ok(batch) = batch else {
+            return c.push(FindingKind::Unexpected, || {
+                format!("row {row} (unreadable)")
+            });
+        };
+        let (Some(a), Some(b), Some(s)) = (
+            batch.column(0).as_string_opt::<i32>(),
+            batch.column(1).as_string_opt::<i32>(),
+            batch
+                .column(2)
+                .as_primitive_opt::<arrow_array::types::Float64Type>(),
+        ) else {
+            return c.push(FindingKind::Unexpected, || "rows (column types)".into());
+        };
+        // Rows come grouped by title_a: look each run up once.
+        let mut last_a: Option<&str> = None;
+        for i in 0..batch.num_rows() {
+            let r = row + i;
+            if last_a != Some(a.value(i)) {
+                c.title(a.value(i), || format!("row {r}, column title_a"));
+                last_a = Some(a.value(i));
+            }
+            c.title(b.value(i), || format!("row {r}, column title_b"));
+            if !s.value(i).is_finite() {
+                c.push(FindingKind::Unexpected, || format!("row {r}, column score"));
+            }
+        }
+        row += batch.num_rows();
+    }
+}
