@@ -194,8 +194,14 @@ pub enum FeedError {
         #[source]
         source: std::io::Error,
     },
-    /// A file is not valid JSON or does not match the feed format.
-    #[error("{path}: not a valid feed file: {source}")]
+    /// A file is not valid JSON or does not match the feed format. The
+    /// message gives the line and column only: the parser's own text can
+    /// quote a field name or value of the file.
+    #[error(
+        "{path}: not a valid feed file (line {} column {})",
+        source.line(),
+        source.column()
+    )]
     Json {
         /// The file.
         path: PathBuf,

@@ -638,13 +638,12 @@ mod tests {
         #[test]
         fn a_planted_id_is_found_between_any_separators(
             id in prop_oneof!["[0-9]{1,3}", "[A-Z]{1,3}", "U[0-9]{1,3}", "[A-Z0-9]{6,12}"],
-            before in "[ ,;:/()-]{1,2}[a-z]{0,4}",
-            after in "[ ,;:/()-]{1,2}[a-z]{0,4}",
+            before in "([a-z]{0,4}[ ,;:/()-]{1,2})?",
+            after in "([ ,;:/()-]{1,2}[a-z]{0,4})?",
         ) {
             let mut f = Forbidden::new();
             f.add_identifier(&id);
-            let value = format!("x{before}{id}{after}");
-            let value = value.trim_start_matches('x');
+            let value = format!("{before}{id}{after}");
             prop_assert_eq!(f.classify_value(value.as_bytes()), Some(FindingKind::Identifier));
         }
     }

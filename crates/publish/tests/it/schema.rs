@@ -30,23 +30,20 @@ pub fn validate_release(release: &Path) -> usize {
     let feed = release.join("feed");
     let doc: Value =
         serde_json::from_slice(&std::fs::read(feed.join("index.json")).unwrap()).unwrap();
-    let (index_def, file_def, dir) = match doc["schema_version"].as_u64() {
-        Some(1) => ("index", "title", "titles"),
-        Some(2) => ("shardedIndex", "shard", "shards"),
-        other => panic!("unexpected schema_version {other:?}"),
+    assert_eq!(doc["schema_version"], 3);
+    let (file_def, dir) = match doc["layout"].as_str() {
+        Some("titles") => ("title", "titles"),
+        Some("shards") => ("shard", "shards"),
+        other => panic!("unexpected layout {other:?}"),
     };
-    let (index, file, any) = (
-        schema_for(index_def),
-        schema_for(file_def),
-        schema_for("any"),
-    );
+    let (index, file, any) = (schema_for("index"), schema_for(file_def), schema_for("any"));
     assert_valid(&index, &doc, "index.json");
     assert_valid(&any, &doc, "index.json");
     assert!(!file.is_valid(&doc));
     let mut checked = 1;
     let entries = match std::fs::read_dir(feed.join(dir)) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && doc["titles"] == 0 => return 1,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && dir == "titles" => return 1,
         Err(e) => panic!("{dir}: {e}"),
     };
     for e in entries {
@@ -64,81 +61,59 @@ pub fn validate_release(release: &Path) -> usize {
 fn schema_rejects_what_the_format_forbids() {
     let index = schema_for("index");
     let title = schema_for("title");
-    let good_index = json!({"schema_version": 1, "window": {"first": "2024-01", "last": "2024-12"},
-        "measure": "llr", "min_support": 5, "max_titles_per_borrower": 100, "max_related": 20,
-        "titles": 3});
-    assert_valid(&index, &good_index, "good index");
-    for (key, bad) in [
-        ("schema_version", json!(2)),
-        ("measure", json!("pagerank")),
-        ("min_support", json!(1)),
-        ("titles", json!(-1)),
-        ("window", json!({"first": "2024-13", "last": "2024-12"})),
-        ("window", json!({"first": "2024-01"})),
-    ] {
-        let mut doc = good_index.clone();
-        doc[key] = bad;
-        assert!(!index.is_valid(&doc), "{key}");
-    }
-    let mut extra = good_index.clone();
-    extra["borrowers"] = json!(["x"]);
-    assert!(!index.is_valid(&extra));
-
-    let good_title =
-        json!({"schema_version": 1, "title": "a", "related": [{"title": "b", "score": 1.5}]});
-    assert_valid(&title, &good_title, "good title");
-    for bad in [
-        json!({"schema_version": 1, "title": "", "related": [{"title": "b", "score": 1.5}]}),
-        json!({"schema_version": 1, "title": "a", "related": []}),
-        json!({"schema_version": 1, "title": "a", "related": [{"title": "b", "score": "1"}]}),
-        json!({"schema_version": 1, "title": "a", "related": [{"title": "b", "score": 1, "borrower": "x"}]}),
-        json!({"schema_version": 1, "title": "a"}),
-    ] {
-        assert!(!title.is_valid(&bad), "{bad}");
-    }
-}
-
-#[test]
-fn schema_rejects_what_the_sharded_format_forbids() {
-    let index = schema_for("shardedIndex");
     let shard = schema_for("shard");
-    let good_index = json!({"schema_version": 2, "window": {"first": "2024-01", "last": "2024-12"},
-        "measure": "llr", "min_support": 5, "max_titles_per_borrower": 100, "max_related": 20,
-        "titles": 3, "shard_bits": 4});
-    assert_valid(&index, &good_index, "good sharded index");
-    assert!(!schema_for("index").is_valid(&good_index));
-    for (key, bad) in [
-        ("schema_version", json!(1)),
+    let good_index =
+        json!({"schema_version": 3, "layout": "shards", "shard_bits": 4, "max_related": 20, "updated": "2024-12"});
+    assert_valid(&index, &good_index, "good index");
+    let per_title = json!({"schema_version": 3, "layout": "titles", "max_related": 20, "updated": "2024-12"});
+    assert_valid(&index, &per_title, "per-title index");
+    for (key, value) in [
+        ("schema_version", json!(2)),
+        ("layout", json!("files")),
         ("shard_bits", json!(17)),
-        ("shard_bits", json!(-1)),
+        ("max_related", json!(0)),
+        ("updated", json!("2024-13")),
+        ("window", json!({"first": "2024-01", "last": "2024-12"})),
+        ("min_support", json!(5)),
+        ("titles", json!(10)),
     ] {
-        let mut doc = good_index.clone();
-        doc[key] = bad;
-        assert!(!index.is_valid(&doc), "{key}");
+        let mut bad = good_index.clone();
+        bad[key] = value;
+        assert!(!index.is_valid(&bad), "{key}: {bad}");
     }
     let mut no_bits = good_index.clone();
     no_bits.as_object_mut().unwrap().remove("shard_bits");
     assert!(!index.is_valid(&no_bits));
-    let mut v1_with_bits = no_bits.clone();
-    v1_with_bits["schema_version"] = json!(1);
-    v1_with_bits["shard_bits"] = json!(3);
-    assert!(!schema_for("index").is_valid(&v1_with_bits));
+    let mut bits_without_shards = per_title.clone();
+    bits_without_shards["shard_bits"] = json!(0);
+    assert!(!index.is_valid(&bits_without_shards));
 
-    let good_shard = json!({"schema_version": 2, "shard": "0a", "titles": [
-        {"title": "a", "related": [{"title": "b", "score": 1.5}]}]});
-    assert_valid(&shard, &good_shard, "good shard");
     assert_valid(
-        &shard,
-        &json!({"schema_version": 2, "shard": "0", "titles": []}),
-        "empty shard",
+        &title,
+        &json!({"schema_version": 3, "title": "a", "related": ["b", "c"]}),
+        "good title",
     );
     for bad in [
-        json!({"schema_version": 2, "shard": "0A", "titles": []}),
-        json!({"schema_version": 2, "shard": "", "titles": []}),
-        json!({"schema_version": 1, "shard": "0", "titles": []}),
-        json!({"schema_version": 2, "shard": "0", "titles": [{"title": "a", "related": []}]}),
-        json!({"schema_version": 2, "shard": "0", "titles": [{"title": "a", "related": [{"title": "b", "score": 1}], "borrower": "x"}]}),
-        json!({"schema_version": 2, "shard": "0"}),
+        json!({"schema_version": 3, "title": "", "related": ["b"]}),
+        json!({"schema_version": 3, "title": "a", "related": []}),
+        json!({"schema_version": 3, "title": "a", "related": ["b", "b"]}),
+        json!({"schema_version": 3, "title": "a", "related": [{"title": "b", "score": 1.5}]}),
+        json!({"schema_version": 3, "title": "a", "related": ["b"], "borrower": "x"}),
+        json!({"schema_version": 3, "title": "a", "related": [5]}),
+        json!({"schema_version": 1, "title": "a", "related": ["b"]}),
+    ] {
+        assert!(!title.is_valid(&bad), "{bad}");
+    }
+    assert_valid(
+        &shard,
+        &json!({"schema_version": 3, "shard": "0a", "titles": [{"title": "a", "related": ["b"]}]}),
+        "good shard",
+    );
+    assert_valid(&shard, &json!({"schema_version": 3, "shard": "0", "titles": []}), "empty");
+    for bad in [
+        json!({"schema_version": 3, "shard": "0A", "titles": []}),
+        json!({"schema_version": 3, "shard": "0a", "titles": [{"title": "a", "related": []}]}),
+        json!({"schema_version": 3, "shard": "0a", "titles": [{"title": "a", "related": ["b"], "n": 3}]}),
     ] {
         assert!(!shard.is_valid(&bad), "{bad}");
     }
