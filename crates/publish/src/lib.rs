@@ -1022,7 +1022,7 @@ pub fn verify(
         Err(e) => return Err(PublishError::io(&manifest_path, e)),
     };
     // Line and column only: a serde message could quote a field's name.
-    let manifest: ReleaseManifest = serde_json::from_slice(&manifest_bytes).map_err(|e| {
+    let manifest = lenient_manifest(&manifest_bytes).map_err(|e| {
         PublishError::unreadable(
             &manifest_path,
             format!(
@@ -1145,6 +1145,30 @@ pub fn verify(
         min_support_seen,
         files_scanned: all_files.len() as u64,
     })
+}
+
+/// The manifest's known fields, ignoring unknown ones: the value check of
+/// `release.json` reports those (by kind, never by name), so the audit can
+/// go on and say what it found instead of stopping at the parse.
+fn lenient_manifest(bytes: &[u8]) -> Result<ReleaseManifest, serde_json::Error> {
+    let mut value: serde_json::Value = serde_json::from_slice(bytes)?;
+    let known = serde_json::to_value(ReleaseManifest {
+        format: MANIFEST_FORMAT,
+        window_first: String::new(),
+        window_last: String::new(),
+        measure: String::new(),
+        min_support: 0,
+        max_titles_per_borrower: 0,
+        max_related: 0,
+        layout: Layout::Shards,
+        shard_bits: Some(0),
+        titles: 0,
+        pairs: 0,
+    })?;
+    if let (Some(fields), Some(known)) = (value.as_object_mut(), known.as_object()) {
+        fields.retain(|k, _| known.contains_key(k));
+    }
+    serde_json::from_value(value)
 }
 
 /// What [`read_hash_check`] found.

@@ -164,11 +164,18 @@ fn export_round_trips_through_the_feed() {
     // Window, measure and thresholds are in the private manifest only.
     let manifest = manifest_of(&release_of(&outcome));
     assert_eq!(
-        (manifest.window_first.as_str(), manifest.window_last.as_str()),
+        (
+            manifest.window_first.as_str(),
+            manifest.window_last.as_str()
+        ),
         ("2024-01", "2024-12")
     );
     assert_eq!(
-        (manifest.measure.as_str(), manifest.min_support, manifest.pairs),
+        (
+            manifest.measure.as_str(),
+            manifest.min_support,
+            manifest.pairs
+        ),
         ("count", 3, *pairs)
     );
 
@@ -270,21 +277,38 @@ fn only_the_feed_is_readable_by_others_and_served() {
     assert_eq!(mode(&release.join("feed")), 0o755);
     assert_eq!(mode(&release.join("feed/titles")), 0o755);
     for rel in files_below(&release).keys() {
-        let want = if rel.starts_with("feed") { 0o644 } else { 0o600 };
+        let want = if rel.starts_with("feed") {
+            0o644
+        } else {
+            0o600
+        };
         assert_eq!(mode(&release.join(rel)), want, "{}", rel.display());
     }
     // The served link resolves to the live feed, which holds the feed alone.
     let served = out.path().join("feed");
-    assert_eq!(std::fs::read_link(&served).unwrap(), Path::new("current/feed"));
-    assert_eq!(served.canonicalize().unwrap(), release.join("feed").canonicalize().unwrap());
+    assert_eq!(
+        std::fs::read_link(&served).unwrap(),
+        Path::new("current/feed")
+    );
+    assert_eq!(
+        served.canonicalize().unwrap(),
+        release.join("feed").canonicalize().unwrap()
+    );
     let names: BTreeSet<String> = std::fs::read_dir(&served)
         .unwrap()
         .map(|e| e.unwrap().file_name().into_string().unwrap())
         .collect();
-    assert_eq!(names, BTreeSet::from(["index.json".into(), "titles".into()]));
+    assert_eq!(
+        names,
+        BTreeSet::from(["index.json".into(), "titles".into()])
+    );
     for (rel, bytes) in files_below(&served) {
         let text = String::from_utf8(bytes).unwrap();
-        assert!(!text.contains("score") && !text.contains("window"), "{}", rel.display());
+        assert!(
+            !text.contains("score") && !text.contains("window"),
+            "{}",
+            rel.display()
+        );
     }
 }
 
@@ -455,9 +479,8 @@ fn refused_with_title(title: String, forbidden: &Forbidden) -> PublishError {
 
 fn findings_of(err: &PublishError) -> &publish::Findings {
     match err {
-        PublishError::CheckFailed { findings, .. } | PublishError::VerifyFailed { findings, .. } => {
-            findings
-        }
+        PublishError::CheckFailed { findings, .. }
+        | PublishError::VerifyFailed { findings, .. } => findings,
         other => panic!("expected a failed check, got {other}"),
     }
 }
@@ -482,9 +505,18 @@ fn planted_pseudonym_is_refused_in_every_encoding() {
         // The title is in the CSV, the Parquet file, its own feed file and
         // those of the titles it is related to.
         assert!(findings.files >= 3, "{err}");
-        assert!(findings.first.iter().all(|f| f.kind == FindingKind::Pseudonym), "{err}");
+        assert!(
+            findings
+                .first
+                .iter()
+                .all(|f| f.kind == FindingKind::Pseudonym),
+            "{err}"
+        );
         let files: BTreeSet<&str> = findings.first.iter().map(|f| f.file.as_str()).collect();
-        assert!(files.contains("pairs.csv") && files.contains("pairs.parquet"), "{files:?}");
+        assert!(
+            files.contains("pairs.csv") && files.contains("pairs.parquet"),
+            "{files:?}"
+        );
         assert!(err.to_string().contains("pseudonym"), "{err}");
         assert!(err.to_string().contains("fix:"), "{err}");
     }
@@ -508,7 +540,13 @@ fn a_title_that_is_also_a_borrower_id_is_published_and_counted() {
     assert_eq!(ids_as_titles, 2);
     // Key material is refused wherever it stands, titles included.
     let err = refused_with_title(hex::encode([0x5a; 32]), &forbidden);
-    assert!(findings_of(&err).first.iter().all(|f| f.kind == FindingKind::Secret), "{err}");
+    assert!(
+        findings_of(&err)
+            .first
+            .iter()
+            .all(|f| f.kind == FindingKind::Secret),
+        "{err}"
+    );
 }
 
 /// Ids of every shape a real export has.
@@ -518,7 +556,10 @@ const ID_SHAPES: [&str; 7] = ["7", "42", "100", "U4", "ABC", "4711", "K00012345"
 fn published(layout: FeedLayout) -> (tempfile::TempDir, PathBuf, Loans) {
     let (l, related) = sample();
     let out = tempfile::tempdir().unwrap();
-    let m = ExportMeta { layout, ..meta(3, 20) };
+    let m = ExportMeta {
+        layout,
+        ..meta(3, 20)
+    };
     let release = release_of(&export(&related, &m, out.path(), &Forbidden::new()).unwrap());
     (out, release, l)
 }
@@ -543,7 +584,10 @@ fn tamper(path: &Path, bytes: &[u8]) {
 fn planted_findings(out: &Path, l: &Loans, id: &str) -> BTreeSet<(String, FindingKind)> {
     let err = verify(out, l, 3, &ids_forbidden()).unwrap_err();
     let msg = err.to_string();
-    assert!(!msg.contains(&format!("\"{id}\"")), "error reveals the value: {msg}");
+    assert!(
+        !msg.contains(&format!("\"{id}\"")),
+        "error reveals the value: {msg}"
+    );
     findings_of(&err)
         .first
         .iter()
@@ -567,12 +611,16 @@ fn an_id_planted_in_any_json_field_is_refused_naming_file_and_kind() {
             if let Ok(n) = id.parse::<u64>() {
                 doc["note"] = serde_json::json!(n);
                 tamper(&index, &serde_json::to_vec(&doc).unwrap());
-                assert!(planted_findings(out.path(), &l, id).contains(&id_finding("feed/index.json")));
+                assert!(
+                    planted_findings(out.path(), &l, id).contains(&id_finding("feed/index.json"))
+                );
                 // In place of a value of the format.
                 let mut doc: serde_json::Value = serde_json::from_slice(&original).unwrap();
                 doc["max_related"] = serde_json::json!(n);
                 tamper(&index, &serde_json::to_vec(&doc).unwrap());
-                assert!(planted_findings(out.path(), &l, id).contains(&id_finding("feed/index.json")));
+                assert!(
+                    planted_findings(out.path(), &l, id).contains(&id_finding("feed/index.json"))
+                );
             }
             tamper(&index, &original);
             // As a related title in a list.
@@ -585,7 +633,10 @@ fn an_id_planted_in_any_json_field_is_refused_naming_file_and_kind() {
                     let bits = Feed::open(&release).unwrap().index().shard_bits.unwrap();
                     let s = alsoborrowed_feed::shard_of(TITLES[0], bits);
                     (
-                        format!("feed/shards/{}.json", alsoborrowed_feed::shard_name(s, bits)),
+                        format!(
+                            "feed/shards/{}.json",
+                            alsoborrowed_feed::shard_name(s, bits)
+                        ),
                         "/titles/0/related".to_owned(),
                     )
                 }
@@ -593,9 +644,16 @@ fn an_id_planted_in_any_json_field_is_refused_naming_file_and_kind() {
             let path = release.join(&file);
             let mut doc: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-            doc.pointer_mut(&pointer).unwrap().as_array_mut().unwrap().push(serde_json::json!(id));
+            doc.pointer_mut(&pointer)
+                .unwrap()
+                .as_array_mut()
+                .unwrap()
+                .push(serde_json::json!(id));
             tamper(&path, &serde_json::to_vec(&doc).unwrap());
-            assert!(planted_findings(out.path(), &l, id).contains(&id_finding(&file)), "{id} {file}");
+            assert!(
+                planted_findings(out.path(), &l, id).contains(&id_finding(&file)),
+                "{id} {file}"
+            );
         }
     }
 }
@@ -611,7 +669,10 @@ fn an_id_planted_in_a_file_name_csv_field_or_parquet_value_is_refused() {
             format!(r#"{{"schema_version":3,"title":"{id}","related":["b/2"]}}"#).as_bytes(),
         );
         let found = planted_findings(out.path(), &l, id);
-        assert!(found.contains(&(name.clone(), FindingKind::Identifier)), "{id}: {found:?}");
+        assert!(
+            found.contains(&(name.clone(), FindingKind::Identifier)),
+            "{id}: {found:?}"
+        );
         std::fs::remove_file(release.join(&name)).unwrap();
 
         // A CSV row with the id as a title.
@@ -621,7 +682,10 @@ fn an_id_planted_in_a_file_name_csv_field_or_parquet_value_is_refused() {
         planted.extend_from_slice(format!("{id},b/2,1\r\n").as_bytes());
         tamper(&csv_path, &planted);
         let found = planted_findings(out.path(), &l, id);
-        assert!(found.contains(&("pairs.csv".into(), FindingKind::Identifier)), "{id}: {found:?}");
+        assert!(
+            found.contains(&("pairs.csv".into(), FindingKind::Identifier)),
+            "{id}: {found:?}"
+        );
         tamper(&csv_path, &original);
 
         // A Parquet value (Snappy-compressed, dictionary-encoded): found in
@@ -1145,5 +1209,95 @@ proptest! {
             prop_assert_eq!(feed.similar(a, usize::MAX), list.as_slice());
         }
         schema::validate_release(&out.path().join("current"));
+    }
+}
+
+/// Ids of the shapes real exports have: short numbers, short letters,
+/// MovieLens-style, ISBN-like.
+fn id_shape() -> impl Strategy<Value = String> {
+    prop_oneof![
+        (1u32..1000).prop_map(|n| n.to_string()),
+        "[A-Z]{1,3}",
+        (1u32..700).prop_map(|n| format!("U{n}")),
+        (1u32..700).prop_map(|n| format!("M{n}")),
+        "97[89][0-9]{10}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// A correct release never refuses, whatever the borrower ids look
+    /// like, even when they coincide with title ids, scores, counts, shard
+    /// names or bytes of the compressed Parquet file; and `verify` agrees.
+    #[test]
+    fn benign_releases_with_ids_of_every_shape_never_refuse(
+        titles in proptest::collection::btree_set(id_shape(), 4..30),
+        ids in proptest::collection::btree_set(id_shape(), 1..200),
+        edges in proptest::collection::vec((0usize..30, 0usize..30, 0u32..20), 0..80),
+        sharded in any::<bool>(),
+        measure in prop_oneof![Just(Measure::Count), Just(Measure::Llr), Just(Measure::Jaccard)],
+    ) {
+        let titles: Vec<&str> = titles.iter().map(String::as_str).collect();
+        let n = titles.len();
+        // Loans that make `edges` co-borrowed by 3 borrowers each.
+        let mut rows = Vec::new();
+        for (i, &(a, b, _)) in edges.iter().enumerate() {
+            for k in 0..3 {
+                let borrower = (i * 3 + k) as u32;
+                rows.push((borrower, a % n));
+                if a % n != b % n {
+                    rows.push((borrower, b % n));
+                }
+            }
+        }
+        let l = loans(&titles, &rows, month(2024, 5));
+        let related = naive_related(&l, 3, 20);
+        let mut forbidden = Forbidden::new();
+        for id in &ids {
+            forbidden.add_identifier(id);
+        }
+        forbidden.add_pseudonyms(&l.pseudonyms);
+        let layout = if sharded { FeedLayout::Shards } else { FeedLayout::Titles };
+        let m = ExportMeta { layout, measure, ..meta(3, 20) };
+        let out = tempfile::tempdir().unwrap();
+        let outcome = export(&related, &m, out.path(), &forbidden);
+        prop_assert!(outcome.is_ok(), "{}", outcome.unwrap_err());
+        let verified = verify(out.path(), &l, 3, &forbidden);
+        prop_assert!(verified.is_ok(), "{}", verified.unwrap_err());
+    }
+
+    /// An id planted in a new field of any JSON file of a release, as a
+    /// string or a number, is always found and named by file and kind.
+    #[test]
+    fn a_planted_id_is_always_found(
+        id in id_shape(),
+        as_number in any::<bool>(),
+        sharded in any::<bool>(),
+        pick in any::<prop::sample::Index>(),
+    ) {
+        let layout = if sharded { FeedLayout::Shards } else { FeedLayout::Titles };
+        let (out, release, l) = published(layout);
+        let mut forbidden = Forbidden::new();
+        forbidden.add_identifier(&id);
+        let json: Vec<PathBuf> = files_below(&release)
+            .into_keys()
+            .filter(|p| p.extension().is_some_and(|e| e == "json"))
+            .collect();
+        let rel = pick.get(&json).clone();
+        let path = release.join(&rel);
+        let mut doc: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+        let value = match (as_number, id.parse::<u64>()) {
+            (true, Ok(n)) => serde_json::json!(n),
+            _ => serde_json::json!(id),
+        };
+        doc["extra"] = value;
+        tamper(&path, &serde_json::to_vec(&doc).unwrap());
+        let err = verify(out.path(), &l, 3, &forbidden).unwrap_err();
+        let rel = rel.to_string_lossy().into_owned();
+        prop_assert!(
+            findings_of(&err).first.iter().any(|f| f.file == rel && f.kind == FindingKind::Identifier),
+            "{}: {}", rel, err
+        );
     }
 }

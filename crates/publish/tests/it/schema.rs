@@ -62,10 +62,10 @@ fn schema_rejects_what_the_format_forbids() {
     let index = schema_for("index");
     let title = schema_for("title");
     let shard = schema_for("shard");
-    let good_index =
-        json!({"schema_version": 3, "layout": "shards", "shard_bits": 4, "max_related": 20, "updated": "2024-12"});
+    let good_index = json!({"schema_version": 3, "layout": "shards", "shard_bits": 4, "max_related": 20, "updated": "2024-12"});
     assert_valid(&index, &good_index, "good index");
-    let per_title = json!({"schema_version": 3, "layout": "titles", "max_related": 20, "updated": "2024-12"});
+    let per_title =
+        json!({"schema_version": 3, "layout": "titles", "max_related": 20, "updated": "2024-12"});
     assert_valid(&index, &per_title, "per-title index");
     for (key, value) in [
         ("schema_version", json!(2)),
@@ -109,7 +109,11 @@ fn schema_rejects_what_the_format_forbids() {
         &json!({"schema_version": 3, "shard": "0a", "titles": [{"title": "a", "related": ["b"]}]}),
         "good shard",
     );
-    assert_valid(&shard, &json!({"schema_version": 3, "shard": "0", "titles": []}), "empty");
+    assert_valid(
+        &shard,
+        &json!({"schema_version": 3, "shard": "0", "titles": []}),
+        "empty",
+    );
     for bad in [
         json!({"schema_version": 3, "shard": "0A", "titles": []}),
         json!({"schema_version": 3, "shard": "0a", "titles": [{"title": "a", "related": []}]}),
