@@ -231,11 +231,19 @@ fn a_borrower_id_that_is_also_a_title_id_publishes_with_a_note() {
         "{}",
         text(&out)
     );
-    assert!(!text(&out).contains("CARD-000000"), "the id was echoed: {}", text(&out));
+    assert!(
+        !text(&out).contains("CARD-000000"),
+        "the id was echoed: {}",
+        text(&out)
+    );
     assert!(sb.path("published/feed/index.json").is_file());
     let status = sb.run("status", &[]);
     ok(&status);
-    assert!(text(&status).contains("last refusal: none"), "{}", text(&status));
+    assert!(
+        text(&status).contains("last refusal: none"),
+        "{}",
+        text(&status)
+    );
 }
 
 #[test]
@@ -264,7 +272,10 @@ fn key_material_in_the_output_is_refused_naming_file_and_kind() {
     assert!(err.contains("pairs.csv") || err.contains("feed/"), "{err}");
     assert!(err.contains("fix:"), "{err}");
     assert!(!err.contains(&hex_key), "the key was echoed: {err}");
-    assert!(!sb.path("published/current").exists(), "something was published");
+    assert!(
+        !sb.path("published/current").exists(),
+        "something was published"
+    );
     let status = sb.run("status", &[]);
     ok(&status);
     let s = text(&status);
@@ -293,7 +304,11 @@ fn private_directories_are_owner_only_and_the_published_one_is_servable() {
     assert_eq!(mode("published/current"), 0o711);
     assert_eq!(mode("published/feed/index.json"), 0o644);
     for private in ["pairs.csv", "pairs.parquet", "release.json"] {
-        assert_eq!(mode(&format!("published/current/{private}")), 0o600, "{private}");
+        assert_eq!(
+            mode(&format!("published/current/{private}")),
+            0o600,
+            "{private}"
+        );
     }
     assert_eq!(mode("published/LOCK"), 0o600);
 }
@@ -314,7 +329,8 @@ fn the_release_is_servable_under_the_systemd_umask() {
     ok(&out);
     let release = std::fs::canonicalize(sb.path("published/current")).unwrap();
     let mut checked = 0;
-    let dir_mode = |dir: &std::path::Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
+    let dir_mode =
+        |dir: &std::path::Path| std::fs::metadata(dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(dir_mode(&release), 0o711);
     for dir in [release.join("feed"), release.join("feed/shards")] {
         assert_eq!(dir_mode(&dir), 0o755);
@@ -446,10 +462,9 @@ fn demo_output_equals_the_naive_reference_engine() {
     ok(&sb.run("run", &[]));
     let p = pipeline::Pipeline::load(&sb.pipeline()).unwrap();
     let feed = alsoborrowed_feed::Feed::open(&sb.path("published")).unwrap();
-    let manifest: publish::ReleaseManifest = serde_json::from_slice(
-        &std::fs::read(sb.path("published/current/release.json")).unwrap(),
-    )
-    .unwrap();
+    let manifest: publish::ReleaseManifest =
+        serde_json::from_slice(&std::fs::read(sb.path("published/current/release.json")).unwrap())
+            .unwrap();
     let store = store::Store::open(&sb.path("store")).unwrap();
     let loans = store
         .scan(
