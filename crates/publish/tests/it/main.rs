@@ -1301,3 +1301,140 @@ proptest! {
         );
     }
 }
+
+/// Every number in a JSON document, with the key it stands under.
+fn numbers(v: &serde_json::Value, key: &str, out: &mut Vec<(String, f64)>) {
+    match v {
+        serde_json::Value::Number(n) => out.push((key.to_owned(), n.as_f64().unwrap())),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| numbers(x, key, out)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| numbers(x, k, out)),
+        _ => {}
+    }
+}
+
+/// The attack the issue describes: with the scores of a list at full
+/// precision (and, worst case, N and the titles' borrower counts from
+/// elsewhere), find the support k that reproduces each score exactly.
+/// Returns the recovered supports.
+fn invert_llr(scores: &[(usize, usize, f64)], title_borrowers: &[u64], n: u64) -> Vec<Option<u64>> {
+    scores
+        .iter()
+        .map(|&(a, b, s)| {
+            let (na, nb) = (title_borrowers[a], title_borrowers[b]);
+            let fits: Vec<u64> = (1..=na.min(nb))
+                .filter(|&k| {
+                    let x = engine::score(Measure::Llr, k, na, nb, n);
+                    (x - s).abs() <= 1e-9 * s.abs().max(1.0)
+                })
+                .collect();
+            (fits.len() == 1).then(|| fits[0])
+        })
+        .collect()
+}
+
+#[test]
+fn no_published_file_lets_support_counts_be_recomputed() {
+    // Loans with real LLR scores: 60 borrowers, 12 titles in 3 groups.
+    let titles: Vec<String> = (0..12).map(|i| format!("978000000{i:04}")).collect();
+    let title_refs: Vec<&str> = titles.iter().map(String::as_str).collect();
+    let mut rows = Vec::new();
+    for b in 0..60u32 {
+        let group = (b % 3) as usize * 4;
+        for t in 0..4 {
+            if (b as usize + t) % 5 != 0 {
+                rows.push((b, group + t));
+            }
+        }
+        rows.push((b, (b as usize * 7) % 12));
+    }
+    let l = loans(&title_refs, &rows, month(2024, 5));
+    let mut related = naive_related(&l, 5, 20);
+    let mut sets: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles.len()];
+    for (p, &t) in l.pseudonyms.iter().zip(&l.titles) {
+        sets[t as usize].insert(*p);
+    }
+    let counts: Vec<u64> = sets.iter().map(|s| s.len() as u64).collect();
+    let n = l.pseudonyms.iter().collect::<HashSet<_>>().len() as u64;
+    for p in &mut related.pairs {
+        p.score = engine::score(
+            Measure::Llr,
+            u64::from(p.support),
+            counts[p.a as usize],
+            counts[p.b as usize],
+            n,
+        );
+    }
+    assert!(related.pairs.len() > 20, "{} pairs", related.pairs.len());
+    let out = tempfile::tempdir().unwrap();
+    let m = ExportMeta {
+        measure: Measure::Llr,
+        layout: FeedLayout::Shards,
+        ..meta(5, 20)
+    };
+    let release = release_of(&export(&related, &m, out.path(), &Forbidden::new()).unwrap());
+
+    // Control: the private pair table carries the scores, and the attack
+    // recovers every support count from it. This is why it is owner-only.
+    let index_of = |t: &str| titles.iter().position(|x| x == t).unwrap();
+    let mut reader = csv::Reader::from_path(release.join("pairs.csv")).unwrap();
+    let scored: Vec<(usize, usize, f64)> = reader
+        .records()
+        .map(|r| {
+            let r = r.unwrap();
+            (index_of(&r[0]), index_of(&r[1]), r[2].parse().unwrap())
+        })
+        .collect();
+    let recovered = invert_llr(&scored, &counts, n);
+    for ((_, _, _), (got, p)) in scored.iter().zip(recovered.iter().zip(&related.pairs)) {
+        assert_eq!(
+            *got,
+            Some(u64::from(p.support)),
+            "the control attack must work"
+        );
+    }
+
+    // The served feed: no number anywhere but the format's own fields, so
+    // the attack has no score to invert, and no N or title count to start from.
+    let served = out.path().join("feed");
+    let mut seen = Vec::new();
+    for (rel, bytes) in files_below(&served) {
+        let doc: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        let mut found = Vec::new();
+        numbers(&doc, "", &mut found);
+        for (key, _) in &found {
+            assert!(
+                matches!(
+                    key.as_str(),
+                    "schema_version" | "shard_bits" | "max_related"
+                ),
+                "{}: a number under {key:?} is published",
+                rel.display()
+            );
+        }
+        seen.extend(found);
+    }
+    let index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(served.join("index.json")).unwrap()).unwrap();
+    for leak in [
+        "window",
+        "min_support",
+        "measure",
+        "titles",
+        "max_titles_per_borrower",
+    ] {
+        assert!(index.get(leak).is_none(), "index.json publishes {leak}");
+    }
+    // Only the version, the list length and the layout's bits remain.
+    for (key, v) in &seen {
+        let want = match key.as_str() {
+            "schema_version" => *v == 3.0,
+            "max_related" => *v == 20.0,
+            _ => {
+                *v == f64::from(
+                    alsoborrowed_feed::shard_bits_for(related.title_ids.len() as u64).min(16),
+                ) || *v <= 16.0
+            }
+        };
+        assert!(want, "{key} = {v}");
+    }
+}
