@@ -520,3 +520,28 @@ fn run_writes_no_batch_file_and_names_its_batch_as_extract_does() {
         text(&again)
     );
 }
+
+#[test]
+fn export_with_a_future_today_is_refused_and_the_live_feed_kept() {
+    let sb = Sandbox::new(&demo_input(), "");
+    ok(&sb.run("run", &[]));
+    let before = std::fs::read_link(sb.path("published/current")).unwrap();
+    let future = (jiff::Zoned::now().date() + jiff::Span::new().months(6)).to_string();
+    for cmd in ["export", "run"] {
+        let out = crate::bin()
+            .args([cmd, "--today", &future, "--pipeline"])
+            .arg(sb.pipeline())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{cmd}: {}", text(&out));
+        assert!(
+            text(&out).contains("after the system date"),
+            "{}",
+            text(&out)
+        );
+        assert_eq!(
+            std::fs::read_link(sb.path("published/current")).unwrap(),
+            before
+        );
+    }
+}
