@@ -27,7 +27,8 @@ loans_csv() {
 }
 
 # write_pipeline FILE CSV KEYDIR CAP MAX_RELATED [EXTRA_TOML]: a pipeline whose state lives beside FILE;
-# FEED_LAYOUT (titles or shards, default titles) sets [export] feed_layout.
+# FEED_LAYOUT (titles or shards) sets [export] feed_layout; unset, the pipeline
+# file leaves it out and the default layout (shards) applies.
 write_pipeline() {
     local file=$1 csv=$2 keys=$3 cap=$4 max_related=$5 extra=${6:-}
     mkdir -p "$(dirname "$file")"
@@ -54,7 +55,7 @@ max_titles_per_borrower = $cap
 max_related = $max_related
 [export]
 path = "published"
-feed_layout = "${FEED_LAYOUT:-titles}"
+${FEED_LAYOUT:+feed_layout = \"$FEED_LAYOUT\"}
 TOML
 }
 

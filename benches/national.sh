@@ -16,8 +16,8 @@
 # Environment: BIN (binary to measure; default a release build),
 #   MEASURE_TIMEOUT (seconds per job, default 3600), RESULTS (file to append to;
 #   /dev/null to skip), KEEP_WORK=1 (keep the scratch directory), FEED_LAYOUT
-#   (`[export] feed_layout` of the measured runs; default shards, the layout a
-#   national feed of 10^5-10^6 titles uses, see docs/feed.md).
+#   (`[export] feed_layout` of the measured runs; unset, the pipeline file
+#   leaves it out and the default layout applies, see docs/feed.md).
 # Exit status: 0 only if every alsoborrowed job succeeded, at least one exact
 # peer finished, and every finished exact peer agrees with alsoborrowed.
 set -euo pipefail
@@ -30,7 +30,8 @@ source benches/lib.sh
 limit=${MEASURE_TIMEOUT:-3600}
 results=${RESULTS:-$repo/benches/RESULTS.md}
 first=2025-11 last=2026-10 k=5 cap=100 top=20 today=2026-11-22
-export FEED_LAYOUT=${FEED_LAYOUT:-shards}
+export FEED_LAYOUT=${FEED_LAYOUT:-}
+layout_label=${FEED_LAYOUT:-default layout}
 
 for p in $peers; do
     case $p in duckdb | scipy | polars | implicit) ;; *)
@@ -109,7 +110,7 @@ run_job() {
             # deletion by seconds (the release it deletes is a month old).
             ab_round=$((${ab_round:-0} + 1))
             write_pipeline "$work/run-$ab_round/pipeline.toml" "$csv" "$work/keys" "$cap" "$top"
-            measure_job "alsoborrowed run (cap $cap, N $top, $FEED_LAYOUT)" "$bin" run --quiet --today "$today" \
+            measure_job "alsoborrowed run (cap $cap, N $top, $layout_label)" "$bin" run --quiet --today "$today" \
                 --pipeline "$work/run-$ab_round/pipeline.toml"
             [ "$status" = ok ] || failed=1
             ;;
