@@ -6,8 +6,8 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::{
-    FeedError, FeedIndex, Layout, MAX_SHARD_BITS, SHARDS_DIR, ShardTitle, check_version, file_stem,
-    for_each_title_file, next_month, parse_json, read_json, shard_name, shard_problem,
+    FeedError, FeedIndex, Layout, MAX_SHARD_BITS, SHARDS_DIR, ShardTitle, check_shard,
+    check_version, file_stem, for_each_title_file, next_month, parse_json, read_json, shard_name,
 };
 
 /// Version of the old per-title layout.
@@ -167,21 +167,14 @@ fn read_shards(dir: &Path, bits: u32) -> Result<Vec<ShardTitle>, FeedError> {
         let path = dir.join(SHARDS_DIR).join(format!("{name}.json"));
         let feed: LegacyShardFeed = read_json(&path)?;
         check_version(&path, feed.schema_version, SHARDED_SCHEMA_VERSION)?;
-        let bad = |reason| FeedError::BadShard {
-            path: path.clone(),
-            reason,
-        };
-        if feed.shard != name {
-            return Err(bad("the shard field does not match the file name"));
-        }
-        if let Some(reason) =
-            shard_problem(feed.titles.iter().map(|t| t.title.as_str()), shard, bits)
-        {
-            return Err(bad(reason));
-        }
+        let titles_of = feed.titles.iter().map(|t| t.title.as_str());
+        check_shard(&path, &feed.shard, titles_of, shard, bits)?;
         for t in feed.titles {
             if t.related.is_empty() {
-                return Err(bad("a title has no related titles"));
+                return Err(FeedError::BadShard {
+                    path: path.clone(),
+                    reason: "a title has no related titles",
+                });
             }
             titles.push(ShardTitle {
                 title: t.title,

@@ -754,6 +754,28 @@ pub fn shard_problem<'a>(
     None
 }
 
+/// The checks every shard file gets, whatever its version: its `shard`
+/// field is its name, and its titles are in byte order and in this shard.
+pub(crate) fn check_shard<'a>(
+    path: &Path,
+    field: &str,
+    titles: impl IntoIterator<Item = &'a str>,
+    shard: u32,
+    bits: u32,
+) -> Result<(), FeedError> {
+    let bad = |reason| FeedError::BadShard {
+        path: path.to_path_buf(),
+        reason,
+    };
+    if field != shard_name(shard, bits) {
+        return Err(bad("the shard field does not match the file name"));
+    }
+    match shard_problem(titles, shard, bits) {
+        Some(reason) => Err(bad(reason)),
+        None => Ok(()),
+    }
+}
+
 /// The titles of a sharded feed: every one of the `2^bits` shard files must
 /// be there, so a missing file is an error, not "no titles".
 fn read_shard_files(
@@ -768,18 +790,8 @@ fn read_shard_files(
         let path = shards_dir.join(format!("{name}.json"));
         let feed: ShardFeed = read_json(&path)?;
         check_version(&path, feed.schema_version, SCHEMA_VERSION)?;
-        let bad = |reason| FeedError::BadShard {
-            path: path.clone(),
-            reason,
-        };
-        if feed.shard != name {
-            return Err(bad("the shard field does not match the file name"));
-        }
-        if let Some(reason) =
-            shard_problem(feed.titles.iter().map(|t| t.title.as_str()), shard, bits)
-        {
-            return Err(bad(reason));
-        }
+        let titles_of = feed.titles.iter().map(|t| t.title.as_str());
+        check_shard(&path, &feed.shard, titles_of, shard, bits)?;
         for t in &feed.titles {
             if let Some(reason) = list_problem(&t.title, &t.related, index.max_related) {
                 return Err(FeedError::BadList {
