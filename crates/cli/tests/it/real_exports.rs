@@ -164,7 +164,7 @@ fn short_letter_and_number_ids_publish_on_every_run() {
     let letters = |b: u64| {
         let a = b'A' + (b % 26) as u8;
         let c = b'A' + ((b / 26) % 26) as u8;
-        if b % 2 == 0 {
+        if b.is_multiple_of(2) {
             format!(
                 "{}{}{}",
                 a as char,

@@ -1341,7 +1341,7 @@ fn no_published_file_lets_support_counts_be_recomputed() {
     for b in 0..60u32 {
         let group = (b % 3) as usize * 4;
         for t in 0..4 {
-            if (b as usize + t) % 5 != 0 {
+            if !(b as usize + t).is_multiple_of(5) {
                 rows.push((b, group + t));
             }
         }
