@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod columns;
+mod dedup;
 mod fsx;
 mod manifest;
 
@@ -72,16 +73,26 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The store root is accessible to group or others.
+    /// The store root or a directory inside it is accessible to group or others.
     #[error(
         "{} has mode {mode:o}, but the store must be owner-only (chmod 700 it)",
         path.display()
     )]
     Permissions {
-        /// The root directory.
+        /// The directory.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A path inside the store's tree is a symbolic link, which the store
+    /// never follows.
+    #[error(
+        "{} is a symbolic link; the store follows no links inside its tree (replace it with the real directory or file)",
+        path.display()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
     },
     /// A path that must be a directory is something else.
     #[error("{} exists and is not a directory", path.display())]
@@ -150,6 +161,9 @@ pub enum IngestOutcome {
         months: Vec<LoanMonth>,
         /// Rows dropped because they were older than the retention.
         expired_rows: u64,
+        /// Rows dropped because the store (or the batch itself) already held
+        /// the same (pseudonym, title, month): an overlapping export.
+        repeated_rows: u64,
     },
     /// The batch was committed before; nothing was written.
     AlreadyIngested,
@@ -174,6 +188,9 @@ pub struct StoreStatus {
     pub months: Vec<(LoanMonth, u64)>,
     /// Batches ever ingested (including those whose months were pruned).
     pub batches: u64,
+    /// Rows of all ingested batches dropped because the store already held
+    /// the same (pseudonym, title, month) (overlapping exports).
+    pub repeated_rows: u64,
     /// Pseudonym key fingerprints of all ingested batches, sorted, each once.
     pub pseudonym_keys: Vec<String>,
 }
@@ -248,8 +265,12 @@ impl Store {
         }
         let root = fs::canonicalize(root).map_err(fsx::io_err(root))?;
         let store = Store { root };
-        fsx::ensure_dir(&store.root.join(LOANS_DIR))?;
-        fsx::ensure_dir(&store.root.join(TMP_DIR))?;
+        for sub in [LOANS_DIR, TMP_DIR] {
+            let dir = store.root.join(sub);
+            fsx::ensure_dir(&dir)?;
+            fsx::check_private_dir(&dir)?;
+        }
+        store.check_partitions()?;
         // Fail early on a damaged manifest rather than at the first read.
         store.read_manifest()?;
         Ok(store)
@@ -323,14 +344,30 @@ impl Store {
         // Months are independent files: encode them in parallel (each file's
         // bytes depend only on its own rows, so the result stays deterministic).
         let works = columns::WorkIndex::of(loans);
+        let canon = dedup::CanonicalTitles::of(loans);
         let staged = by_month
             .par_iter()
             .map(|&(month, ref rows)| {
+                // Loans the store already holds for this month (an export
+                // overlapping an earlier one) are dropped, as are repeats
+                // inside the batch: each (pseudonym, title, month) once.
+                let held: Vec<(PathBuf, u64)> = manifest
+                    .files
+                    .iter()
+                    .filter(|f| f.month == month)
+                    .map(|f| (self.root.join(&f.path), f.rows))
+                    .collect();
+                let kept = dedup::new_rows(loans, &canon, rows, &held)?;
+                let repeated = (rows.len() - kept.len()) as u64;
+                if kept.is_empty() {
+                    return Ok((month, None, 0, repeated));
+                }
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
-                columns::write_month(&tmp, loans, &works, rows, month)?;
-                Ok((month, tmp, rows.len() as u64))
+                columns::write_month(&tmp, loans, &works, &kept, month)?;
+                Ok((month, Some(tmp), kept.len() as u64, repeated))
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let repeated_rows = staged.iter().map(|s| s.3).sum();
 
         let loans_dir = self.root.join(LOANS_DIR);
         let mut entry = BatchEntry {
@@ -338,17 +375,26 @@ impl Store {
             months: Vec::with_capacity(staged.len()),
             files: Vec::with_capacity(staged.len()),
             expired_rows,
+            repeated_rows,
         };
         let mut rows_written = 0;
-        for (month, tmp, rows) in staged {
+        let mut placed = Vec::with_capacity(staged.len());
+        for (month, tmp, rows, _) in staged {
+            let Some(tmp) = tmp else { continue };
             let dir = loans_dir.join(manifest::partition_dir(month));
             if fsx::ensure_dir(&dir)? {
                 fsx::sync_dir(&loans_dir)?;
             }
             let rel = manifest::data_file_path(month, &batch.id);
             let dest = self.root.join(&rel);
-            fs::rename(&tmp, &dest).map_err(fsx::io_err(&dest))?;
-            fsx::sync_dir(&dir)?;
+            if let Err(e) = fs::rename(&tmp, &dest)
+                .map_err(fsx::io_err(&dest))
+                .and_then(|()| fsx::sync_dir(&dir))
+            {
+                self.unplace(&placed);
+                return Err(e);
+            }
+            placed.push(dest);
             manifest.files.push(FileEntry {
                 path: rel.clone(),
                 month,
@@ -364,7 +410,13 @@ impl Store {
         manifest
             .files
             .sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
-        self.commit(&manifest)?;
+        if let Err(e) = self.commit(&manifest) {
+            // Not committed: take the placed files out again, so that no
+            // unlisted file stays in a partition (a crash here leaves them
+            // to the next writer's recovery).
+            self.unplace(&placed);
+            return Err(e);
+        }
         // Committed: a leftover staging directory is only clutter, and the
         // next writer's recovery removes it.
         let _ = fs::remove_dir_all(&stage);
@@ -372,7 +424,21 @@ impl Store {
             rows: rows_written,
             months,
             expired_rows,
+            repeated_rows,
         })
+    }
+
+    /// Best-effort removal of data files placed by an ingest that then
+    /// failed before its commit.
+    fn unplace(&self, placed: &[PathBuf]) {
+        for f in placed {
+            let _ = fs::remove_file(f);
+            if let Some(dir) = f.parent() {
+                let _ = fsx::sync_dir(dir);
+                // Only if now empty.
+                let _ = fs::remove_dir(dir);
+            }
+        }
     }
 
     /// Drops every month older than `oldest_kept`; returns the rows removed.
@@ -396,7 +462,20 @@ impl Store {
             return Ok(0);
         }
         // Commit first: a crash after it only leaves orphans to recover.
-        self.commit(&manifest)?;
+        if let Err(e) = self.commit(&manifest) {
+            if !fsx::is_out_of_space(&e) {
+                return Err(e);
+            }
+            // A full disk must not keep expired loans forever. They are to
+            // be deleted anyway: delete them first to make room, then commit.
+            // Until that commit the old manifest lists files that are gone;
+            // a crash in between is healed by the next prune (every ingest
+            // runs one), which drops the same entries.
+            for f in self.expired_files(oldest_kept)? {
+                fsx::remove_file_if_exists(&f)?;
+            }
+            self.commit(&manifest)?;
+        }
         self.recover(&manifest)?;
         Ok(removed)
     }
@@ -462,6 +541,7 @@ impl Store {
             distinct_pseudonyms: distinct.len() as u64,
             months: months.into_iter().collect(),
             batches: manifest.batches.len() as u64,
+            repeated_rows: manifest.batches.iter().map(|b| b.repeated_rows).sum(),
             pseudonym_keys: keys,
         })
     }
@@ -547,6 +627,29 @@ impl Store {
         Ok(files.iter().map(|f| self.root.join(&f.path)).collect())
     }
 
+    /// Data files of months before `oldest_kept` the committed manifest lists.
+    fn expired_files(&self, oldest_kept: LoanMonth) -> Result<Vec<PathBuf>, StoreError> {
+        Ok(self
+            .read_manifest()?
+            .files
+            .iter()
+            .filter(|f| f.month < oldest_kept)
+            .map(|f| self.root.join(&f.path))
+            .collect())
+    }
+
+    /// Checks each month partition: a real, owner-only directory.
+    fn check_partitions(&self) -> Result<(), StoreError> {
+        let dir = self.root.join(LOANS_DIR);
+        for e in fs::read_dir(&dir).map_err(fsx::io_err(&dir))? {
+            let e = e.map_err(fsx::io_err(&dir))?;
+            if e.file_name().to_string_lossy().starts_with("month=") {
+                fsx::check_private_dir(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_lock(&self, lock: &StoreLock) -> Result<(), StoreError> {
         if lock.root == self.root {
             Ok(())
@@ -597,7 +700,9 @@ impl Store {
     /// store first, so a crash during the very first ingest is recoverable.
     fn manifest_for_write(&self) -> Result<Manifest, StoreError> {
         let path = self.manifest_path();
-        if let Some(m) = Manifest::load(&path)? {
+        if let Some(mut m) = Manifest::load(&path)? {
+            // An older format is rewritten in the current one at the commit.
+            m.format = manifest::FORMAT;
             return Ok(m);
         }
         let m = self.read_manifest()?;
@@ -766,7 +871,8 @@ mod tests {
             IngestOutcome::Ingested {
                 rows: 3,
                 months: vec![month(2024, 1), month(2024, 2)],
-                expired_rows: 0
+                expired_rows: 0,
+                repeated_rows: 0
             }
         );
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);
