@@ -61,6 +61,18 @@ impl Context {
             .context("today's date is outside the supported calendar")
     }
 
+    /// Refuses a `--today` after the system date for a stage that records
+    /// today's date (`what`), such as the sealed-on day of a link record.
+    pub fn refuse_future_today(&self, what: &str) -> Result<()> {
+        if self.today > jiff::Zoned::now().date() {
+            anyhow::bail!(
+                "--today {} is after the system date; {what} would record a day that has not come (drop --today or fix the clock)",
+                self.today
+            );
+        }
+        Ok(())
+    }
+
     /// The oldest month the store keeps: `retention_months` months including this one.
     /// Refuses a `--today` after the system date: pruning by it would delete
     /// loans that are still within retention, irreversibly.
@@ -101,6 +113,17 @@ pub(crate) struct Busy {
     pub path: String,
 }
 
+/// Marker for "some batches were quarantined" (exit code 5): the others were
+/// ingested (and, for `run`, published).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{count} batch file(s) could not be ingested and were moved to {dir} (the reason is beside each); the other batches were ingested"
+)]
+pub(crate) struct QuarantinedBatches {
+    pub count: usize,
+    pub dir: String,
+}
+
 /// Marker for "the privacy check refused to publish" (exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error("privacy check failed: {0}")]
@@ -117,6 +140,9 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<Refused>().is_some() {
             return 4;
+        }
+        if cause.downcast_ref::<QuarantinedBatches>().is_some() {
+            return 5;
         }
         if let Some(publish::PublishError::CheckFailed { .. }) =
             cause.downcast_ref::<publish::PublishError>()

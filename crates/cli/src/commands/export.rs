@@ -10,7 +10,7 @@ use publish::{ExportMeta, ExportOutcome, Forbidden};
 use store::Store;
 
 use crate::PipelineArgs;
-use crate::commands::ingest::open_store;
+use crate::commands::stages::open_store;
 use crate::context::{Context, Refused, load_pipeline};
 use crate::lock::{RunLock, SERVED_DIR};
 
