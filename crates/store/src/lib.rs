@@ -203,6 +203,23 @@ pub struct Store {
 
 type PseudonymSet = HashSet<u128, loans::BuildPseudonymHasher>;
 
+/// A month holding this many files gets them merged into one with the next
+/// batch's rows for it, so a month holds at most this many files.
+const MERGE_AT: usize = 2;
+
+/// One month of a batch, staged for placing.
+struct Staged {
+    month: LoanMonth,
+    /// The staged file; `None` when every row was held already.
+    tmp: Option<PathBuf>,
+    /// New rows of the batch written.
+    rows: u64,
+    /// Rows of the batch dropped as repeats.
+    repeated: u64,
+    /// When the file merges the month's earlier files: its total rows.
+    merged: u64,
+}
+
 /// The rows of each month not older than `oldest_kept`, ascending, and the
 /// number of older rows. Rows are grouped through a vector indexed by month
 /// (a batch spans few months) rather than a map lookup per row.
@@ -351,23 +368,63 @@ impl Store {
                 // Loans the store already holds for this month (an export
                 // overlapping an earlier one) are dropped, as are repeats
                 // inside the batch: each (pseudonym, title, month) once.
-                let held: Vec<(PathBuf, u64)> = manifest
-                    .files
+                let held_files: Vec<&FileEntry> =
+                    manifest.files.iter().filter(|f| f.month == month).collect();
+                let held: Vec<(PathBuf, u64)> = held_files
                     .iter()
-                    .filter(|f| f.month == month)
                     .map(|f| (self.root.join(&f.path), f.rows))
                     .collect();
-                let kept = dedup::new_rows(loans, &canon, rows, &held)?;
-                let repeated = (rows.len() - kept.len()) as u64;
-                if kept.is_empty() {
-                    return Ok((month, None, 0, repeated));
+                // Once a month holds MERGE_AT files, they are merged into one
+                // with the new rows (so that daily overlapping exports do not
+                // leave a file a day), unless they hold loans under another
+                // pseudonym key, which must stay told apart.
+                let merge = held_files.len() >= MERGE_AT
+                    && held_files.iter().all(|f| {
+                        manifest
+                            .batches
+                            .iter()
+                            .find(|b| b.batch.id == f.batch)
+                            .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
+                    });
+                let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
+                let repeated = (rows.len() - new.kept.len()) as u64;
+                if new.kept.is_empty() {
+                    return Ok(Staged {
+                        month,
+                        tmp: None,
+                        rows: 0,
+                        repeated,
+                        merged: 0,
+                    });
                 }
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
-                columns::write_month(&tmp, loans, &works, &kept, month)?;
-                Ok((month, Some(tmp), kept.len() as u64, repeated))
+                let merged = match &new.merged {
+                    Some(all) => {
+                        let every: Vec<u32> = (0..all.len() as u32).collect();
+                        columns::write_month(
+                            &tmp,
+                            all,
+                            &columns::WorkIndex::of(all),
+                            &every,
+                            month,
+                        )?;
+                        all.len() as u64
+                    }
+                    None => {
+                        columns::write_month(&tmp, loans, &works, &new.kept, month)?;
+                        0
+                    }
+                };
+                Ok(Staged {
+                    month,
+                    tmp: Some(tmp),
+                    rows: new.kept.len() as u64,
+                    repeated,
+                    merged,
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
-        let repeated_rows = staged.iter().map(|s| s.3).sum();
+        let repeated_rows = staged.iter().map(|s| s.repeated).sum();
 
         let loans_dir = self.root.join(LOANS_DIR);
         let mut entry = BatchEntry {
@@ -379,7 +436,15 @@ impl Store {
         };
         let mut rows_written = 0;
         let mut placed = Vec::with_capacity(staged.len());
-        for (month, tmp, rows, _) in staged {
+        let mut replaced_any = false;
+        for Staged {
+            month,
+            tmp,
+            rows,
+            merged,
+            ..
+        } in staged
+        {
             let Some(tmp) = tmp else { continue };
             let dir = loans_dir.join(manifest::partition_dir(month));
             if fsx::ensure_dir(&dir)? {
@@ -395,11 +460,17 @@ impl Store {
                 return Err(e);
             }
             placed.push(dest);
+            if merged > 0 {
+                // The merged file replaces the month's earlier files; they
+                // become unlisted at the commit and recovery deletes them.
+                manifest.files.retain(|f| f.month != month);
+                replaced_any = true;
+            }
             manifest.files.push(FileEntry {
                 path: rel.clone(),
                 month,
                 batch: batch.id.clone(),
-                rows,
+                rows: if merged > 0 { merged } else { rows },
             });
             entry.months.push(month);
             entry.files.push(rel);
@@ -420,6 +491,11 @@ impl Store {
         // Committed: a leftover staging directory is only clutter, and the
         // next writer's recovery removes it.
         let _ = fs::remove_dir_all(&stage);
+        if replaced_any {
+            // Files merged into new ones are no longer listed: delete them
+            // (a crash before this leaves them to the next writer).
+            self.recover(&manifest)?;
+        }
         Ok(IngestOutcome::Ingested {
             rows: rows_written,
             months,

@@ -301,6 +301,8 @@ fn a_rolling_export_resent_daily_stores_each_loan_once_and_publishes_the_same() 
     eprintln!(
         "rolling: {sent} rows sent, {held} held in {rf} files, {rb} bytes; reference: {of} files, {ob} bytes"
     );
+    assert!(rb * 100 <= ob * 105, "store {rb} bytes, reference {ob}");
+    assert!(rf <= 2 * of, "{rf} files, reference {of}");
 
     // Identical published lists.
     ok(&rolling.run("export", &[]));

@@ -120,3 +120,57 @@ fn a_format_1_store_with_repeats_is_read_and_migrated() {
     assert_eq!(now["format"], 2);
     assert_eq!(store.status().unwrap().rows, 5);
 }
+
+/// Daily batches into one month do not leave a file a day: once a month
+/// holds two files, the next batch's rows are merged with them into one.
+#[test]
+fn a_month_holds_at_most_two_files_however_many_batches_it_gets() {
+    let (_d, root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let mut want = Vec::new();
+    for day in 0..7u8 {
+        let rows = [
+            (day, "x", "wx", m(2024, 1)),
+            (day + 1, "y", "wy", m(2024, 1)),
+            (1, "x", "wx", m(2024, 1)),
+        ];
+        let loans = loans_of(&rows);
+        want.extend(multiset(&loans));
+        store
+            .ingest(&lock, &record(day + 1, 3), &loans, m(2020, 1))
+            .unwrap();
+        let files = store.data_files().unwrap();
+        assert!(files.len() <= 2, "day {day}: {files:?}");
+        // Nothing unlisted is left in the partition.
+        let on_disk = walk(&root.join("loans"))
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+            .count();
+        assert_eq!(on_disk, files.len(), "day {day}");
+    }
+    want.sort();
+    want.dedup();
+    let (lo, hi) = all();
+    assert_eq!(multiset(&store.scan(lo, hi).unwrap()), want);
+    assert_eq!(store.status().unwrap().rows, want.len() as u64);
+}
+
+/// Files of loans under another pseudonym key are never merged with new ones.
+#[test]
+fn files_under_another_pseudonym_key_are_not_merged() {
+    let (_d, _root, store) = fresh();
+    let lock = store.lock().unwrap();
+    for tag in 1..=4u8 {
+        let mut rec = record(tag, 1);
+        if tag <= 2 {
+            rec.pseudonym_key = "fedcba9876543210".to_owned();
+        }
+        let loans = loans_of(&[(tag, "x", "wx", m(2024, 1))]);
+        store.ingest(&lock, &rec, &loans, m(2020, 1)).unwrap();
+    }
+    assert_eq!(store.data_files().unwrap().len(), 4);
+    assert_eq!(
+        store.pseudonym_keys(m(2024, 1), m(2024, 1)).unwrap().len(),
+        2
+    );
+}
