@@ -132,10 +132,13 @@ impl LinkDuty {
     }
 }
 
+/// A `.json` file of `links/` that is not a link record, and why.
+pub(crate) type Skipped = (PathBuf, String);
+
 /// The link records of the pipeline's outbox and inbox, by batch id, and the
 /// `.json` files of `links/` that are not link records, with the reason
 /// (skipped, so that one stray file does not hide every deadline).
-pub(crate) fn duties(p: &Pipeline) -> Result<(Vec<LinkDuty>, Vec<(PathBuf, String)>)> {
+pub(crate) fn duties(p: &Pipeline) -> Result<(Vec<LinkDuty>, Vec<Skipped>)> {
     let mut skipped = Vec::new();
     let mut by_batch: BTreeMap<String, LinkDuty> = BTreeMap::new();
     let mut dirs = vec![links_dir(&p.transfer.outbox)];
