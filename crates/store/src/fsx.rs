@@ -9,6 +9,9 @@ use crate::StoreError;
 
 /// Mode of every directory the store creates.
 pub(crate) const DIR_MODE: u32 = 0o700;
+/// `O_NOFOLLOW`: open fails (`ELOOP`) on a symbolic link in the last component.
+pub(crate) const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
 /// Mode of every file the store creates.
 pub(crate) const FILE_MODE: u32 = 0o600;
 
@@ -75,17 +78,22 @@ pub(crate) fn check_private_dir(dir: &Path) -> Result<(), StoreError> {
 pub(crate) fn open_nofollow(path: &Path) -> Result<File, StoreError> {
     OpenOptions::new()
         .read(true)
-        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .custom_flags(NOFOLLOW)
         .open(path)
-        .map_err(|e| {
-            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
-                StoreError::Symlink {
-                    path: path.to_path_buf(),
-                }
-            } else {
-                io_err(path)(e)
+        .map_err(open_err(path))
+}
+
+/// Wraps an error of an `O_NOFOLLOW` open: `ELOOP` is [`StoreError::Symlink`].
+pub(crate) fn open_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            StoreError::Symlink {
+                path: path.to_path_buf(),
             }
-        })
+        } else {
+            io_err(path)(e)
+        }
+    }
 }
 
 /// Whether an I/O error means the file system is out of space or inodes.

@@ -308,8 +308,9 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(fsx::FILE_MODE)
+            .custom_flags(fsx::NOFOLLOW)
             .open(&path)
-            .map_err(fsx::io_err(&path))?;
+            .map_err(fsx::open_err(&path))?;
         // flock locks belong to the open file description, so a second
         // handle in this very process is refused as well.
         match file.try_lock() {

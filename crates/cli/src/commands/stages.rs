@@ -70,6 +70,12 @@ pub(crate) fn quarantine(
         .mode(0o700)
         .create(&dir)
         .with_context(|| format!("creating {}", dir.display()))?;
+    if std::fs::symlink_metadata(&dir).is_ok_and(|m| !m.is_dir()) {
+        anyhow::bail!(
+            "{} is a symbolic link or not a directory; batches are quarantined only into a real directory",
+            dir.display()
+        );
+    }
     let name = batch
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
