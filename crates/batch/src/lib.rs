@@ -11,7 +11,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::fs::{self, DirBuilder, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -168,6 +168,14 @@ pub enum BatchError {
     /// The AEAD refused to seal (only for inputs beyond its limits).
     #[error("batch encryption failed")]
     Seal,
+    /// A path where a batch file belongs holds something else.
+    #[error("{path} is {what}, not a batch file; remove it", path = .path.display())]
+    NotABatchFile {
+        /// The path.
+        path: PathBuf,
+        /// What was found there, e.g. "a directory".
+        what: &'static str,
+    },
     /// An I/O error on a batch file or directory.
     #[error("cannot {action} {path}: {source}", path = .path.display())]
     Io {
@@ -270,17 +278,25 @@ fn seal_cow(
 /// the payload, that the header agrees with the payload, and that the loans
 /// are valid.
 pub fn open(sealed: &[u8], transfer: &SecretKey) -> Result<(BatchMeta, Loans), BatchError> {
-    let (header, header_len) = Header::parse(sealed)?;
+    open_owned(sealed.to_vec(), transfer)
+}
+
+/// Like [`open`], decrypting in place in the buffer given, so that opening
+/// needs no second copy of the batch.
+pub fn open_owned(
+    mut sealed: Vec<u8>,
+    transfer: &SecretKey,
+) -> Result<(BatchMeta, Loans), BatchError> {
+    let (header, header_len) = Header::parse(&sealed)?;
     if header.transfer_key != transfer.fingerprint() {
         return Err(BatchError::Authentication);
     }
-    let (aad, body) = sealed.split_at(header_len);
-    let mut buf = body.to_vec();
+    let (aad, body) = sealed.split_at_mut(header_len);
     let plain = seal_key(transfer)?
         .open_in_place(
             Nonce::assume_unique_for_key(header.nonce),
-            Aad::from(aad),
-            &mut buf,
+            Aad::from(&*aad),
+            body,
         )
         .map_err(|_| BatchError::Authentication)?;
     if BatchId(Sha256::digest(&*plain).into()) != header.id {
@@ -303,15 +319,140 @@ pub fn open(sealed: &[u8], transfer: &SecretKey) -> Result<(BatchMeta, Loans), B
     Ok((header.into_meta(), decoded.loans))
 }
 
+/// The longest possible envelope header.
+const MAX_HEADER_LEN: usize = FIXED_HEADER_LEN + 2 * (4 + MAX_LABEL_LEN);
+
+/// Opens the batch file at `path`: refuses a symbolic link or anything but
+/// a regular file, checks the envelope's length against the file's size
+/// before reading the rest (so a junk file costs a few hundred bytes of
+/// memory, not its size), then reads it once and decrypts it in place.
+pub fn open_file(path: &Path, transfer: &SecretKey) -> Result<(BatchMeta, Loans), BatchError> {
+    let mut file = open_nofollow(path)?;
+    let meta = file
+        .metadata()
+        .map_err(|e| BatchError::io("inspect batch file", path, e))?;
+    if !meta.is_file() {
+        return Err(BatchError::NotABatchFile {
+            path: path.to_path_buf(),
+            what: "not a regular file",
+        });
+    }
+    let len = meta.len();
+    let mut prefix = Vec::with_capacity(MAX_HEADER_LEN);
+    (&mut file)
+        .take(MAX_HEADER_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| BatchError::io("read batch file", path, e))?;
+    // Length checks against the size on disk, before the body is read.
+    Header::parse_prefix(&prefix, len)?;
+    let size = usize::try_from(len).map_err(|_| BatchError::TooLarge { what: "file" })?;
+    let mut sealed = prefix;
+    sealed
+        .try_reserve_exact(size.saturating_sub(sealed.len()))
+        .map_err(|_| BatchError::TooLarge { what: "file" })?;
+    (&mut file)
+        .take((len + 1).saturating_sub(sealed.len() as u64))
+        .read_to_end(&mut sealed)
+        .map_err(|e| BatchError::io("read batch file", path, e))?;
+    // A file that changed size while being read fails the exact-length
+    // check in `open_owned`.
+    open_owned(sealed, transfer)
+}
+
+/// Opens an existing file for reading, refusing a symbolic link.
+fn open_nofollow(path: &Path) -> Result<File, BatchError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+        .open(path)
+        .map_err(|e| {
+            if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+                BatchError::NotABatchFile {
+                    path: path.to_path_buf(),
+                    what: "a symbolic link",
+                }
+            } else {
+                BatchError::io("open batch file", path, e)
+            }
+        })
+}
+
+/// What [`write_to_outbox`] found at the batch's file name before it wrote
+/// the batch there.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OutboxFound {
+    /// No file: the usual case.
+    Nothing,
+    /// A complete envelope of the same batch id. It was replaced all the
+    /// same: without the transfer key its contents cannot be verified.
+    SameBatch,
+    /// A symbolic link; the link was replaced, its target left alone.
+    Symlink,
+    /// A file that is not a complete envelope of this batch, and why.
+    Damaged(String),
+}
+
+impl fmt::Display for OutboxFound {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OutboxFound::Nothing => f.write_str("no file"),
+            OutboxFound::SameBatch => f.write_str("an earlier copy of the same batch"),
+            OutboxFound::Symlink => f.write_str("a symbolic link"),
+            OutboxFound::Damaged(why) => write!(f, "a damaged file ({why})"),
+        }
+    }
+}
+
+/// Inspects what is at `path` without following a symbolic link.
+fn inspect_outbox_entry(path: &Path, id: BatchId) -> Result<OutboxFound, BatchError> {
+    let m = match fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(OutboxFound::Nothing),
+        Err(e) => return Err(BatchError::io("inspect batch file", path, e)),
+    };
+    if m.file_type().is_symlink() {
+        return Ok(OutboxFound::Symlink);
+    }
+    if m.is_dir() {
+        return Err(BatchError::NotABatchFile {
+            path: path.to_path_buf(),
+            what: "a directory",
+        });
+    }
+    if !m.is_file() {
+        return Ok(OutboxFound::Damaged("not a regular file".to_owned()));
+    }
+    let mut prefix = Vec::with_capacity(MAX_HEADER_LEN);
+    open_nofollow(path)?
+        .take(MAX_HEADER_LEN as u64)
+        .read_to_end(&mut prefix)
+        .map_err(|e| BatchError::io("read batch file", path, e))?;
+    Ok(match Header::parse_prefix(&prefix, m.len()) {
+        Ok((h, _)) if h.id == id => OutboxFound::SameBatch,
+        Ok(_) => OutboxFound::Damaged("its header names another batch".to_owned()),
+        Err(e) => OutboxFound::Damaged(e.to_string()),
+    })
+}
+
 /// Reads the header of a sealed batch without verifying it: for listing and
 /// naming only, never for trusting (use [`open`] for that).
 pub fn peek_meta(sealed: &[u8]) -> Result<BatchMeta, BatchError> {
     Header::parse(sealed).map(|(h, _)| h.into_meta())
 }
 
-/// Writes `<id>.batch` into `dir` (created with mode 0700) atomically; if a
-/// file of that name exists already, leaves it and returns its path.
-pub fn write_to_outbox(dir: &Path, meta: &BatchMeta, sealed: &[u8]) -> Result<PathBuf, BatchError> {
+/// Writes `<id>.batch` into `dir` (created with mode 0700) atomically and
+/// returns its path and what was there before.
+///
+/// Nothing already at that name is trusted: a file there (an earlier copy,
+/// a truncated write, anything) or a symbolic link is replaced by the new
+/// bytes through a rename, which never follows a link; a directory there is
+/// an error.
+pub fn write_to_outbox(
+    dir: &Path,
+    meta: &BatchMeta,
+    sealed: &[u8],
+) -> Result<(PathBuf, OutboxFound), BatchError> {
     // The file name must be the id the header carries, or ingest would
     // trust a name its contents contradict.
     if peek_meta(sealed)?.id != meta.id {
@@ -323,11 +464,7 @@ pub fn write_to_outbox(dir: &Path, meta: &BatchMeta, sealed: &[u8]) -> Result<Pa
         .create(dir)
         .map_err(|e| BatchError::io("create outbox directory", dir, e))?;
     let path = dir.join(format!("{}.{BATCH_EXTENSION}", meta.id));
-    match fs::symlink_metadata(&path) {
-        Ok(_) => return Ok(path),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(BatchError::io("inspect batch file", &path, e)),
-    }
+    let found = inspect_outbox_entry(&path, meta.id)?;
 
     let mut suffix = [0u8; 8];
     SystemRandom::new()
@@ -344,10 +481,13 @@ pub fn write_to_outbox(dir: &Path, meta: &BatchMeta, sealed: &[u8]) -> Result<Pa
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(|e| BatchError::io("sync outbox directory", dir, e))?;
-    Ok(path)
+    Ok((path, found))
 }
 
-/// The `*.batch` files in `dir`, sorted by name; a missing `dir` has none.
+/// The `*.batch` entries in `dir` (except dot files, which are unfinished
+/// writes), sorted by name; a missing `dir` has none. Entries that are not
+/// regular files (a symbolic link, a directory) are listed too, so that the
+/// caller can say what it found: [`open_file`] refuses them.
 pub fn list_batches(dir: &Path) -> Result<Vec<PathBuf>, BatchError> {
     let entries = match fs::read_dir(dir) {
         Ok(entries) => entries,
@@ -364,12 +504,7 @@ pub fn list_batches(dir: &Path) -> Result<Vec<PathBuf>, BatchError> {
         if name.starts_with('.') || path.extension().is_none_or(|x| x != BATCH_EXTENSION) {
             continue;
         }
-        let ty = entry
-            .file_type()
-            .map_err(|e| BatchError::io("inspect batch file", &path, e))?;
-        if ty.is_file() {
-            out.push(path);
-        }
+        out.push(path);
     }
     out.sort();
     Ok(out)
@@ -437,8 +572,15 @@ impl Header {
     /// Parses the header and checks the total length; returns the header and
     /// its length in bytes.
     fn parse(sealed: &[u8]) -> Result<(Header, usize), BatchError> {
+        Header::parse_prefix(sealed, sealed.len() as u64)
+    }
+
+    /// Parses the header from `sealed`, the first bytes of an envelope of
+    /// `total` bytes (all of them, or at least [`MAX_HEADER_LEN`]), checking
+    /// the lengths against `total`.
+    fn parse_prefix(sealed: &[u8], total: u64) -> Result<(Header, usize), BatchError> {
         let truncated = |needed: usize| BatchError::Truncated {
-            len: sealed.len() as u64,
+            len: total,
             needed: needed as u64,
         };
         if sealed.len() < MAGIC.len() {
@@ -467,8 +609,8 @@ impl Header {
         let rows = r.u64().map_err(|_| truncated(FIXED_HEADER_LEN))?;
         let nonce = r.array().map_err(|_| truncated(FIXED_HEADER_LEN))?;
         let payload_len = r.u64().map_err(|_| truncated(FIXED_HEADER_LEN))?;
-        let library = header_label(&mut r, sealed.len())?;
-        let purpose = header_label(&mut r, sealed.len())?;
+        let library = header_label(&mut r, total)?;
+        let purpose = header_label(&mut r, total)?;
         let header_len = r.pos;
 
         let needed = u64::try_from(header_len)
@@ -476,7 +618,7 @@ impl Header {
             .and_then(|h| h.checked_add(payload_len))
             .and_then(|n| n.checked_add(TAG_LEN as u64))
             .ok_or(BatchError::MalformedHeader("payload length out of range"))?;
-        let len = sealed.len() as u64;
+        let len = total;
         if len < needed {
             return Err(BatchError::Truncated { len, needed });
         }
@@ -509,10 +651,10 @@ impl Header {
     }
 }
 
-fn header_label(r: &mut Reader<'_>, total: usize) -> Result<String, BatchError> {
+fn header_label(r: &mut Reader<'_>, total: u64) -> Result<String, BatchError> {
     let start = r.pos;
     let truncated = |needed: usize| BatchError::Truncated {
-        len: total as u64,
+        len: total,
         needed: needed as u64,
     };
     let len = r.u32().map_err(|_| truncated(start + 4))? as usize;

@@ -61,6 +61,19 @@ impl Context {
             .context("today's date is outside the supported calendar")
     }
 
+    /// Refuses a `--today` after the system date; `consequence` says what
+    /// the stage would do with it (record a day that has not come, publish a
+    /// window of months that have not happened).
+    pub fn refuse_future_today(&self, consequence: &str) -> Result<()> {
+        if self.today > jiff::Zoned::now().date() {
+            anyhow::bail!(
+                "--today {} is after the system date; {consequence} (drop --today or fix the clock)",
+                self.today
+            );
+        }
+        Ok(())
+    }
+
     /// The oldest month the store keeps: `retention_months` months including this one.
     /// Refuses a `--today` after the system date: pruning by it would delete
     /// loans that are still within retention, irreversibly.
@@ -74,20 +87,6 @@ impl Context {
         let months = i32::try_from(p.store.retention_months)
             .context("store.retention_months is too large")?;
         Ok(self.this_month()?.plus(1 - months)?)
-    }
-
-    /// Refuses a `--today` after the system date for `what`: a window that
-    /// ends in months that have not happened would replace the live feed
-    /// with lists of a future that has no loans yet.
-    pub fn refuse_future_today(&self, what: &str) -> Result<()> {
-        if self.today > jiff::Zoned::now().date() {
-            anyhow::bail!(
-                "--today {} is after the system date; {what} would publish a window of months that \
-                 have not happened. Leave out --today, or give a date that has passed",
-                self.today
-            );
-        }
-        Ok(())
     }
 
     /// The scoring window: whole calendar months only, ending with the last
@@ -115,6 +114,17 @@ pub(crate) struct Busy {
     pub path: String,
 }
 
+/// Marker for "some batches were quarantined" (exit code 5): the others were
+/// ingested (and, for `run`, published).
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{count} batch file(s) could not be ingested and were moved to {dir} (the reason is beside each); the other batches were ingested"
+)]
+pub(crate) struct QuarantinedBatches {
+    pub count: usize,
+    pub dir: String,
+}
+
 /// Marker for "the privacy check refused to publish" (exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error("privacy check failed: {0}")]
@@ -131,6 +141,9 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<Refused>().is_some() {
             return 4;
+        }
+        if cause.downcast_ref::<QuarantinedBatches>().is_some() {
+            return 5;
         }
         if let Some(publish::PublishError::CheckFailed { .. }) =
             cause.downcast_ref::<publish::PublishError>()

@@ -14,6 +14,8 @@
 //! `status` reads both directories and shows each batch's delete-by day.
 
 use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
@@ -25,19 +27,57 @@ fn links_dir(transfer_dir: &Path) -> PathBuf {
     transfer_dir.join("links")
 }
 
-/// Writes `value` to `path` unless the file exists (the first record of a
-/// content-addressed batch stays), via a temporary file and a rename.
+/// Writes `value` to `path` unless a valid record of the same batch is
+/// there already (the first record of a content-addressed batch stays), via
+/// a new temporary file and a rename. Anything else at `path` (a damaged
+/// file, a symbolic link) is replaced, never followed.
 fn write_once(path: &Path, value: &serde_json::Value) -> Result<()> {
-    if path.exists() {
+    if let Ok(m) = std::fs::symlink_metadata(path)
+        && m.is_file()
+        && let Ok(Some(old)) = read_record(path)
+        && old.get("batch") == value.get("batch")
+    {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    let tmp = path.with_extension("tmp");
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
     let text = serde_json::to_string_pretty(value)? + "\n";
-    std::fs::write(&tmp, text).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    let written = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .and_then(|mut f| {
+            f.write_all(text.as_bytes())?;
+            f.sync_all()
+        })
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e).with_context(|| format!("writing {}", path.display()));
+    }
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
     Ok(())
+}
+
+/// A link record as JSON; `Ok(None)` for a file that is not a JSON object.
+/// The reason never quotes the file's text.
+fn read_record(path: &Path) -> Result<Option<serde_json::Value>, String> {
+    let text = crate::commands::stages::read_small_text(path).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        format!(
+            "not valid JSON ({:?} error at line {} column {})",
+            e.classify(),
+            e.line(),
+            e.column()
+        )
+    })?;
+    Ok(v.is_object().then_some(v))
 }
 
 /// Records on the extractor's side that `batch` carries loans up to
@@ -92,8 +132,14 @@ impl LinkDuty {
     }
 }
 
-/// The link records of the pipeline's outbox and inbox, by batch id.
-pub(crate) fn duties(p: &Pipeline) -> Result<Vec<LinkDuty>> {
+/// A `.json` file of `links/` that is not a link record, and why.
+pub(crate) type Skipped = (PathBuf, String);
+
+/// The link records of the pipeline's outbox and inbox, by batch id, and the
+/// `.json` files of `links/` that are not link records, with the reason
+/// (skipped, so that one stray file does not hide every deadline).
+pub(crate) fn duties(p: &Pipeline) -> Result<(Vec<LinkDuty>, Vec<Skipped>)> {
+    let mut skipped = Vec::new();
     let mut by_batch: BTreeMap<String, LinkDuty> = BTreeMap::new();
     let mut dirs = vec![links_dir(&p.transfer.outbox)];
     if p.transfer.inbox() != p.transfer.outbox {
@@ -112,19 +158,41 @@ pub(crate) fn duties(p: &Pipeline) -> Result<Vec<LinkDuty>> {
             if path.extension().is_none_or(|x| x != "json") {
                 continue;
             }
-            let text = std::fs::read_to_string(&path)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text)
-                .with_context(|| format!("reading {}", path.display()))?;
-            let day = |key: &str| -> Result<Option<Date>> {
+            let v = match read_record(&path) {
+                Ok(Some(v)) => v,
+                Ok(None) => {
+                    skipped.push((path, "not a JSON object".to_owned()));
+                    continue;
+                }
+                Err(why) => {
+                    skipped.push((path, why));
+                    continue;
+                }
+            };
+            let day = |key: &str| -> Result<Option<Date>, String> {
                 v.get(key)
                     .and_then(|d| d.as_str())
                     .map(|d| d.parse::<Date>())
                     .transpose()
-                    .with_context(|| format!("{}: {key} is not a date", path.display()))
+                    .map_err(|_| format!("{key} is not a date"))
             };
             let Some(batch) = v.get("batch").and_then(|b| b.as_str()) else {
+                skipped.push((path, "no batch id".to_owned()));
                 continue;
+            };
+            let days = (|| {
+                Ok::<_, String>((
+                    day("newest_loan_day")?,
+                    day("sealed_on")?,
+                    day("ingested_on")?,
+                ))
+            })();
+            let (newest, sealed, ingested) = match days {
+                Ok(d) => d,
+                Err(why) => {
+                    skipped.push((path, why));
+                    continue;
+                }
             };
             let duty = by_batch
                 .entry(batch.to_owned())
@@ -132,14 +200,15 @@ pub(crate) fn duties(p: &Pipeline) -> Result<Vec<LinkDuty>> {
                     batch: batch.to_owned(),
                     ..LinkDuty::default()
                 });
-            duty.newest_loan_day = duty.newest_loan_day.or(day("newest_loan_day")?);
-            duty.sealed_on = duty.sealed_on.or(day("sealed_on")?);
-            duty.ingested_on = duty.ingested_on.or(day("ingested_on")?);
+            duty.newest_loan_day = duty.newest_loan_day.or(newest);
+            duty.sealed_on = duty.sealed_on.or(sealed);
+            duty.ingested_on = duty.ingested_on.or(ingested);
         }
     }
     let mut out: Vec<LinkDuty> = by_batch.into_values().collect();
     out.sort_by_key(|d| (d.ingested_on, d.sealed_on, d.batch.clone()));
-    Ok(out)
+    skipped.sort();
+    Ok((out, skipped))
 }
 
 #[cfg(test)]

@@ -42,6 +42,9 @@ impl RunLock {
             .truncate(false)
             .write(true)
             .mode(0o600)
+            // A link planted at LOCK must not make us create or lock a file
+            // elsewhere.
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
             .open(&path)
             .with_context(|| format!("opening lock file {}", path.display()))?;
         match file.try_lock() {

@@ -95,6 +95,21 @@ pub(crate) struct PipelineArgs {
     input: Option<PathBuf>,
 }
 
+/// The chain of contexts on one line, outermost first. A cause that the
+/// message before it already ends with (errors that print their source, such
+/// as an I/O error inside a library error) is not repeated.
+fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if parts.last().is_some_and(|prev| prev.ends_with(&text)) {
+            continue;
+        }
+        parts.push(text);
+    }
+    parts.join(": ")
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Some(n) = cli.global.threads
@@ -121,10 +136,29 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            // One line: the chain of contexts, outermost first.
-            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
-            eprintln!("error: {}", chain.join(": "));
+            eprintln!("error: {}", one_line(&err));
             ExitCode::from(context::exit_code(&err))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let io_text = io.to_string();
+        let err = anyhow::Error::new(store::StoreError::Io {
+            path: "/s/manifest.json".into(),
+            source: io,
+        })
+        .context("opening store /s");
+        let line = one_line(&err);
+        assert_eq!(line.matches(&io_text).count(), 1, "{line}");
+        assert!(line.starts_with("opening store /s: i/o error on /s/manifest.json: "));
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
     }
 }

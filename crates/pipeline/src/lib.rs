@@ -44,6 +44,9 @@ pub enum PipelineError {
     },
 }
 
+/// The largest pipeline file [`Pipeline::load`] reads.
+pub const MAX_PIPELINE_BYTES: u64 = 1 << 20;
+
 /// A whole pipeline file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -505,9 +508,29 @@ pub const MIN_SUPPORT_FLOOR: u32 = 2;
 impl Pipeline {
     /// Reads, parses, validates and resolves relative paths of a pipeline file.
     pub fn load(path: &Path) -> Result<Pipeline, PipelineError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PipelineError::Read {
+        use std::io::Read as _;
+        let read_err = |source| PipelineError::Read {
             path: path.to_owned(),
             source,
+        };
+        // Bounded: a path naming /dev/zero or a huge file by mistake must not
+        // exhaust memory.
+        let mut bytes = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_PIPELINE_BYTES + 1).read_to_end(&mut bytes))
+            .map_err(read_err)?;
+        if bytes.len() as u64 > MAX_PIPELINE_BYTES {
+            return Err(PipelineError::Invalid {
+                path: path.to_owned(),
+                message: format!(
+                    "the file is larger than {} KiB; a pipeline file is a few kilobytes of TOML (is the path right?)",
+                    MAX_PIPELINE_BYTES / 1024
+                ),
+            });
+        }
+        let text = String::from_utf8(bytes).map_err(|_| PipelineError::Invalid {
+            path: path.to_owned(),
+            message: "the file is not UTF-8 text".to_owned(),
         })?;
         let base = path.parent().unwrap_or(Path::new("."));
         Pipeline::parse(&text, path, base)

@@ -3,7 +3,6 @@
 // Titles are hashed once per distinct title and file: hashbrown's randomly
 // seeded foldhash is several times faster than SipHash on such short keys.
 use hashbrown::HashMap;
-use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -229,7 +228,7 @@ fn open_columns(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReade
         path: path.to_path_buf(),
         source,
     };
-    let file = File::open(path).map_err(fsx::io_err(path))?;
+    let file = fsx::open_nofollow(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
     for c in columns {
         if builder.schema().field_with_name(c).is_err() {
@@ -547,7 +546,7 @@ mod tests {
             Arc::new(StringArray::from(vec!["wa", "wb"])),
         ];
         let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
-        let mut w = ArrowWriter::try_new(File::create(&p).unwrap(), schema, None).unwrap();
+        let mut w = ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, None).unwrap();
         w.write(&batch).unwrap();
         w.close().unwrap();
         let part = read_loans(&p, 2, &|_| None).unwrap();

@@ -2,13 +2,16 @@
 
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
 
 use crate::StoreError;
 
 /// Mode of every directory the store creates.
 pub(crate) const DIR_MODE: u32 = 0o700;
+/// `O_NOFOLLOW`: open fails (`ELOOP`) on a symbolic link in the last component.
+pub(crate) const NOFOLLOW: i32 = rustix::fs::OFlags::NOFOLLOW.bits() as i32;
+
 /// Mode of every file the store creates.
 pub(crate) const FILE_MODE: u32 = 0o600;
 
@@ -21,9 +24,15 @@ pub(crate) fn io_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
 }
 
 /// Creates `dir` (and missing parents) with mode 0700; returns whether it was created.
+/// An existing `dir` must be a real directory (not a symbolic link to one).
 pub(crate) fn ensure_dir(dir: &Path) -> Result<bool, StoreError> {
-    match fs::metadata(dir) {
+    match fs::symlink_metadata(dir) {
         Ok(m) if m.is_dir() => return Ok(false),
+        Ok(m) if m.file_type().is_symlink() => {
+            return Err(StoreError::Symlink {
+                path: dir.to_path_buf(),
+            });
+        }
         Ok(_) => {
             return Err(StoreError::NotADirectory {
                 path: dir.to_path_buf(),
@@ -38,6 +47,59 @@ pub(crate) fn ensure_dir(dir: &Path) -> Result<bool, StoreError> {
         .create(dir)
         .map_err(io_err(dir))?;
     Ok(true)
+}
+
+/// Checks that `dir`, a directory of the store's tree, is a real directory
+/// (not a symbolic link) that group and others cannot access.
+pub(crate) fn check_private_dir(dir: &Path) -> Result<(), StoreError> {
+    let m = fs::symlink_metadata(dir).map_err(io_err(dir))?;
+    if m.file_type().is_symlink() {
+        return Err(StoreError::Symlink {
+            path: dir.to_path_buf(),
+        });
+    }
+    if !m.is_dir() {
+        return Err(StoreError::NotADirectory {
+            path: dir.to_path_buf(),
+        });
+    }
+    let mode = m.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        return Err(StoreError::Permissions {
+            path: dir.to_path_buf(),
+            mode,
+        });
+    }
+    Ok(())
+}
+
+/// Opens an existing file for reading without following a symbolic link in
+/// its last component (`ELOOP` then, reported as [`StoreError::Symlink`]).
+pub(crate) fn open_nofollow(path: &Path) -> Result<File, StoreError> {
+    OpenOptions::new()
+        .read(true)
+        .custom_flags(NOFOLLOW)
+        .open(path)
+        .map_err(open_err(path))
+}
+
+/// Wraps an error of an `O_NOFOLLOW` open: `ELOOP` is [`StoreError::Symlink`].
+pub(crate) fn open_err(path: &Path) -> impl FnOnce(io::Error) -> StoreError + '_ {
+    move |e| {
+        if e.raw_os_error() == Some(rustix::io::Errno::LOOP.raw_os_error()) {
+            StoreError::Symlink {
+                path: path.to_path_buf(),
+            }
+        } else {
+            io_err(path)(e)
+        }
+    }
+}
+
+/// Whether an I/O error means the file system is out of space or inodes.
+pub(crate) fn is_out_of_space(e: &StoreError) -> bool {
+    matches!(e, StoreError::Io { source, .. }
+        if matches!(source.kind(), io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded))
 }
 
 /// Makes a directory's entries durable (new, renamed or removed names).
@@ -84,7 +146,6 @@ pub(crate) fn remove_file_if_exists(path: &Path) -> Result<(), StoreError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn replace_atomically_writes_owner_only_file() {

@@ -32,6 +32,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 mod columns;
+mod dedup;
 mod fsx;
 mod manifest;
 
@@ -72,16 +73,26 @@ pub enum StoreError {
         /// What is wrong.
         reason: String,
     },
-    /// The store root is accessible to group or others.
+    /// The store root or a directory inside it is accessible to group or others.
     #[error(
         "{} has mode {mode:o}, but the store must be owner-only (chmod 700 it)",
         path.display()
     )]
     Permissions {
-        /// The root directory.
+        /// The directory.
         path: PathBuf,
         /// Its permission bits.
         mode: u32,
+    },
+    /// A path inside the store's tree is a symbolic link, which the store
+    /// never follows.
+    #[error(
+        "{} is a symbolic link; the store follows no links inside its tree (replace it with the real directory or file)",
+        path.display()
+    )]
+    Symlink {
+        /// The link.
+        path: PathBuf,
     },
     /// A path that must be a directory is something else.
     #[error("{} exists and is not a directory", path.display())]
@@ -150,6 +161,9 @@ pub enum IngestOutcome {
         months: Vec<LoanMonth>,
         /// Rows dropped because they were older than the retention.
         expired_rows: u64,
+        /// Rows dropped because the store (or the batch itself) already held
+        /// the same (pseudonym, title, month): an overlapping export.
+        repeated_rows: u64,
     },
     /// The batch was committed before; nothing was written.
     AlreadyIngested,
@@ -174,6 +188,9 @@ pub struct StoreStatus {
     pub months: Vec<(LoanMonth, u64)>,
     /// Batches ever ingested (including those whose months were pruned).
     pub batches: u64,
+    /// Rows of all ingested batches dropped because the store already held
+    /// the same (pseudonym, title, month) (overlapping exports).
+    pub repeated_rows: u64,
     /// Pseudonym key fingerprints of all ingested batches, sorted, each once.
     pub pseudonym_keys: Vec<String>,
 }
@@ -185,6 +202,23 @@ pub struct Store {
 }
 
 type PseudonymSet = HashSet<u128, loans::BuildPseudonymHasher>;
+
+/// A month holding this many files gets them merged into one with the next
+/// batch's rows for it, so a month holds at most this many files.
+const MERGE_AT: usize = 2;
+
+/// One month of a batch, staged for placing.
+struct Staged {
+    month: LoanMonth,
+    /// The staged file; `None` when every row was held already.
+    tmp: Option<PathBuf>,
+    /// New rows of the batch written.
+    rows: u64,
+    /// Rows of the batch dropped as repeats.
+    repeated: u64,
+    /// When the file merges the month's earlier files: its total rows.
+    merged: u64,
+}
 
 /// The rows of each month not older than `oldest_kept`, ascending, and the
 /// number of older rows. Rows are grouped through a vector indexed by month
@@ -248,8 +282,12 @@ impl Store {
         }
         let root = fs::canonicalize(root).map_err(fsx::io_err(root))?;
         let store = Store { root };
-        fsx::ensure_dir(&store.root.join(LOANS_DIR))?;
-        fsx::ensure_dir(&store.root.join(TMP_DIR))?;
+        for sub in [LOANS_DIR, TMP_DIR] {
+            let dir = store.root.join(sub);
+            fsx::ensure_dir(&dir)?;
+            fsx::check_private_dir(&dir)?;
+        }
+        store.check_partitions()?;
         // Fail early on a damaged manifest rather than at the first read.
         store.read_manifest()?;
         Ok(store)
@@ -270,8 +308,9 @@ impl Store {
             .create(true)
             .truncate(false)
             .mode(fsx::FILE_MODE)
+            .custom_flags(fsx::NOFOLLOW)
             .open(&path)
-            .map_err(fsx::io_err(&path))?;
+            .map_err(fsx::open_err(&path))?;
         // flock locks belong to the open file description, so a second
         // handle in this very process is refused as well.
         match file.try_lock() {
@@ -323,14 +362,70 @@ impl Store {
         // Months are independent files: encode them in parallel (each file's
         // bytes depend only on its own rows, so the result stays deterministic).
         let works = columns::WorkIndex::of(loans);
+        let canon = dedup::CanonicalTitles::of(loans);
         let staged = by_month
             .par_iter()
             .map(|&(month, ref rows)| {
+                // Loans the store already holds for this month (an export
+                // overlapping an earlier one) are dropped, as are repeats
+                // inside the batch: each (pseudonym, title, month) once.
+                let held_files: Vec<&FileEntry> =
+                    manifest.files.iter().filter(|f| f.month == month).collect();
+                let held: Vec<(PathBuf, u64)> = held_files
+                    .iter()
+                    .map(|f| (self.root.join(&f.path), f.rows))
+                    .collect();
+                // Once a month holds MERGE_AT files, they are merged into one
+                // with the new rows (so that daily overlapping exports do not
+                // leave a file a day), unless they hold loans under another
+                // pseudonym key, which must stay told apart.
+                let merge = held_files.len() >= MERGE_AT
+                    && held_files.iter().all(|f| {
+                        manifest
+                            .batches
+                            .iter()
+                            .find(|b| b.batch.id == f.batch)
+                            .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
+                    });
+                let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
+                let repeated = (rows.len() - new.kept.len()) as u64;
+                if new.kept.is_empty() {
+                    return Ok(Staged {
+                        month,
+                        tmp: None,
+                        rows: 0,
+                        repeated,
+                        merged: 0,
+                    });
+                }
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
-                columns::write_month(&tmp, loans, &works, rows, month)?;
-                Ok((month, tmp, rows.len() as u64))
+                let merged = match &new.merged {
+                    Some(all) => {
+                        let every: Vec<u32> = (0..all.len() as u32).collect();
+                        columns::write_month(
+                            &tmp,
+                            all,
+                            &columns::WorkIndex::of(all),
+                            &every,
+                            month,
+                        )?;
+                        all.len() as u64
+                    }
+                    None => {
+                        columns::write_month(&tmp, loans, &works, &new.kept, month)?;
+                        0
+                    }
+                };
+                Ok(Staged {
+                    month,
+                    tmp: Some(tmp),
+                    rows: new.kept.len() as u64,
+                    repeated,
+                    merged,
+                })
             })
             .collect::<Result<Vec<_>, StoreError>>()?;
+        let repeated_rows = staged.iter().map(|s| s.repeated).sum();
 
         let loans_dir = self.root.join(LOANS_DIR);
         let mut entry = BatchEntry {
@@ -338,22 +433,45 @@ impl Store {
             months: Vec::with_capacity(staged.len()),
             files: Vec::with_capacity(staged.len()),
             expired_rows,
+            repeated_rows,
         };
         let mut rows_written = 0;
-        for (month, tmp, rows) in staged {
+        let mut placed = Vec::with_capacity(staged.len());
+        let mut replaced_any = false;
+        for Staged {
+            month,
+            tmp,
+            rows,
+            merged,
+            ..
+        } in staged
+        {
+            let Some(tmp) = tmp else { continue };
             let dir = loans_dir.join(manifest::partition_dir(month));
             if fsx::ensure_dir(&dir)? {
                 fsx::sync_dir(&loans_dir)?;
             }
             let rel = manifest::data_file_path(month, &batch.id);
             let dest = self.root.join(&rel);
-            fs::rename(&tmp, &dest).map_err(fsx::io_err(&dest))?;
-            fsx::sync_dir(&dir)?;
+            if let Err(e) = fs::rename(&tmp, &dest)
+                .map_err(fsx::io_err(&dest))
+                .and_then(|()| fsx::sync_dir(&dir))
+            {
+                self.unplace(&placed);
+                return Err(e);
+            }
+            placed.push(dest);
+            if merged > 0 {
+                // The merged file replaces the month's earlier files; they
+                // become unlisted at the commit and recovery deletes them.
+                manifest.files.retain(|f| f.month != month);
+                replaced_any = true;
+            }
             manifest.files.push(FileEntry {
                 path: rel.clone(),
                 month,
                 batch: batch.id.clone(),
-                rows,
+                rows: if merged > 0 { merged } else { rows },
             });
             entry.months.push(month);
             entry.files.push(rel);
@@ -364,15 +482,40 @@ impl Store {
         manifest
             .files
             .sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
-        self.commit(&manifest)?;
+        if let Err(e) = self.commit(&manifest) {
+            // Not committed: take the placed files out again, so that no
+            // unlisted file stays in a partition (a crash here leaves them
+            // to the next writer's recovery).
+            self.unplace(&placed);
+            return Err(e);
+        }
         // Committed: a leftover staging directory is only clutter, and the
         // next writer's recovery removes it.
         let _ = fs::remove_dir_all(&stage);
+        if replaced_any {
+            // Files merged into new ones are no longer listed: delete them
+            // (a crash before this leaves them to the next writer).
+            self.recover(&manifest)?;
+        }
         Ok(IngestOutcome::Ingested {
             rows: rows_written,
             months,
             expired_rows,
+            repeated_rows,
         })
+    }
+
+    /// Best-effort removal of data files placed by an ingest that then
+    /// failed before its commit.
+    fn unplace(&self, placed: &[PathBuf]) {
+        for f in placed {
+            let _ = fs::remove_file(f);
+            if let Some(dir) = f.parent() {
+                let _ = fsx::sync_dir(dir);
+                // Only if now empty.
+                let _ = fs::remove_dir(dir);
+            }
+        }
     }
 
     /// Drops every month older than `oldest_kept`; returns the rows removed.
@@ -396,7 +539,20 @@ impl Store {
             return Ok(0);
         }
         // Commit first: a crash after it only leaves orphans to recover.
-        self.commit(&manifest)?;
+        if let Err(e) = self.commit(&manifest) {
+            if !fsx::is_out_of_space(&e) {
+                return Err(e);
+            }
+            // A full disk must not keep expired loans forever. They are to
+            // be deleted anyway: delete them first to make room, then commit.
+            // Until that commit the old manifest lists files that are gone;
+            // a crash in between is healed by the next prune (every ingest
+            // runs one), which drops the same entries.
+            for f in self.expired_files(oldest_kept)? {
+                fsx::remove_file_if_exists(&f)?;
+            }
+            self.commit(&manifest)?;
+        }
         self.recover(&manifest)?;
         Ok(removed)
     }
@@ -462,6 +618,7 @@ impl Store {
             distinct_pseudonyms: distinct.len() as u64,
             months: months.into_iter().collect(),
             batches: manifest.batches.len() as u64,
+            repeated_rows: manifest.batches.iter().map(|b| b.repeated_rows).sum(),
             pseudonym_keys: keys,
         })
     }
@@ -547,6 +704,29 @@ impl Store {
         Ok(files.iter().map(|f| self.root.join(&f.path)).collect())
     }
 
+    /// Data files of months before `oldest_kept` the committed manifest lists.
+    fn expired_files(&self, oldest_kept: LoanMonth) -> Result<Vec<PathBuf>, StoreError> {
+        Ok(self
+            .read_manifest()?
+            .files
+            .iter()
+            .filter(|f| f.month < oldest_kept)
+            .map(|f| self.root.join(&f.path))
+            .collect())
+    }
+
+    /// Checks each month partition: a real, owner-only directory.
+    fn check_partitions(&self) -> Result<(), StoreError> {
+        let dir = self.root.join(LOANS_DIR);
+        for e in fs::read_dir(&dir).map_err(fsx::io_err(&dir))? {
+            let e = e.map_err(fsx::io_err(&dir))?;
+            if e.file_name().to_string_lossy().starts_with("month=") {
+                fsx::check_private_dir(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+
     fn check_lock(&self, lock: &StoreLock) -> Result<(), StoreError> {
         if lock.root == self.root {
             Ok(())
@@ -597,7 +777,9 @@ impl Store {
     /// store first, so a crash during the very first ingest is recoverable.
     fn manifest_for_write(&self) -> Result<Manifest, StoreError> {
         let path = self.manifest_path();
-        if let Some(m) = Manifest::load(&path)? {
+        if let Some(mut m) = Manifest::load(&path)? {
+            // An older format is rewritten in the current one at the commit.
+            m.format = manifest::FORMAT;
             return Ok(m);
         }
         let m = self.read_manifest()?;
@@ -766,7 +948,8 @@ mod tests {
             IngestOutcome::Ingested {
                 rows: 3,
                 months: vec![month(2024, 1), month(2024, 2)],
-                expired_rows: 0
+                expired_rows: 0,
+                repeated_rows: 0
             }
         );
         assert_eq!(fs::read_dir(root.join(TMP_DIR)).unwrap().count(), 0);

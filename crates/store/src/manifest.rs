@@ -1,8 +1,7 @@
 //! The manifest: the store's single commit point.
 
 use std::collections::HashSet;
-use std::fs;
-use std::io;
+use std::io::{self, Read};
 use std::path::Path;
 
 use loans::LoanMonth;
@@ -10,8 +9,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::{BatchRecord, StoreError, fsx};
 
-/// Manifest format version written by this crate.
-pub(crate) const FORMAT: u32 = 1;
+/// Manifest format version written by this crate. Format 2 added
+/// `repeated_rows` (cross-batch deduplication); format 1 manifests are read
+/// (as having dropped no repeats) and rewritten as format 2 by the next writer.
+pub(crate) const FORMAT: u32 = 2;
+/// The oldest manifest format this crate reads.
+pub(crate) const OLDEST_FORMAT: u32 = 1;
 
 /// Everything committed: ingested batches and the live data files.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -38,6 +41,10 @@ pub(crate) struct BatchEntry {
     pub files: Vec<String>,
     /// Rows dropped at ingest because they were older than the retention.
     pub expired_rows: u64,
+    /// Rows dropped at ingest because the store or the batch already held
+    /// the same (pseudonym, title, month). Absent in format 1.
+    #[serde(default)]
+    pub repeated_rows: u64,
 }
 
 /// One live data file.
@@ -89,11 +96,15 @@ impl Manifest {
 
     /// Reads the manifest at `path`; `None` if there is none.
     pub fn load(path: &Path) -> Result<Option<Manifest>, StoreError> {
-        let bytes = match fs::read(path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
-            Err(e) => return Err(fsx::io_err(path)(e)),
+        let mut file = match fsx::open_nofollow(path) {
+            Ok(f) => f,
+            Err(StoreError::Io { source, .. }) if source.kind() == io::ErrorKind::NotFound => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
         };
+        let mut bytes = Vec::new();
+        file.read_to_end(&mut bytes).map_err(fsx::io_err(path))?;
         let corrupt = |reason: String| StoreError::Corrupt {
             path: path.to_path_buf(),
             reason,
@@ -126,9 +137,9 @@ impl Manifest {
     /// Checks internal consistency, so a tampered manifest can never make the
     /// store read or delete outside its tree.
     pub fn check(&self) -> Result<(), String> {
-        if self.format != FORMAT {
+        if !(OLDEST_FORMAT..=FORMAT).contains(&self.format) {
             return Err(format!(
-                "unsupported manifest format {} (expected {FORMAT})",
+                "unsupported manifest format {} (expected {OLDEST_FORMAT} to {FORMAT}; written by a newer alsoborrowed?)",
                 self.format
             ));
         }
@@ -181,6 +192,7 @@ pub(crate) fn check_record(b: &BatchRecord) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn record(n: u8) -> BatchRecord {
         BatchRecord {
@@ -201,6 +213,7 @@ mod tests {
                 months: vec![m],
                 files: vec![path.clone()],
                 expired_rows: 0,
+                repeated_rows: 0,
             }],
             files: vec![FileEntry {
                 path,
@@ -256,6 +269,20 @@ mod tests {
         let mut m = sample();
         m.format = 9;
         assert!(m.check().unwrap_err().contains("format"));
+    }
+
+    #[test]
+    fn format_1_without_repeated_rows_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("manifest.json");
+        let mut m = sample();
+        m.format = 1;
+        let text = String::from_utf8(m.to_bytes(&p).unwrap())
+            .unwrap()
+            .replace(",\n      \"repeated_rows\": 0", "");
+        assert!(!text.contains("repeated_rows"), "{text}");
+        fs::write(&p, text).unwrap();
+        assert_eq!(Manifest::load(&p).unwrap(), Some(m));
     }
 
     #[test]

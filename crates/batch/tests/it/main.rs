@@ -2,7 +2,10 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use batch::{BatchError, BatchId, list_batches, open, peek_meta, seal, write_to_outbox};
+use batch::{
+    BatchError, BatchId, OutboxFound, list_batches, open, open_file, peek_meta, seal,
+    write_to_outbox,
+};
 use keys::{Fingerprint, KEY_LEN, SecretKey};
 use loans::{LoanMonth, Loans, Pseudonym};
 use proptest::prelude::*;
@@ -256,20 +259,25 @@ fn outbox_write_is_atomic_idempotent_and_owner_only() {
     assert!(list_batches(&dir).unwrap().is_empty());
 
     let (meta, sealed) = seal(&sample(20), "lib", "loans", PKEY, &transfer()).unwrap();
-    let path = write_to_outbox(&dir, &meta, &sealed).unwrap();
+    let (path, found) = write_to_outbox(&dir, &meta, &sealed).unwrap();
+    assert_eq!(found, OutboxFound::Nothing);
     assert_eq!(path, dir.join(format!("{}.batch", meta.id)));
     assert_eq!(std::fs::read(&path).unwrap(), sealed);
     let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(&path), 0o600);
     assert_eq!(mode(&dir), 0o700);
 
-    // Same batch sealed again (new nonce): the first file stays.
+    // Same batch sealed again (new nonce): same name, the new bytes (an
+    // earlier file cannot be verified without the key, so it is replaced).
     let (meta2, sealed2) = seal(&sample(20), "lib", "loans", PKEY, &transfer()).unwrap();
-    assert_eq!(write_to_outbox(&dir, &meta2, &sealed2).unwrap(), path);
-    assert_eq!(std::fs::read(&path).unwrap(), sealed);
+    assert_eq!(
+        write_to_outbox(&dir, &meta2, &sealed2).unwrap(),
+        (path.clone(), OutboxFound::SameBatch)
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), sealed2);
 
     let (meta3, sealed3) = seal(&sample(21), "lib", "loans", PKEY, &transfer()).unwrap();
-    let path3 = write_to_outbox(&dir, &meta3, &sealed3).unwrap();
+    let (path3, _) = write_to_outbox(&dir, &meta3, &sealed3).unwrap();
     std::fs::write(dir.join("notes.txt"), "x").unwrap();
     std::fs::write(dir.join(".partial.tmp-00"), "x").unwrap();
 
@@ -291,4 +299,91 @@ fn outbox_refuses_meta_of_another_batch() {
         Err(BatchError::IdMismatch)
     ));
     assert!(list_batches(root.path()).unwrap().is_empty());
+}
+
+/// Finding 1 of issue 12: a truncated file or a symbolic link already at the
+/// batch's name was trusted, so the loans never reached the outbox.
+#[test]
+fn outbox_replaces_a_truncated_file_or_a_symlink_and_says_so() {
+    let root = tempfile::tempdir().unwrap();
+    let dir = root.path().join("outbox");
+    let (meta, sealed) = seal(&sample(20), "lib", "loans", PKEY, &transfer()).unwrap();
+    let name = dir.join(format!("{}.batch", meta.id));
+    std::fs::create_dir_all(&dir).unwrap();
+
+    std::fs::write(&name, &sealed[..sealed.len() / 2]).unwrap();
+    let (path, found) = write_to_outbox(&dir, &meta, &sealed).unwrap();
+    assert_eq!(path, name);
+    assert!(
+        matches!(&found, OutboxFound::Damaged(why) if why.contains("truncated")),
+        "{found:?}"
+    );
+    assert_eq!(std::fs::read(&name).unwrap(), sealed);
+
+    // A link to a file elsewhere: the link is replaced, its target untouched.
+    let target = root.path().join("elsewhere");
+    std::fs::write(&target, b"keep").unwrap();
+    std::fs::remove_file(&name).unwrap();
+    std::os::unix::fs::symlink(&target, &name).unwrap();
+    let (_, found) = write_to_outbox(&dir, &meta, &sealed).unwrap();
+    assert_eq!(found, OutboxFound::Symlink);
+    assert!(std::fs::symlink_metadata(&name).unwrap().is_file());
+    assert_eq!(std::fs::read(&name).unwrap(), sealed);
+    assert_eq!(std::fs::read(&target).unwrap(), b"keep");
+
+    // A dangling link (the case that wrote nothing) is replaced as well.
+    std::fs::remove_file(&name).unwrap();
+    std::os::unix::fs::symlink(root.path().join("nowhere"), &name).unwrap();
+    assert_eq!(
+        write_to_outbox(&dir, &meta, &sealed).unwrap().1,
+        OutboxFound::Symlink
+    );
+    assert_eq!(open_file(&name, &transfer()).unwrap().0, meta);
+
+    // A directory is not silently replaced.
+    std::fs::remove_file(&name).unwrap();
+    std::fs::create_dir(&name).unwrap();
+    let err = write_to_outbox(&dir, &meta, &sealed).unwrap_err();
+    assert!(matches!(err, BatchError::NotABatchFile { .. }), "{err}");
+}
+
+#[test]
+fn open_file_refuses_links_and_rejects_junk_by_its_header() {
+    let root = tempfile::tempdir().unwrap();
+    let (meta, sealed) = seal(&sample(5), "lib", "loans", PKEY, &transfer()).unwrap();
+    let good = root.path().join("good.batch");
+    std::fs::write(&good, &sealed).unwrap();
+    let (m, loans) = open_file(&good, &transfer()).unwrap();
+    assert_eq!(m, meta);
+    assert_eq!(loans, sample(5));
+
+    let link = root.path().join("link.batch");
+    std::os::unix::fs::symlink(&good, &link).unwrap();
+    assert!(matches!(
+        open_file(&link, &transfer()),
+        Err(BatchError::NotABatchFile { .. })
+    ));
+
+    // A valid header followed by far too many bytes is refused by its length
+    // before the body is read.
+    let long = root.path().join("long.batch");
+    let mut bytes = sealed.clone();
+    bytes.resize(sealed.len() + (1 << 20), 0);
+    std::fs::write(&long, &bytes).unwrap();
+    assert!(matches!(
+        open_file(&long, &transfer()),
+        Err(BatchError::TrailingBytes { .. })
+    ));
+    let short = root.path().join("short.batch");
+    std::fs::write(&short, &sealed[..sealed.len() - 1]).unwrap();
+    assert!(matches!(
+        open_file(&short, &transfer()),
+        Err(BatchError::Truncated { .. })
+    ));
+    let junk = root.path().join("junk.batch");
+    std::fs::write(&junk, vec![b'x'; 1 << 16]).unwrap();
+    assert!(matches!(
+        open_file(&junk, &transfer()),
+        Err(BatchError::BadMagic)
+    ));
 }

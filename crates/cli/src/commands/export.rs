@@ -10,7 +10,7 @@ use publish::{ExportMeta, ExportOutcome, Forbidden};
 use store::Store;
 
 use crate::PipelineArgs;
-use crate::commands::ingest::open_store;
+use crate::commands::stages::open_store;
 use crate::context::{Context, Refused, load_pipeline};
 use crate::lock::{RunLock, SERVED_DIR};
 use crate::refusals;
@@ -187,7 +187,7 @@ pub(crate) fn export_release(
     ids: Option<Forbidden>,
     store: &Store,
 ) -> Result<()> {
-    ctx.refuse_future_today("export")?;
+    ctx.refuse_future_today("export would publish a window of months that have not happened")?;
     let w = read_window(ctx, p, store)?;
     // Independent: the leak check's set-up is mostly one thread, so it runs
     // beside the engine instead of after it.

@@ -7,6 +7,7 @@ use pipeline::Pipeline;
 
 use crate::PipelineArgs;
 use crate::commands::export::add_borrower_ids;
+use crate::commands::stages::{Fresh, load_key};
 use crate::context::{Context, load_pipeline};
 use crate::lock::{PRIVATE_DIR, RunLock};
 
@@ -15,25 +16,6 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let _lock = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
     extract_to_outbox(ctx, &p, args.input.as_deref(), None, false)?;
     Ok(())
-}
-
-/// Loads both keys (creating them only if the pipeline allows it).
-pub(crate) fn load_key(
-    ctx: &Context,
-    path: &Path,
-    create: bool,
-    role: &str,
-) -> Result<keys::SecretKey> {
-    let (key, created) = keys::load_or_create_key_file(path, create)
-        .with_context(|| format!("loading the {role} key"))?;
-    if created {
-        ctx.say(format!(
-            "created {role} key {} (fingerprint {})",
-            path.display(),
-            key.fingerprint()
-        ));
-    }
-    Ok(key)
 }
 
 /// Reads, pseudonymizes and seals into the outbox; the raw ids die inside
@@ -47,6 +29,9 @@ pub(crate) fn extract_to_outbox(
     ids: Option<&mut publish::Forbidden>,
     keep_open: bool,
 ) -> Result<Option<Fresh>> {
+    // The link record's sealed-on day starts the four-week clock; a day in
+    // the future would push the deletion deadline out.
+    ctx.refuse_future_today("extract would record a day that has not come")?;
     let create = p.keys.create_if_missing;
     let pseudonymizer = {
         let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
@@ -96,7 +81,14 @@ pub(crate) fn extract_to_outbox(
         // needs memory for its loans plus one column, not twice its loans.
         let (meta, sealed) = batch::seal_owned(loans, library, purpose, key, &transfer)
             .context("sealing the batch")?;
-        let path = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
+        let (path, found) = batch::write_to_outbox(&p.transfer.outbox, &meta, &sealed)?;
+        match found {
+            batch::OutboxFound::Nothing | batch::OutboxFound::SameBatch => {}
+            other => eprintln!(
+                "warning: {} held {other}; replaced it with the new batch",
+                path.display()
+            ),
+        }
         ctx.say(format!(
             "sealed batch {} ({} loans) -> {}",
             meta.id,
@@ -109,15 +101,6 @@ pub(crate) fn extract_to_outbox(
         crate::links::record_sealed(&p.transfer.outbox, &meta.id.to_string(), newest, ctx.today)?;
     }
     Ok(fresh.map(|loans| Fresh { meta, loans }))
-}
-
-/// A batch this process has just extracted, kept in memory: a one-host
-/// `run` ingests it without sealing it into a file and reading it back.
-pub(crate) struct Fresh {
-    /// Its metadata, as sealing would give it.
-    pub meta: batch::BatchMeta,
-    /// The loans it holds.
-    pub loans: loans::Loans,
 }
 
 fn report(ctx: &Context, r: &extract::ExtractReport) {

@@ -1,36 +1,65 @@
 //! `alsoborrowed ingest`: sealed batches in the inbox -> store.
 
-use anyhow::{Context as _, Result, bail};
+use std::path::Path;
+
+use anyhow::{Context as _, Result};
 use pipeline::Pipeline;
-use store::{BatchRecord, IngestOutcome, Store, StoreLock};
+use store::{BatchRecord, IngestOutcome, Store, StoreError, StoreLock};
 
 use crate::PipelineArgs;
-use crate::commands::extract::{Fresh, load_key};
-use crate::context::{Context, load_pipeline};
+use crate::commands::stages::{self, Fresh, load_key, open_store};
+use crate::context::{Context, QuarantinedBatches, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let store = open_store(&p)?;
     let lock = store.lock()?;
-    ingest_inbox(ctx, &p, &store, &lock, None)
+    ingest_inbox(ctx, &p, &store, &lock, None)?.into_result()
 }
 
-/// Opens (creating if needed) the pipeline's store.
-pub(crate) fn open_store(p: &Pipeline) -> Result<Store> {
-    Store::open(&p.store.path).with_context(|| format!("opening store {}", p.store.path.display()))
+/// What an ingest run left for the operator.
+#[must_use]
+pub(crate) struct IngestSummary {
+    /// Batch files moved to the quarantine directory by this run.
+    pub quarantined: usize,
+    /// The quarantine directory.
+    pub dir: std::path::PathBuf,
+}
+
+impl IngestSummary {
+    /// An error (exit code 5) if any batch was quarantined.
+    pub fn into_result(self) -> Result<()> {
+        if self.quarantined > 0 {
+            return Err(QuarantinedBatches {
+                count: self.quarantined,
+                dir: self.dir.display().to_string(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+}
+
+/// Why one batch was not ingested: its own fault (it is quarantined and the
+/// others go on) or the store's (ingest stops).
+enum Failure {
+    Batch(String),
+    Fatal(anyhow::Error),
 }
 
 /// Ingests `fresh` (a batch `run` has just extracted, in memory), then every
 /// batch of the inbox, deleting each file once it is safely in the store (the
 /// store is then the only copy, under its retention limit), and drops months
-/// that have left the retention period.
+/// that have left the retention period. A batch file that cannot be opened
+/// or does not belong to this pipeline is moved to `<inbox>/quarantine/`
+/// with the reason, and the others are ingested all the same.
 pub(crate) fn ingest_inbox(
     ctx: &Context,
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
     fresh: Option<Fresh>,
-) -> Result<()> {
+) -> Result<IngestSummary> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
     // Retention first: a bad batch below must not keep expired loans alive.
@@ -38,24 +67,56 @@ pub(crate) fn ingest_inbox(
     let had_fresh = fresh.is_some();
     if let Some(Fresh { meta, loans }) = fresh {
         // Extracted by this very process: nothing to read or decrypt.
-        ingest_one(ctx, p, store, lock, &meta, &loans, "the extracted batch")?;
+        match ingest_one(ctx, p, store, lock, &meta, &loans, "the extracted batch") {
+            Ok(()) => {}
+            Err(Failure::Batch(reason)) => anyhow::bail!("the extracted batch: {reason}"),
+            Err(Failure::Fatal(e)) => return Err(e),
+        }
     }
-    let batches = batch::list_batches(p.transfer.inbox())?;
+    let inbox = p.transfer.inbox();
+    let batches = batch::list_batches(inbox)?;
     if batches.is_empty() && !had_fresh {
-        ctx.say(format!("no batches in {}", p.transfer.inbox().display()));
+        ctx.say(format!("no batches in {}", inbox.display()));
     }
+    let mut summary = IngestSummary {
+        quarantined: 0,
+        dir: stages::quarantine_dir(p),
+    };
     for path in batches {
-        let sealed =
-            std::fs::read(&path).with_context(|| format!("reading batch {}", path.display()))?;
-        let (meta, loans) = batch::open(&sealed, &transfer)
-            .with_context(|| format!("opening batch {}", path.display()))?;
-        drop(sealed);
-        let what = format!("batch {}", path.display());
-        ingest_one(ctx, p, store, lock, &meta, &loans, &what)?;
-        std::fs::remove_file(&path)
-            .with_context(|| format!("removing ingested batch {}", path.display()))?;
+        match ingest_file(ctx, p, store, lock, &transfer, &path) {
+            Ok(()) => std::fs::remove_file(&path)
+                .with_context(|| format!("removing ingested batch {}", path.display()))?,
+            Err(Failure::Batch(reason)) => {
+                let dest = stages::quarantine(p, &path, &reason, ctx.today)?;
+                // Always shown, even with --quiet: the exit code says it too.
+                eprintln!(
+                    "warning: batch {} not ingested: {reason}; moved to {}",
+                    path.display(),
+                    dest.display()
+                );
+                summary.quarantined += 1;
+            }
+            Err(Failure::Fatal(e)) => return Err(e),
+        }
     }
-    Ok(())
+    Ok(summary)
+}
+
+/// Opens and ingests one batch file.
+fn ingest_file(
+    ctx: &Context,
+    p: &Pipeline,
+    store: &Store,
+    lock: &StoreLock,
+    transfer: &keys::SecretKey,
+    path: &Path,
+) -> Result<(), Failure> {
+    // Reads the header first: a junk file is refused by its length before
+    // its body is read; a valid one is read once and decrypted in place.
+    let (meta, loans) =
+        batch::open_file(path, transfer).map_err(|e| Failure::Batch(e.to_string()))?;
+    let what = format!("batch {}", path.display());
+    ingest_one(ctx, p, store, lock, &meta, &loans, &what)
 }
 
 /// Ingests one batch's loans and starts the four-week clock of its link
@@ -68,16 +129,26 @@ fn ingest_one(
     meta: &batch::BatchMeta,
     loans: &loans::Loans,
     what: &str,
-) -> Result<()> {
-    let oldest_kept = ctx.oldest_kept(p)?;
+) -> Result<(), Failure> {
+    let fatal = Failure::Fatal;
+    let oldest_kept = ctx.oldest_kept(p).map_err(fatal)?;
     if meta.library != p.library.id || meta.purpose != p.library.purpose {
-        bail!(
-            "{what} belongs to library {:?} purpose {:?}, but this pipeline is library {:?} purpose {:?}",
-            meta.library,
-            meta.purpose,
-            p.library.id,
-            p.library.purpose
-        );
+        return Err(Failure::Batch(format!(
+            "it belongs to library {:?} purpose {:?}, but this pipeline is library {:?} purpose {:?}",
+            meta.library, meta.purpose, p.library.id, p.library.purpose
+        )));
+    }
+    // Loans after today's month mean a wrong clock or --today here or on
+    // the extractor: storing them would put loans in months that have not
+    // happened (and keep them past their retention).
+    let this_month = ctx.this_month().map_err(fatal)?;
+    if let Some(&newest) = loans.months.iter().max()
+        && newest > this_month
+    {
+        return Err(Failure::Batch(format!(
+            "it holds loans of {newest}, after today ({}); check the date here and on the extractor's host, then move the batch back into the inbox",
+            ctx.today
+        )));
     }
     let record = BatchRecord {
         id: meta.id.to_string(),
@@ -85,25 +156,42 @@ fn ingest_one(
         rows: meta.rows,
     };
     let outcome = ctx.stage("ingest", || {
-        store
-            .ingest(lock, &record, loans, oldest_kept)
-            .with_context(|| format!("ingesting {what}"))
-    })?;
+        Ok(store.ingest(lock, &record, loans, oldest_kept))
+    });
+    let outcome = match outcome.map_err(fatal)? {
+        Ok(o) => o,
+        // The batch itself does not fit the store's rules.
+        Err(e @ (StoreError::InvalidBatch { .. } | StoreError::InvalidLoans { .. })) => {
+            return Err(Failure::Batch(e.to_string()));
+        }
+        Err(e) => {
+            return Err(fatal(
+                anyhow::Error::new(e).context(format!("ingesting {what}")),
+            ));
+        }
+    };
     match outcome {
         IngestOutcome::Ingested {
             rows,
             months,
             expired_rows,
-        } => ctx.say(format!(
-            "ingested batch {}: {rows} loans in {} months{}",
-            meta.id,
-            months.len(),
-            if expired_rows > 0 {
-                format!(", {expired_rows} loans older than the retention limit dropped")
-            } else {
-                String::new()
+            repeated_rows,
+        } => {
+            let mut line = format!(
+                "ingested batch {}: {rows} loans in {} months",
+                meta.id,
+                months.len()
+            );
+            if repeated_rows > 0 {
+                line += &format!(
+                    ", {repeated_rows} loans the store already held (overlapping export) dropped"
+                );
             }
-        )),
+            if expired_rows > 0 {
+                line += &format!(", {expired_rows} loans older than the retention limit dropped");
+            }
+            ctx.say(line);
+        }
         IngestOutcome::AlreadyIngested => ctx.say(format!(
             "batch {} was already ingested: nothing changed",
             meta.id
@@ -112,6 +200,7 @@ fn ingest_one(
     }
     // The store holds the batch now: start the circulation system's clock.
     crate::links::record_ingested(p.transfer.inbox(), &meta.id.to_string(), ctx.today)
+        .map_err(fatal)
 }
 
 fn prune(
@@ -121,7 +210,9 @@ fn prune(
     lock: &StoreLock,
     oldest_kept: loans::LoanMonth,
 ) -> Result<()> {
-    let removed = store.prune(lock, oldest_kept)?;
+    let removed = store
+        .prune(lock, oldest_kept)
+        .context("deleting loans past the retention limit")?;
     if removed > 0 {
         ctx.say(format!(
             "deleted {removed} loans from months before {oldest_kept} (retention {} months)",

@@ -3,7 +3,7 @@
 use anyhow::Result;
 
 use crate::PipelineArgs;
-use crate::commands::{export, extract, ingest};
+use crate::commands::{export, extract, ingest, stages};
 use crate::context::{Context, load_pipeline};
 use crate::lock::{PRIVATE_DIR, RunLock, SERVED_DIR};
 
@@ -12,13 +12,16 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // Every lock first, so a second run exits before doing anything.
     let _outbox = RunLock::acquire(&p.transfer.outbox, "the extractor's outbox", PRIVATE_DIR)?;
     let _export = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
-    let store = ingest::open_store(&p)?;
+    let store = stages::open_store(&p)?;
     let lock = store.lock()?;
     // The borrower ids extract sees go straight into the leak check's set,
     // so the loans file is read once.
     let mut ids = publish::Forbidden::new();
     // On one host the extracted loans go to ingest in memory, unsealed.
     let fresh = extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
-    ingest::ingest_inbox(ctx, &p, &store, &lock, fresh)?;
-    export::export_release(ctx, &p, args.input.as_deref(), Some(ids), &store)
+    // A quarantined batch does not hold back the others or the export; the
+    // exit code (5) reports it once the export is done.
+    let ingested = ingest::ingest_inbox(ctx, &p, &store, &lock, fresh)?;
+    export::export_release(ctx, &p, args.input.as_deref(), Some(ids), &store)?;
+    ingested.into_result()
 }

@@ -4,18 +4,23 @@
 use anyhow::Result;
 
 use crate::PipelineArgs;
-use crate::commands::ingest::open_store;
+use crate::commands::stages::{self, open_store};
 use crate::context::{Context, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     links(ctx, &p)?;
+    quarantine(&p)?;
     let store = open_store(&p)?;
     let s = store.status()?;
     println!("store: {}", store.root().display());
     println!("loans: {}", s.rows);
     println!("distinct pseudonyms: {}", s.distinct_pseudonyms);
     println!("batches ingested: {}", s.batches);
+    println!(
+        "repeated loans dropped at ingest (already held from an overlapping export): {}",
+        s.repeated_rows
+    );
     println!(
         "pseudonym key fingerprints: {}",
         if s.pseudonym_keys.is_empty() {
@@ -67,7 +72,7 @@ fn published(p: &pipeline::Pipeline) -> Result<()> {
 /// day by which the circulation system must delete borrower-loan links.
 fn links(ctx: &Context, p: &pipeline::Pipeline) -> Result<()> {
     let days = p.transfer.delete_links_after_days;
-    let duties = crate::links::duties(p)?;
+    let (duties, skipped) = crate::links::duties(p)?;
     println!(
         "borrower-loan links: {} batches recorded; delete within {days} days of ingest",
         duties.len()
@@ -86,6 +91,28 @@ fn links(ctx: &Context, p: &pipeline::Pipeline) -> Result<()> {
             day(d.sealed_on),
             day(d.ingested_on),
         );
+    }
+    for (path, why) in &skipped {
+        println!("  ignored {}: {why}", path.display());
+    }
+    Ok(())
+}
+
+/// Batches that ingest moved aside, with the reasons.
+fn quarantine(p: &pipeline::Pipeline) -> Result<()> {
+    let q = stages::quarantined(p)?;
+    if q.is_empty() {
+        println!("quarantined batches: none");
+        return Ok(());
+    }
+    println!(
+        "quarantined batches: {} in {} (fix the cause, then move a batch back into the inbox, or delete it)",
+        q.len(),
+        stages::quarantine_dir(p).display()
+    );
+    for b in &q {
+        let name = b.path.file_name().unwrap_or_default().to_string_lossy();
+        println!("  {name}: {}", b.reason);
     }
     Ok(())
 }

@@ -5,7 +5,7 @@ use loans::LoanMonth;
 
 use crate::PipelineArgs;
 use crate::commands::export::{forbidden, scan_months};
-use crate::commands::ingest::open_store;
+use crate::commands::stages::open_store;
 use crate::context::{Context, Refused, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {

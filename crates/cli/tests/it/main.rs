@@ -5,6 +5,7 @@ mod bad_input;
 mod bad_rows;
 mod four_weeks;
 mod ils_presets;
+mod issue12;
 mod keys_cmd;
 mod pipeline_run;
 mod real_exports;

@@ -58,7 +58,7 @@ fn a_tampered_manifest_cannot_point_outside_the_store() {
     let err = Store::open(&root).unwrap_err();
     assert_corrupt_manifest(err);
 
-    let unknown = text.replacen("\"format\": 1", "\"format\": 1, \"extra\": 2", 1);
+    let unknown = text.replacen("\"format\": 2", "\"format\": 2, \"extra\": 2", 1);
     assert_ne!(unknown, text);
     fs::write(&path, unknown).unwrap();
     assert_corrupt_manifest(Store::open(&root).unwrap_err());

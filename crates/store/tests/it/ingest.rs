@@ -33,7 +33,8 @@ fn round_trip_keeps_rows_layout_and_batch_order() {
         IngestOutcome::Ingested {
             rows: 6,
             months: vec![m(2024, 1), m(2024, 2), m(2024, 3)],
-            expired_rows: 0
+            expired_rows: 0,
+            repeated_rows: 0
         }
     );
 
@@ -229,7 +230,8 @@ fn expired_rows_are_dropped_and_counted() {
         IngestOutcome::Ingested {
             rows: 4,
             months: vec![m(2024, 2), m(2024, 3)],
-            expired_rows: 2
+            expired_rows: 2,
+            repeated_rows: 0
         }
     );
     let (first, last) = all();
@@ -245,7 +247,8 @@ fn expired_rows_are_dropped_and_counted() {
         IngestOutcome::Ingested {
             rows: 0,
             months: vec![],
-            expired_rows: 1
+            expired_rows: 1,
+            repeated_rows: 0
         }
     );
     assert_eq!(

@@ -70,3 +70,16 @@ fn a_lock_of_another_store_is_refused() {
     b.ingest(&lock_b, &record(1, 1), &loans, m(2020, 1))
         .unwrap();
 }
+
+/// A symbolic link planted at LOCK is refused, not followed.
+#[test]
+fn a_symlink_at_lock_is_refused() {
+    let (d, root, store) = fresh();
+    let target = d.path().join("elsewhere");
+    std::os::unix::fs::symlink(&target, root.join("LOCK")).unwrap();
+    assert!(matches!(
+        store.lock(),
+        Err(store::StoreError::Symlink { .. })
+    ));
+    assert!(!target.exists());
+}

@@ -1,6 +1,7 @@
 //! Integration tests of the store: one binary, one module per concern.
 
 mod corrupt;
+mod dedup;
 mod ingest;
 mod lock;
 mod perms;

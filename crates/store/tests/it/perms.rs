@@ -33,8 +33,9 @@ fn everything_the_store_creates_is_owner_only() {
             assert_eq!(mode(p), 0o600, "{}", p.display());
         }
     }
-    // loans, tmp, two months; LOCK, manifest, three data files.
-    assert_eq!((dirs, files), (4, 5), "{paths:?}");
+    // loans, tmp, two months; LOCK, manifest, two data files (the second
+    // batch's 2024-02 loan was held already, so it writes 2024-01 only).
+    assert_eq!((dirs, files), (4, 4), "{paths:?}");
 }
 
 #[test]
@@ -75,4 +76,73 @@ fn open_creates_missing_parents_owner_only_and_refuses_files() {
         Store::open(&file),
         Err(StoreError::NotADirectory { .. })
     ));
+}
+
+/// Issue 12, finding 6: only the root's mode was checked.
+#[test]
+fn open_refuses_subdirectories_others_can_access() {
+    let (_d, root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let loans = loans_of(&[(1, "x", "x", m(2024, 1))]);
+    store
+        .ingest(&lock, &record(1, 1), &loans, m(2020, 1))
+        .unwrap();
+    drop(lock);
+    for sub in ["loans", "tmp", "loans/month=2024-01"] {
+        let dir = root.join(sub);
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o755)).unwrap();
+        match Store::open(&root).unwrap_err() {
+            StoreError::Permissions { path, mode } => {
+                assert_eq!((path, mode), (dir.clone(), 0o755));
+            }
+            other => panic!("{sub}: unexpected {other:?}"),
+        }
+        fs::set_permissions(&dir, fs::Permissions::from_mode(0o700)).unwrap();
+        Store::open(&root).unwrap();
+    }
+}
+
+/// The store follows no symbolic link inside its tree.
+#[test]
+fn symbolic_links_inside_the_store_are_refused() {
+    let (d, root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let loans = loans_of(&[(1, "x", "x", m(2024, 1))]);
+    store
+        .ingest(&lock, &record(1, 1), &loans, m(2020, 1))
+        .unwrap();
+    drop(lock);
+    let file = store.data_files().unwrap()[0].clone();
+    let elsewhere = d.path().join("elsewhere.parquet");
+    fs::rename(&file, &elsewhere).unwrap();
+    std::os::unix::fs::symlink(&elsewhere, &file).unwrap();
+    let (lo, hi) = all();
+    assert!(matches!(
+        store.scan(lo, hi),
+        Err(StoreError::Symlink { .. })
+    ));
+    fs::remove_file(&file).unwrap();
+    fs::rename(&elsewhere, &file).unwrap();
+    store.scan(lo, hi).unwrap();
+
+    let manifest = root.join("manifest.json");
+    let moved = d.path().join("manifest.json");
+    fs::rename(&manifest, &moved).unwrap();
+    std::os::unix::fs::symlink(&moved, &manifest).unwrap();
+    assert!(matches!(
+        Store::open(&root),
+        Err(StoreError::Symlink { .. })
+    ));
+    fs::remove_file(&manifest).unwrap();
+    fs::rename(&moved, &manifest).unwrap();
+
+    let tmp = root.join("tmp");
+    fs::remove_dir(&tmp).unwrap();
+    let other = d.path().join("other");
+    fs::create_dir(&other).unwrap();
+    fs::set_permissions(&other, fs::Permissions::from_mode(0o700)).unwrap();
+    std::os::unix::fs::symlink(&other, &tmp).unwrap();
+    let err = Store::open(&root).unwrap_err();
+    assert!(matches!(err, StoreError::Symlink { .. }), "{err}");
+    assert!(err.to_string().contains("symbolic link"), "{err}");
 }

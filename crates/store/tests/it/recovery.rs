@@ -33,14 +33,14 @@ fn orphans_of_a_crashed_ingest_are_ignored_then_removed() {
     // The crash.
     for (rel, bytes) in &b_files {
         let dest = root.join(rel);
-        fs::create_dir_all(dest.parent().unwrap()).unwrap();
+        private_dirs(dest.parent().unwrap());
         fs::write(&dest, bytes).unwrap();
     }
     let stray = root.join(format!("loans/month=2031-07/{}.parquet", "cd".repeat(32)));
-    fs::create_dir_all(stray.parent().unwrap()).unwrap();
+    private_dirs(stray.parent().unwrap());
     fs::write(&stray, b"half a file").unwrap();
     let stage = root.join("tmp").join(&rec_b.id);
-    fs::create_dir_all(&stage).unwrap();
+    private_dirs(&stage);
     fs::write(stage.join("month=2024-02.parquet"), b"partial").unwrap();
     fs::write(root.join("tmp/manifest.json.new"), b"{\"form").unwrap();
     let note = root.join("loans/month=2024-01/README");
@@ -112,4 +112,14 @@ fn a_lost_manifest_is_reported_not_treated_as_empty() {
     assert!(matches!(err, StoreError::Corrupt { .. }), "{err:?}");
     // Nothing was deleted.
     assert!(root.join("loans/month=2024-01").read_dir().unwrap().count() == 1);
+}
+
+/// Creates `dir` and its missing parents owner-only, as the store does.
+fn private_dirs(dir: &std::path::Path) {
+    use std::os::unix::fs::DirBuilderExt;
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .unwrap();
 }
