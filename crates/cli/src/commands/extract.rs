@@ -6,8 +6,7 @@ use anyhow::{Context as _, Result, bail};
 use pipeline::Pipeline;
 
 use crate::PipelineArgs;
-use crate::commands::export::add_borrower_ids;
-use crate::commands::stages::{Fresh, load_key};
+use crate::commands::stages::{Fresh, add_borrower_ids, load_key};
 use crate::context::{Context, load_pipeline};
 use crate::lock::{PRIVATE_DIR, RunLock};
 

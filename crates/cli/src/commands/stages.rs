@@ -1,15 +1,17 @@
-//! Helpers shared by the stage commands (extract, ingest, export, status,
-//! run), in one place so that the command modules do not import each other.
+//! Helpers shared by the stage commands (extract, ingest, export, verify,
+//! status, run), in one place so that the command modules do not import each other.
 
 use std::io::Write as _;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result};
+use loans::Loans;
 use pipeline::Pipeline;
+use publish::Forbidden;
 use store::Store;
 
-use crate::context::Context;
+use crate::context::{Context, Refused};
 
 /// Loads a key (creating it only if the pipeline allows it).
 pub(crate) fn load_key(
@@ -161,4 +163,104 @@ pub(crate) fn read_small_text(path: &Path) -> std::io::Result<String> {
         return Err(std::io::Error::other("larger than 64 KiB"));
     }
     String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
+}
+
+/// The store's loans of `first..=last`, refused if they mix pseudonym keys.
+pub(crate) fn scan_months(
+    ctx: &Context,
+    store: &Store,
+    first: loans::LoanMonth,
+    last: loans::LoanMonth,
+) -> Result<Loans> {
+    refuse_mixed_keys(store, first, last)?;
+    ctx.stage("read store", || {
+        store
+            .scan(first, last)
+            .with_context(|| format!("reading months {first}..{last} from the store"))
+    })
+}
+
+/// Adds lent borrower ids to a forbidden set.
+pub(crate) fn add_borrower_ids(f: &mut Forbidden, ids: &mut dyn Iterator<Item = &[u8]>) {
+    for id in ids {
+        f.add_identifier(&String::from_utf8_lossy(id));
+    }
+}
+
+/// Refuses a window whose loans were pseudonymized under more than one key:
+/// one borrower would count as two, inflating every support count past what
+/// k promises.
+fn refuse_mixed_keys(store: &Store, first: loans::LoanMonth, last: loans::LoanMonth) -> Result<()> {
+    let keys = store.pseudonym_keys(first, last)?;
+    if keys.len() > 1 {
+        return Err(Refused(format!(
+            "months {first}..{last} hold loans pseudonymized under {} different pseudonym keys ({}); \
+             one borrower would count as several, so nothing is published. After a key change, \
+             start a new store (docs/operations.md)",
+            keys.len(),
+            keys.join(", ")
+        ))
+        .into());
+    }
+    Ok(())
+}
+
+/// Everything that must never appear in published output and that this host
+/// can know: the window's pseudonyms, whichever key files are present, and
+/// the borrower ids of the loans file when it is on this host.
+///
+/// `ids` is a set already holding the borrower ids (lent by `run`'s own
+/// extraction); without it, the ids are read from the loans file if present.
+pub(crate) fn forbidden(
+    ctx: &Context,
+    p: &Pipeline,
+    input: Option<&Path>,
+    ids: Option<Forbidden>,
+    loans: &Loans,
+) -> Result<Forbidden> {
+    let have_ids = ids.is_some();
+    let mut f = ids.unwrap_or_default();
+    f.add_pseudonyms(&loans.pseudonyms);
+    // The keys as stored and the keys actually used (derived per purpose).
+    if let Some(k) = optional_key(&p.keys.pseudonym)? {
+        f.add_secret(k.expose_secret());
+        let lib = p.library.id.as_bytes();
+        let purpose = p.library.purpose.as_bytes();
+        f.add_secret(
+            k.derive(&[pseudonym::PURPOSE_PSEUDONYM, lib, purpose])
+                .expose_secret(),
+        );
+    }
+    if let Some(k) = optional_key(&p.keys.transfer)? {
+        f.add_secret(k.expose_secret());
+        f.add_secret(k.derive(&[batch::PURPOSE_BATCH_SEAL]).expose_secret());
+    }
+    let source = input.unwrap_or(&p.source.path);
+    if !have_ids && source.exists() {
+        let input = extract::ExtractInput {
+            source: &p.source,
+            works: None,
+            input: Some(source),
+            today: ctx.today,
+        };
+        extract::lend_borrower_ids(&input, |ids| add_borrower_ids(&mut f, ids)).with_context(
+            || {
+                format!(
+                    "reading borrower ids of {} for the leak check",
+                    source.display()
+                )
+            },
+        )?;
+    }
+    f.prepare();
+    Ok(f)
+}
+
+/// A key file that may legitimately be absent on this host (the pseudonym key
+/// never leaves the extractor's host).
+fn optional_key(path: &Path) -> Result<Option<keys::SecretKey>> {
+    if !path.exists() {
+        return Ok(None);
+    }
+    Ok(Some(keys::load_key_file(path)?))
 }

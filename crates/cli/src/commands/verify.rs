@@ -4,8 +4,7 @@ use anyhow::{Context as _, Result};
 use loans::LoanMonth;
 
 use crate::PipelineArgs;
-use crate::commands::export::{forbidden, scan_months};
-use crate::commands::stages::open_store;
+use crate::commands::stages::{forbidden, open_store, scan_months};
 use crate::context::{Context, Refused, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
