@@ -436,7 +436,7 @@ fn default_min_support() -> u32 {
     5
 }
 fn default_cap() -> u32 {
-    1000
+    2000
 }
 fn default_time_decay() -> f64 {
     0.1
