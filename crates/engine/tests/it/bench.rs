@@ -21,7 +21,10 @@ fn build_10m_loans() {
     if let Some(cap) = std::env::var("BENCH_CAP").ok().and_then(|v| v.parse().ok()) {
         settings.max_titles_per_borrower = cap;
     }
-    if let Some(d) = std::env::var("BENCH_DECAY").ok().and_then(|v| v.parse().ok()) {
+    if let Some(d) = std::env::var("BENCH_DECAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
         settings.time_decay = d;
     }
     if let Ok(m) = std::env::var("BENCH_MEASURE") {
