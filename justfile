@@ -43,6 +43,11 @@ bench-e2e n="1000000" rounds="2":
 bench-national n="1000000" rounds="1" peers="duckdb scipy polars implicit":
     bash benches/national.sh {{n}} {{rounds}} "{{peers}}"
 
+# Recommendation quality (issue 11): the feed (defaults, k) beside implicit, SAR and
+# self-join peers on two public rating data sets turned into loans; HR@10, coverage, McNemar.
+bench-quality k="5":
+    bash benches/quality.sh {{k}}
+
 # Micro-benchmarks of the hot kernels (divan): pseudonyms, extract, pair counting, LLR, leak scan, feed.
 bench-kernels:
     cargo bench --locked -p kernels

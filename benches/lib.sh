@@ -28,7 +28,9 @@ loans_csv() {
 
 # write_pipeline FILE CSV KEYDIR CAP MAX_RELATED [EXTRA_TOML]: a pipeline whose state lives beside FILE;
 # FEED_LAYOUT (titles or shards) sets [export] feed_layout; unset, the pipeline
-# file leaves it out and the default layout (shards) applies.
+# file leaves it out and the default layout (shards) applies. TIME_DECAY
+# (default 1.0: plain LLR of distinct-borrower counts, which the cross-check
+# recomputes and the earlier figures used) sets [engine] time_decay.
 write_pipeline() {
     local file=$1 csv=$2 keys=$3 cap=$4 max_related=$5 extra=${6:-}
     mkdir -p "$(dirname "$file")"
@@ -52,6 +54,7 @@ window_months = 12
 measure = "llr"
 min_support = 5
 max_titles_per_borrower = $cap
+time_decay = ${TIME_DECAY:-1.0}
 max_related = $max_related
 [export]
 path = "published"

@@ -101,6 +101,7 @@ fn count_pairs(bencher: Bencher) {
         measure: Measure::Llr,
         min_support: 5,
         max_titles_per_borrower: 100,
+        time_decay: 0.1,
         max_related: 20,
     };
     bencher

@@ -7,39 +7,39 @@ use rayon::prelude::*;
 
 use crate::EngineError;
 
-/// Lists of `u32` items grouped by a dense key, in CSR form.
+/// Lists of items grouped by a dense key, in CSR form.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Csr {
+pub(crate) struct Csr<T = u32> {
     /// `offsets[g]..offsets[g + 1]` is the range of group `g` in `items`.
     pub offsets: Vec<usize>,
     /// Items of all groups, back to back.
-    pub items: Vec<u32>,
+    pub items: Vec<T>,
 }
 
-impl Csr {
+impl<T: Copy + Default + Send + Sync> Csr<T> {
     /// Number of groups.
     pub fn groups(&self) -> usize {
         self.offsets.len() - 1
     }
 
     /// Items of group `g`.
-    pub fn group(&self, g: usize) -> &[u32] {
+    pub fn group(&self, g: usize) -> &[T] {
         &self.items[self.offsets[g]..self.offsets[g + 1]]
     }
 
-    /// Builds the CSR of `groups` groups from `(group, item)` pairs given as
-    /// parallel slices, keeping the input order within each group.
-    fn from_pairs(groups: usize, keys: &[u32], values: &[u32]) -> Csr {
+    /// Builds the CSR of `groups` groups from the `(keys[i], value(i))`
+    /// pairs, keeping the input order within each group.
+    fn from_pairs(groups: usize, keys: &[u32], value: impl Fn(usize) -> T) -> Csr<T> {
         let mut offsets = vec![0usize; groups + 1];
         for &k in keys {
             offsets[k as usize + 1] += 1;
         }
         prefix_sum(&mut offsets);
         let mut cursor = offsets[..groups].to_vec();
-        let mut items = vec![0u32; keys.len()];
-        for (&k, &v) in keys.iter().zip(values) {
+        let mut items = vec![T::default(); keys.len()];
+        for (i, &k) in keys.iter().enumerate() {
             let c = &mut cursor[k as usize];
-            items[*c] = v;
+            items[*c] = value(i);
             *c += 1;
         }
         Csr { offsets, items }
@@ -50,7 +50,7 @@ impl Csr {
     /// leading items to keep; the kept items are then packed together.
     fn retain_groups<F>(&mut self, f: F)
     where
-        F: Fn(usize, &mut [u32], &mut Vec<(u64, u32)>) -> usize + Sync,
+        F: Fn(usize, &mut [T], &mut Vec<(u64, T)>) -> usize + Sync,
     {
         // Batches of whole groups with roughly BATCH items each: enough work to
         // amortise scheduling, small enough for heavy groups to balance.
@@ -59,7 +59,7 @@ impl Csr {
         let mut lens = vec![0usize; groups];
         {
             let mut batches = Vec::new();
-            let mut items: &mut [u32] = &mut self.items;
+            let mut items: &mut [T] = &mut self.items;
             let mut lens_rest: &mut [usize] = &mut lens;
             let mut start = 0;
             while start < groups {
@@ -102,7 +102,9 @@ impl Csr {
             self.items.shrink_to_fit();
         }
     }
+}
 
+impl Csr<u32> {
     /// The transpose: for each item value below `items_len`, the groups that
     /// hold it, ascending. Only groups with at least `min_len` items take part.
     pub fn transpose(&self, items_len: usize, min_len: usize) -> Csr {
@@ -164,12 +166,26 @@ pub(crate) fn fnv1a(parts: &[&[u8]]) -> u64 {
     h
 }
 
-/// The cap's ranking key of `title_id` for one borrower: FNV-1a-64 over the
-/// 16 pseudonym bytes followed by the title id bytes, then SplitMix64's
-/// finaliser. Depends on nothing but those bytes, so it is stable across
-/// runs, platforms, thread counts, row orders and dictionary orders.
-pub(crate) fn cap_key(pseudonym: &Pseudonym, title_id: &str) -> u64 {
-    splitmix64(fnv1a(&[pseudonym.as_bytes(), title_id.as_bytes()]))
+/// The tie-break of the cap among titles a borrower last borrowed in the same
+/// month: FNV-1a-64 over the title id bytes, then SplitMix64's finaliser.
+/// Depends on nothing but those bytes (not on the pseudonym, so not on the
+/// key), and spreads titles evenly, so no range of ids is favoured.
+pub(crate) fn tie_key(title_id: &str) -> u64 {
+    splitmix64(fnv1a(&[title_id.as_bytes()]))
+}
+
+/// A borrower's title and the month they last borrowed it (months since the
+/// input's first month), packed into one sortable word: title in the high half.
+fn pack(title: u32, month: u32) -> u64 {
+    (u64::from(title) << 32) | u64::from(month)
+}
+
+fn title_of(item: u64) -> u32 {
+    (item >> 32) as u32
+}
+
+fn month_of(item: u64) -> u32 {
+    item as u32
 }
 
 /// Per-borrower title sets after de-duplication and the cap.
@@ -177,87 +193,117 @@ pub(crate) fn cap_key(pseudonym: &Pseudonym, title_id: &str) -> u64 {
 pub(crate) struct BorrowerIndex {
     /// Distinct borrowers in the input.
     pub borrowers: u64,
-    /// Title sets by dense borrower id, each sorted ascending.
-    pub sets: Csr,
+    /// Title sets by dense borrower id, each sorted ascending by title, each
+    /// title packed with the month the borrower last borrowed it.
+    sets: Csr<u64>,
     /// Distinct (capped) borrowers of each title.
     pub title_borrowers: Vec<u32>,
+    /// The latest month in the input, relative to its first.
+    pub last_month: u32,
 }
 
 impl BorrowerIndex {
-    /// Groups rows by borrower, de-duplicates each borrower's titles and keeps
-    /// at most `cap` of them (those with the smallest [`cap_key`]).
+    /// Groups rows by borrower, de-duplicates each borrower's titles (keeping
+    /// the latest month of each) and keeps at most `cap` of them: the most
+    /// recently borrowed, ties broken by [`tie_key`] and then title id bytes.
     pub fn build(loans: &Loans, cap: u32) -> Result<BorrowerIndex, EngineError> {
-        let (ids, pseudonyms) = dense_ids(&loans.pseudonyms)?;
-        let mut sets = Csr::from_pairs(pseudonyms.len(), &ids, &loans.titles);
+        let ids = dense_ids(&loans.pseudonyms)?;
+        let borrowers = ids.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+        let first = loans.months.iter().map(|m| m.index()).min().unwrap_or(0);
+        let months = &loans.months;
+        let titles = &loans.titles;
+        // Month indices lie within years 1..=9999, so the difference fits u32.
+        let mut sets = Csr::from_pairs(borrowers, &ids, |i| {
+            pack(titles[i], (months[i].index() - first) as u32)
+        });
         drop(ids);
         let cap = cap as usize;
         let title_ids = &loans.title_ids;
-        sets.retain_groups(|g, titles, scratch| {
-            titles.sort_unstable();
-            let len = dedup_sorted(titles);
+        sets.retain_groups(|_, items, scratch| {
+            items.sort_unstable();
+            let len = dedup_latest(items);
             if len <= cap {
                 return len;
             }
-            let p = &pseudonyms[g];
             scratch.clear();
             scratch.extend(
-                titles[..len]
+                items[..len]
                     .iter()
-                    .map(|&t| (cap_key(p, &title_ids[t as usize]), t)),
+                    .map(|&x| (tie_key(&title_ids[title_of(x) as usize]), x)),
             );
-            // Title ids are unique, so (key, id) is a total order and the kept
-            // set never depends on how ties between equal keys fall.
-            let by_key = |x: &(u64, u32), y: &(u64, u32)| {
-                x.0.cmp(&y.0)
-                    .then_with(|| title_ids[x.1 as usize].cmp(&title_ids[y.1 as usize]))
+            // Latest month first; then the tie key; title ids are unique, so
+            // this is a total order and the kept set never depends on how
+            // ties fall.
+            let by_recency = |x: &(u64, u64), y: &(u64, u64)| {
+                month_of(y.1)
+                    .cmp(&month_of(x.1))
+                    .then(x.0.cmp(&y.0))
+                    .then_with(|| {
+                        title_ids[title_of(x.1) as usize].cmp(&title_ids[title_of(y.1) as usize])
+                    })
             };
-            scratch.select_nth_unstable_by(cap - 1, by_key);
-            for (slot, &(_, t)) in titles.iter_mut().zip(&scratch[..cap]) {
-                *slot = t;
+            scratch.select_nth_unstable_by(cap - 1, by_recency);
+            for (slot, &(_, x)) in items.iter_mut().zip(&scratch[..cap]) {
+                *slot = x;
             }
-            titles[..cap].sort_unstable();
+            items[..cap].sort_unstable();
             cap
         });
         let mut title_borrowers = vec![0u32; title_ids.len()];
-        for &t in &sets.items {
-            title_borrowers[t as usize] += 1;
+        let mut last_month = 0;
+        for &x in &sets.items {
+            title_borrowers[title_of(x) as usize] += 1;
+            last_month = last_month.max(month_of(x));
         }
         Ok(BorrowerIndex {
-            borrowers: pseudonyms.len() as u64,
+            borrowers: borrowers as u64,
             sets,
             title_borrowers,
+            last_month,
         })
     }
 
     /// Renames every title `t` in the sets to `new_of_old[t]`, dropping those
-    /// mapped to [`DROPPED`], and sorts each set by the new names.
-    pub fn relabel(&mut self, new_of_old: &[u32]) {
-        self.sets.retain_groups(|_, titles, _| {
+    /// mapped to [`DROPPED`], sorts each set by the new names, and returns
+    /// the sets' titles and, parallel to them, their months.
+    pub fn relabel(mut self, new_of_old: &[u32]) -> (Csr, Vec<u32>) {
+        self.sets.retain_groups(|_, items, _| {
             let mut w = 0;
-            for r in 0..titles.len() {
-                let t = new_of_old[titles[r] as usize];
+            for r in 0..items.len() {
+                let t = new_of_old[title_of(items[r]) as usize];
                 if t != DROPPED {
-                    titles[w] = t;
+                    items[w] = pack(t, month_of(items[r]));
                     w += 1;
                 }
             }
-            titles[..w].sort_unstable();
+            items[..w].sort_unstable();
             w
         });
+        let titles = self.sets.items.iter().map(|&x| title_of(x)).collect();
+        let months = self.sets.items.iter().map(|&x| month_of(x)).collect();
+        let offsets = std::mem::take(&mut self.sets.offsets);
+        drop(self.sets);
+        (
+            Csr {
+                offsets,
+                items: titles,
+            },
+            months,
+        )
     }
 }
 
 /// Marks a title left out by [`BorrowerIndex::relabel`].
 pub(crate) const DROPPED: u32 = u32::MAX;
 
-/// Removes consecutive duplicates in place, returning the new length.
-fn dedup_sorted(xs: &mut [u32]) -> usize {
-    if xs.is_empty() {
-        return 0;
-    }
-    let mut w = 1;
-    for r in 1..xs.len() {
-        if xs[r] != xs[w - 1] {
+/// Keeps one item per title of a sorted packed list, the one with the latest
+/// month (the last of each run), in place; returns the new length.
+fn dedup_latest(xs: &mut [u64]) -> usize {
+    let mut w = 0;
+    for r in 0..xs.len() {
+        if w > 0 && title_of(xs[w - 1]) == title_of(xs[r]) {
+            xs[w - 1] = xs[r];
+        } else {
             xs[w] = xs[r];
             w += 1;
         }
@@ -266,24 +312,20 @@ fn dedup_sorted(xs: &mut [u32]) -> usize {
 }
 
 /// Maps every row's pseudonym to a dense borrower id (in order of first
-/// appearance) and returns the ids with the distinct pseudonyms by id.
-fn dense_ids(pseudonyms: &[Pseudonym]) -> Result<(Vec<u32>, Vec<Pseudonym>), EngineError> {
+/// appearance).
+fn dense_ids(pseudonyms: &[Pseudonym]) -> Result<Vec<u32>, EngineError> {
     let mut map: HashMap<u128, u32, loans::BuildPseudonymHasher> = HashMap::default();
-    let mut distinct = Vec::new();
     let mut ids = Vec::with_capacity(pseudonyms.len());
     for p in pseudonyms {
-        let next = distinct.len();
-        let id = *map.entry(p.as_u128()).or_insert_with(|| {
-            distinct.push(*p);
-            next as u32
-        });
+        let next = map.len();
         // Ids index u32 columns; a wrap would silently merge borrowers.
-        if distinct.len() > u32::MAX as usize {
+        if next > u32::MAX as usize {
             return Err(EngineError::TooManyBorrowers);
         }
+        let id = *map.entry(p.as_u128()).or_insert(next as u32);
         ids.push(id);
     }
-    Ok((ids, distinct))
+    Ok(ids)
 }
 
 #[cfg(test)]
@@ -309,7 +351,8 @@ mod tests {
 
     #[test]
     fn transpose_inverts_groups() {
-        let csr = Csr::from_pairs(3, &[2, 0, 2, 1], &[5, 1, 0, 1]);
+        let values = [5, 1, 0, 1];
+        let csr = Csr::from_pairs(3, &[2, 0, 2, 1], |i| values[i]);
         assert_eq!(csr.group(0), [1]);
         assert_eq!(csr.group(1), [1]);
         assert_eq!(csr.group(2), [5, 0]);
@@ -322,20 +365,27 @@ mod tests {
 
     #[test]
     fn retain_groups_packs_kept_items() {
-        let mut csr = Csr::from_pairs(3, &[0, 0, 1, 2, 2, 2], &[3, 3, 4, 9, 8, 9]);
+        let values = [
+            pack(3, 1),
+            pack(3, 0),
+            pack(4, 2),
+            pack(9, 0),
+            pack(8, 5),
+            pack(9, 7),
+        ];
+        let mut csr = Csr::from_pairs(3, &[0, 0, 1, 2, 2, 2], |i| values[i]);
         csr.retain_groups(|_, xs, _| {
             xs.sort_unstable();
-            dedup_sorted(xs)
+            dedup_latest(xs)
         });
         assert_eq!(csr.offsets, [0, 1, 2, 4]);
-        assert_eq!(csr.items, [3, 4, 8, 9]);
+        assert_eq!(csr.items, [pack(3, 1), pack(4, 2), pack(8, 5), pack(9, 7)]);
     }
 
     #[test]
     fn dense_ids_follow_first_appearance() {
         let p = |b| Pseudonym([b; 16]);
-        let (ids, distinct) = dense_ids(&[p(7), p(3), p(7), p(9)]).unwrap();
+        let ids = dense_ids(&[p(7), p(3), p(7), p(9)]).unwrap();
         assert_eq!(ids, [0, 1, 0, 2]);
-        assert_eq!(distinct, [p(7), p(3), p(9)]);
     }
 }

@@ -11,14 +11,21 @@ use crate::index::Csr;
 /// so clearing costs the touched count rather than the title count.
 ///
 /// Counters are 16-bit so the array stays in a core's L2 cache for a few
-/// hundred thousand titles; the rare pair held by more than 65,535 borrowers
-/// keeps counting in `overflow`.
+/// hundred thousand titles, and weights 32-bit: a borrower adds at most
+/// [`crate::WEIGHT_ONE`] = 2^16, so 65,535 borrowers fit. The rare pair held by
+/// more than 65,535 borrowers keeps counting both in `overflow`.
 #[derive(Default)]
 struct Scratch {
     counts: Vec<u16>,
+    weights: Vec<u32>,
     touched: Vec<u32>,
-    overflow: HashMap<u32, u32>,
+    overflow: HashMap<u32, (u32, u64)>,
 }
+
+/// One counted pair of the kernel's titles: the related title, its
+/// distinct-borrower support and its time-weighted co-borrowing (fixed point,
+/// [`crate::WEIGHT_ONE`] is one borrower at a gap of zero months).
+pub(crate) type Counted = (u32, u32, u64);
 
 /// Titles per rayon leaf task. Work per title is very skewed (a bestseller's
 /// borrowers bring thousands of candidates), so leaves stay small enough for
@@ -49,17 +56,21 @@ fn warm_up(items: &[u32], ranges: &[(usize, usize)]) {
 }
 
 /// For each title `a`, the titles `b > a` of another work that at least
-/// `min_support` borrowers hold together with `a`, with that count, in the
-/// order first met.
+/// `min_support` borrowers hold together with `a`, with that count and the
+/// sum over those borrowers of `decay[|month of a - month of b|]` (0 past the
+/// table's end), in the order first met.
 ///
-/// `sets` holds each borrower's sorted title list and `holders` each title's
-/// borrowers (its transpose); `works` gives each title's dense work id.
+/// `sets` holds each borrower's sorted title list, `months` the month of each
+/// of its items, and `holders` each title's borrowers (its transpose);
+/// `works` gives each title's dense work id.
 pub(crate) fn count_pairs(
     sets: &Csr,
+    months: &[u32],
     holders: &Csr,
     works: &[u32],
     min_support: u32,
-) -> Vec<Vec<(u32, u32)>> {
+    decay: &[u32],
+) -> Vec<Vec<Counted>> {
     let titles = holders.groups();
     // One scratch per worker of the current pool, allocated on first use: a
     // per-task accumulator would zero #titles counters thousands of times.
@@ -83,12 +94,15 @@ pub(crate) fn count_pairs(
                 .unwrap_or_else(PoisonError::into_inner);
             let Scratch {
                 counts,
+                weights,
                 touched,
                 overflow,
             } = &mut *guard;
             if counts.len() != titles {
                 counts.clear();
                 counts.resize(titles, 0);
+                weights.clear();
+                weights.resize(titles, 0);
             }
             // `a` is below u32::MAX + 1: titles are u32 indices.
             let a32 = a as u32;
@@ -99,18 +113,29 @@ pub(crate) fn count_pairs(
                     *r = (sets.offsets[u as usize], sets.offsets[u as usize + 1]);
                 }
                 warm_up(&sets.items, ranges);
+                warm_up(months, ranges);
                 for &(start, end) in ranges.iter() {
                     let set = &sets.items[start..end];
                     let later = set.partition_point(|&t| t <= a32);
-                    for &b in &set[later..] {
+                    // The borrower holds `a`, so it is the item just before `later`.
+                    let month_a = months[start + later - 1];
+                    let set_months = &months[start + later..end];
+                    for (&b, &month_b) in set[later..].iter().zip(set_months) {
+                        let gap = month_a.abs_diff(month_b) as usize;
+                        let w = decay.get(gap).copied().unwrap_or(0);
                         let c = &mut counts[b as usize];
                         if *c == 0 {
                             touched.push(b);
                         }
                         if *c == u16::MAX {
-                            *overflow.entry(b).or_insert(0) += 1;
+                            let e = overflow.entry(b).or_insert((0, 0));
+                            e.0 += 1;
+                            e.1 += u64::from(w);
                         } else {
                             *c += 1;
+                            // At most 65,534 earlier borrowers of at most 2^16
+                            // each: below 2^32.
+                            weights[b as usize] += w;
                         }
                     }
                 }
@@ -119,11 +144,15 @@ pub(crate) fn count_pairs(
             let work = works[a];
             for &b in touched.iter() {
                 let mut c = u32::from(std::mem::take(&mut counts[b as usize]));
-                if c == u32::from(u16::MAX) {
-                    c += overflow.remove(&b).unwrap_or(0);
+                let mut w = u64::from(std::mem::take(&mut weights[b as usize]));
+                if c == u32::from(u16::MAX)
+                    && let Some((more, more_w)) = overflow.remove(&b)
+                {
+                    c += more;
+                    w += more_w;
                 }
                 if c >= min_support && works[b as usize] != work {
-                    out.push((b, c));
+                    out.push((b, c, w));
                 }
             }
             touched.clear();

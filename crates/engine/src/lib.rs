@@ -3,9 +3,15 @@
 //! [`build`] turns the loans of one scoring window into ranked "borrowers who
 //! borrowed this also borrowed" relations: for every title, the titles that at
 //! least `k` distinct borrowers also borrowed, scored by a chosen [`Measure`]
-//! and cut to the best `N`. Only title indices, counts and scores leave this
-//! crate; pseudonyms are used to tell borrowers apart and to make the
-//! per-borrower cap deterministic, and never appear in an output or an error.
+//! over their time-weighted co-borrowing and cut to the best `N`. Only title
+//! indices, counts and scores leave this crate; pseudonyms are used only to
+//! tell borrowers apart (so the output does not depend on the key they were
+//! made with), and never appear in an output or an error.
+//!
+//! It runs in two stages that can be reproduced separately: [`count`] makes
+//! the plain per-pair statistics ([`PairTable`]: distinct-borrower support,
+//! time-weighted co-borrowing, title totals), and [`rank`] scores and ranks
+//! them. [`build`] is the two in a row.
 //!
 //! The algorithm (CSR incidence, its transpose and a Gustavson-style parallel
 //! pair count) and its memory use are described in `docs/design.md`.
@@ -20,7 +26,11 @@ use loans::{Loans, LoansError};
 use pipeline::{EngineSettings, MIN_SUPPORT_FLOOR, Measure};
 use rayon::prelude::*;
 
-pub use measure::{llr, score};
+pub use measure::{llr, score, score_weighted};
+
+/// The fixed-point unit of [`PairStats::weight`]: one borrower who borrowed
+/// both titles in the same month.
+pub const WEIGHT_ONE: u64 = 1 << 16;
 
 use index::{BorrowerIndex, DROPPED};
 
@@ -31,8 +41,11 @@ pub struct EngineParams {
     pub measure: Measure,
     /// Minimum distinct borrowers of a pair (k, at least 2).
     pub min_support: u32,
-    /// Most distinct titles one borrower contributes (the cap, at least 1).
+    /// Most distinct titles one borrower contributes, their most recent (the cap, at least 1).
     pub max_titles_per_borrower: u32,
+    /// Time decay gamma in (0, 1]: a borrower's co-borrowing of two titles
+    /// weighs gamma^(months between their loans of the two); 1 is no decay.
+    pub time_decay: f64,
     /// Most related titles kept per title (N, at least 1).
     pub max_related: u32,
 }
@@ -43,6 +56,7 @@ impl From<&EngineSettings> for EngineParams {
             measure: s.measure,
             min_support: s.min_support,
             max_titles_per_borrower: s.max_titles_per_borrower,
+            time_decay: s.time_decay,
             max_related: s.max_related,
         }
     }
@@ -60,10 +74,13 @@ impl EngineParams {
         if self.max_titles_per_borrower == 0 {
             return Err(EngineError::ZeroCap);
         }
+        if !(self.time_decay > 0.0 && self.time_decay <= 1.0) {
+            return Err(EngineError::TimeDecay);
+        }
         if self.max_related == 0 {
             return Err(EngineError::ZeroMaxRelated);
         }
-        if measure::try_score(self.measure, 1, 1, 1, 1).is_none() {
+        if measure::try_score(self.measure, 1.0, 1, 1, 1).is_none() {
             return Err(EngineError::UnsupportedMeasure(self.measure));
         }
         Ok(())
@@ -79,7 +96,7 @@ pub struct ScoredPair {
     pub b: u32,
     /// Distinct borrowers whose capped title sets hold both `a` and `b`.
     pub support: u32,
-    /// Score of the pair under the run's measure.
+    /// Score of the pair under the run's measure (of its time-weighted co-borrowing).
     pub score: f64,
 }
 
@@ -112,6 +129,9 @@ pub enum EngineError {
     /// The per-borrower cap is zero.
     #[error("max_titles_per_borrower must be at least 1")]
     ZeroCap,
+    /// The time decay is not in (0, 1].
+    #[error("time_decay must be greater than 0 and at most 1")]
+    TimeDecay,
     /// The number of related titles per title is zero.
     #[error("max_related must be at least 1")]
     ZeroMaxRelated,
@@ -126,16 +146,72 @@ pub enum EngineError {
     TooManyTitles,
 }
 
+/// The per-pair statistics of one unordered title pair: the plain table
+/// that [`count`] makes and [`rank`] scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PairStats {
+    /// One title, an index into [`PairTable::title_ids`].
+    pub a: u32,
+    /// The other title (of another work).
+    pub b: u32,
+    /// Distinct borrowers whose capped title sets hold both (at least k).
+    pub support: u32,
+    /// Time-weighted co-borrowing: the sum over those borrowers of
+    /// `decay(|month a - month b|)`, in units of [`WEIGHT_ONE`] (see [`decay_table`]).
+    pub weight: u64,
+}
+
+/// The counting stage's output: everything the scores are a function of.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PairTable {
+    /// Title dictionary (the input's title ids).
+    pub title_ids: Vec<String>,
+    /// Distinct borrowers in the input.
+    pub borrowers: u64,
+    /// Distinct borrowers of each title in their capped sets (n_a).
+    pub title_borrowers: Vec<u32>,
+    /// Every unordered pair of titles of different works with support at
+    /// least k, once, in no particular order.
+    pub pairs: Vec<PairStats>,
+}
+
+/// The decay weights by month gap, in units of [`WEIGHT_ONE`]: entry g is
+/// `round(2^16 * gamma^g)`, gamma^g taken as g successive multiplications in
+/// binary64 (so every platform computes the same integers), for g up to
+/// `max_gap` and only while it is above zero; a gap past the table weighs 0.
+pub fn decay_table(gamma: f64, max_gap: u32) -> Vec<u32> {
+    let mut table = vec![WEIGHT_ONE as u32];
+    let mut power = 1.0f64;
+    for _ in 0..max_gap {
+        power *= gamma;
+        // In [0, 2^16]: gamma is in (0, 1].
+        let q = (power * WEIGHT_ONE as f64).round() as u32;
+        if q == 0 {
+            break;
+        }
+        table.push(q);
+    }
+    table
+}
+
 /// Scores the loans of one window: `loans` holds exactly that window (the caller scans the store for it).
 ///
-/// Each distinct pseudonym is one borrower with the set of distinct titles
-/// they borrowed, cut to `max_titles_per_borrower` titles chosen by a stable
-/// hash of the pseudonym and title id. Pairs of distinct works held by at
-/// least `min_support` borrowers are scored with `measure`, ranked per title
-/// (score, then support, descending, then related title id ascending) and
-/// cut to `max_related`. The result does not depend on the rayon thread
-/// count, the row order or the dictionary order.
+/// [`count`] then [`rank`]. The result does not depend on the rayon thread
+/// count, the row order, the dictionary order or the pseudonyms' key.
 pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineError> {
+    let table = count(loans, params)?;
+    Ok(rank(table, params))
+}
+
+/// The counting stage: the per-pair statistics of the window's loans.
+///
+/// Each distinct pseudonym is one borrower with the set of distinct titles
+/// they borrowed, each at the last month they borrowed it, cut to their
+/// `max_titles_per_borrower` most recent titles (ties by a hash of the title
+/// id, then the id). For every pair of titles of different works held by at
+/// least `min_support` of these sets it records the support, the
+/// time-weighted co-borrowing and, for every title, its borrowers.
+pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineError> {
     params.validate()?;
     loans.validate()?;
     let titles = loans.title_ids.len();
@@ -146,6 +222,7 @@ pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineErro
 
     let mut index = BorrowerIndex::build(loans, params.max_titles_per_borrower)?;
     let borrowers = index.borrowers;
+    let decay = decay_table(params.time_decay, index.last_month);
     let title_borrowers = std::mem::take(&mut index.title_borrowers);
     // Only titles with at least k borrowers can be in a pair: the kernel sees
     // just those, renamed 0..F by ascending popularity. Each pair is counted
@@ -160,22 +237,54 @@ pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineErro
     for (new, &old) in frequent.iter().enumerate() {
         new_of_old[old as usize] = new as u32;
     }
-    index.relabel(&new_of_old);
+    let (sets, months) = index.relabel(&new_of_old);
     drop(new_of_old);
     // Borrowers left with one title make no pairs: leave them out of the transpose.
-    let holders = index.sets.transpose(frequent.len(), 2);
+    let holders = sets.transpose(frequent.len(), 2);
     let all_works = dense_work_ids(&loans.work_ids);
     let works: Vec<u32> = frequent.iter().map(|&t| all_works[t as usize]).collect();
     drop(all_works);
-    let half = kernel::count_pairs(&index.sets, &holders, &works, k);
+    let half = kernel::count_pairs(&sets, &months, &holders, &works, k, &decay);
     drop(holders);
-    drop(index);
+    drop(sets);
+    drop(months);
+    let mut pairs = Vec::with_capacity(half.iter().map(Vec::len).sum());
+    for (a, list) in half.into_iter().enumerate() {
+        for (b, support, weight) in list {
+            pairs.push(PairStats {
+                a: frequent[a],
+                b: frequent[b as usize],
+                support,
+                weight,
+            });
+        }
+    }
+    Ok(PairTable {
+        title_ids: loans.title_ids.clone(),
+        borrowers,
+        title_borrowers,
+        pairs,
+    })
+}
 
-    let (offsets, neighbours) = symmetrize(titles, half, &frequent);
-    let order = dictionary_order(&loans.title_ids);
+/// The scoring stage: scores every pair of `table` in both directions with
+/// `params.measure` over its time-weighted co-borrowing (weight / [`WEIGHT_ONE`]
+/// borrowers) and the title totals, ranks each title's related titles (score,
+/// then support, descending, then related title id ascending) and keeps the
+/// best `max_related`. Uses `measure` and `max_related` of `params` only.
+pub fn rank(table: PairTable, params: &EngineParams) -> Related {
+    let PairTable {
+        title_ids,
+        borrowers,
+        title_borrowers,
+        pairs,
+    } = table;
+    let titles = title_ids.len();
+    let (offsets, neighbours) = symmetrize(titles, pairs);
+    let order = dictionary_order(&title_ids);
     let mut rank = vec![0u32; titles];
     for (r, &t) in order.iter().enumerate() {
-        // r < titles <= u32::MAX, checked above.
+        // r < titles <= u32::MAX, checked by `count`.
         rank[t as usize] = r as u32;
     }
     let max_related = params.max_related as usize;
@@ -185,15 +294,16 @@ pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineErro
         .with_max_len(256)
         .map(|a| {
             let list = &neighbours[offsets[a]..offsets[a + 1]];
-            // `a` fits u32: the dictionary length was checked above.
+            // `a` fits u32: the dictionary length was checked by `count`.
             let a = a as u32;
             let mut scored: Vec<ScoredPair> = list
                 .iter()
-                .map(|&(b, support)| ScoredPair {
+                .map(|&(b, support, weight)| ScoredPair {
                     a,
                     b,
                     support,
-                    score: scorer.score(a, b, support),
+                    // Exact: a division by a power of two.
+                    score: scorer.score(a, b, weight as f64 / WEIGHT_ONE as f64),
                 })
                 .collect();
             // Related titles are distinct, so this is a total order and the
@@ -220,11 +330,11 @@ pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineErro
     for &a in &order {
         pairs.extend_from_slice(&ranked[a as usize]);
     }
-    Ok(Related {
-        title_ids: loans.title_ids.clone(),
+    Related {
+        title_ids,
         borrowers,
         pairs,
-    })
+    }
 }
 
 /// Dense ids for the work of each title, so the kernel compares integers.
@@ -248,19 +358,12 @@ fn dictionary_order(title_ids: &[String]) -> Vec<u32> {
 }
 
 /// Both directions of every counted pair, grouped by title in CSR form:
-/// `neighbours[offsets[a]..offsets[a + 1]]` holds `(b, support)`. The kernel's
-/// title `i` is the dictionary's title `names[i]`.
-fn symmetrize(
-    titles: usize,
-    half: Vec<Vec<(u32, u32)>>,
-    names: &[u32],
-) -> (Vec<usize>, Vec<(u32, u32)>) {
+/// `neighbours[offsets[a]..offsets[a + 1]]` holds `(b, support, weight)`.
+fn symmetrize(titles: usize, pairs: Vec<PairStats>) -> (Vec<usize>, Vec<(u32, u32, u64)>) {
     let mut offsets = vec![0usize; titles + 1];
-    for (a, list) in half.iter().enumerate() {
-        offsets[names[a] as usize + 1] += list.len();
-        for &(b, _) in list {
-            offsets[names[b as usize] as usize + 1] += 1;
-        }
+    for p in &pairs {
+        offsets[p.a as usize + 1] += 1;
+        offsets[p.b as usize + 1] += 1;
     }
     let mut sum = 0;
     for o in &mut offsets {
@@ -268,18 +371,14 @@ fn symmetrize(
         *o = sum;
     }
     let mut cursor = offsets[..titles].to_vec();
-    let mut neighbours = vec![(0u32, 0u32); sum];
-    for (a, list) in half.into_iter().enumerate() {
-        let a = names[a];
-        for (b, support) in list {
-            let b = names[b as usize];
-            let ca = &mut cursor[a as usize];
-            neighbours[*ca] = (b, support);
-            *ca += 1;
-            let cb = &mut cursor[b as usize];
-            neighbours[*cb] = (a, support);
-            *cb += 1;
-        }
+    let mut neighbours = vec![(0u32, 0u32, 0u64); sum];
+    for p in pairs {
+        let ca = &mut cursor[p.a as usize];
+        neighbours[*ca] = (p.b, p.support, p.weight);
+        *ca += 1;
+        let cb = &mut cursor[p.b as usize];
+        neighbours[*cb] = (p.a, p.support, p.weight);
+        *cb += 1;
     }
     (offsets, neighbours)
 }

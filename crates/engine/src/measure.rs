@@ -45,6 +45,15 @@ fn combine(row: f64, column: f64, matrix: f64) -> f64 {
     }
 }
 
+/// [`entropy`] of non-negative reals; equal bit for bit to it on integers below 2^53.
+fn entropy_f<const N: usize>(xs: [f64; N]) -> f64 {
+    let sum: f64 = xs.iter().sum();
+    xs.iter()
+        .filter(|&&x| x > 0.0)
+        .map(|&x| x * (sum / x).ln())
+        .sum()
+}
+
 /// The score of a title pair under `measure`, from the borrowers of both (`both`), of each title (`a`, `b`) and in total.
 ///
 /// Inputs are expected to be consistent (`both <= a`, `both <= b`,
@@ -53,32 +62,48 @@ fn combine(row: f64, column: f64, matrix: f64) -> f64 {
 /// know (the enum is non-exhaustive) scores NaN; [`crate::build`] rejects it
 /// up front with [`crate::EngineError::UnsupportedMeasure`].
 pub fn score(measure: Measure, both: u64, a: u64, b: u64, borrowers: u64) -> f64 {
+    score_weighted(measure, both as f64, a, b, borrowers)
+}
+
+/// [`score`] with a real co-borrowing `both` in place of the count: the
+/// time-weighted co-borrowing of a pair (`docs/design.md`, "Measures").
+/// Equal bit for bit to [`score`] when `both` is an integer.
+pub fn score_weighted(measure: Measure, both: f64, a: u64, b: u64, borrowers: u64) -> f64 {
     try_score(measure, both, a, b, borrowers).unwrap_or(f64::NAN)
 }
 
-/// [`score`], or `None` for a measure this crate does not implement.
+/// [`score_weighted`], or `None` for a measure this crate does not implement.
 pub(crate) fn try_score(
     measure: Measure,
-    both: u64,
+    both: f64,
     a: u64,
     b: u64,
     borrowers: u64,
 ) -> Option<f64> {
     let ratio = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
-    let k11 = both as f64;
+    let k11 = both;
+    let (na, nb) = (a as f64, b as f64);
     Some(match measure {
         Measure::Llr => {
-            let k12 = a.saturating_sub(both);
-            let k21 = b.saturating_sub(both);
-            let k22 = borrowers.saturating_sub(a.saturating_add(b).saturating_sub(both));
-            llr(both, k12, k21, k22)
+            let row = entropy([a, borrowers.saturating_sub(a)]);
+            let column = entropy([b, borrowers.saturating_sub(b)]);
+            combine(row, column, matrix_entropy(k11, na, nb, borrowers as f64))
         }
-        Measure::Jaccard => ratio(k11, a.saturating_add(b).saturating_sub(both) as f64),
-        Measure::Cosine => ratio(k11, (a as f64 * b as f64).sqrt()),
-        Measure::Lift => ratio(k11 * borrowers as f64, a as f64 * b as f64),
+        Measure::Jaccard => ratio(k11, (na + nb - k11).max(0.0)),
+        Measure::Cosine => ratio(k11, (na * nb).sqrt()),
+        Measure::Lift => ratio(k11 * borrowers as f64, na * nb),
         Measure::Count => k11,
         _ => return None,
     })
+}
+
+/// LLR's matrix entropy H(k11, k12, k21, k22) with k11 = `both`, k12 = a - k11,
+/// k21 = b - k11, k22 = N - a - b + k11, differences saturating at zero.
+fn matrix_entropy(both: f64, a: f64, b: f64, borrowers: f64) -> f64 {
+    let k12 = (a - both).max(0.0);
+    let k21 = (b - both).max(0.0);
+    let k22 = (borrowers - (a + b - both).max(0.0)).max(0.0);
+    entropy_f([both, k12, k21, k22])
 }
 
 /// Scores the pairs of one run, caching what depends on one title only.
@@ -117,22 +142,17 @@ impl<'a> Scorer<'a> {
         }
     }
 
-    /// The score of titles `a` and `b` held together by `both` borrowers;
-    /// equal to [`score`] on the same counts.
-    pub fn score(&self, a: u32, b: u32, both: u32) -> f64 {
+    /// The score of titles `a` and `b` with co-borrowing `both` (the
+    /// time-weighted sum, in borrowers); equal to [`score_weighted`] on the
+    /// same values.
+    pub fn score(&self, a: u32, b: u32, both: f64) -> f64 {
         let n_a = u64::from(self.title_borrowers[a as usize]);
         let n_b = u64::from(self.title_borrowers[b as usize]);
-        let both = u64::from(both);
         if self.measure == Measure::Llr {
-            let k12 = n_a.saturating_sub(both);
-            let k21 = n_b.saturating_sub(both);
-            let k22 = self
-                .borrowers
-                .saturating_sub(n_a.saturating_add(n_b).saturating_sub(both));
-            let matrix = entropy([both, k12, k21, k22]);
+            let matrix = matrix_entropy(both, n_a as f64, n_b as f64, self.borrowers as f64);
             combine(self.margins[a as usize], self.margins[b as usize], matrix)
         } else {
-            score(self.measure, both, n_a, n_b, self.borrowers)
+            score_weighted(self.measure, both, n_a, n_b, self.borrowers)
         }
     }
 }
@@ -207,8 +227,39 @@ mod tests {
                 u64::from(n[b as usize]),
                 12,
             );
-            assert_eq!(scorer.score(a, b, both).to_bits(), expected.to_bits());
+            assert_eq!(
+                scorer.score(a, b, f64::from(both)).to_bits(),
+                expected.to_bits()
+            );
         }
+    }
+
+    #[test]
+    fn weighted_scores_equal_counted_scores_on_integers() {
+        for m in [
+            Measure::Llr,
+            Measure::Jaccard,
+            Measure::Cosine,
+            Measure::Lift,
+            Measure::Count,
+        ] {
+            for (both, a, b, n) in [(2u64, 4u64, 5u64, 10u64), (7, 100, 40, 9999), (0, 3, 3, 3)] {
+                assert_eq!(
+                    score_weighted(m, both as f64, a, b, n).to_bits(),
+                    score(m, both, a, b, n).to_bits()
+                );
+            }
+            // The integer LLR as Mahout computes it, bit for bit.
+            if m == Measure::Llr {
+                assert_eq!(score(m, 7, 100, 40, 9999), llr(7, 93, 33, 9866));
+            }
+        }
+        // A half-weighted pair scores between the unweighted scores of its floor and ceiling.
+        let half = score_weighted(Measure::Jaccard, 2.5, 4, 5, 10);
+        assert!(
+            score(Measure::Jaccard, 2, 4, 5, 10) < half
+                && half < score(Measure::Jaccard, 3, 4, 5, 10)
+        );
     }
 
     #[test]

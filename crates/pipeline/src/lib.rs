@@ -417,9 +417,13 @@ pub struct EngineSettings {
     /// Minimum distinct borrowers for a pair to be published (k, at least 2).
     #[serde(default = "default_min_support")]
     pub min_support: u32,
-    /// Most titles one borrower contributes per window.
+    /// Most titles one borrower contributes per window: their most recent ones.
     #[serde(default = "default_cap")]
     pub max_titles_per_borrower: u32,
+    /// Time decay gamma: a borrower's co-borrowing of two titles weighs
+    /// `gamma^(months between the two loans)`; 1 turns the decay off.
+    #[serde(default = "default_time_decay")]
+    pub time_decay: f64,
     /// Most related titles published per title (N).
     #[serde(default = "default_max_related")]
     pub max_related: u32,
@@ -429,13 +433,16 @@ fn default_window() -> u32 {
     12
 }
 fn default_measure() -> Measure {
-    Measure::Llr
+    Measure::Jaccard
 }
 fn default_min_support() -> u32 {
     5
 }
 fn default_cap() -> u32 {
-    100
+    2000
+}
+fn default_time_decay() -> f64 {
+    0.1
 }
 fn default_max_related() -> u32 {
     20
@@ -449,6 +456,7 @@ impl Default for EngineSettings {
             measure: default_measure(),
             min_support: default_min_support(),
             max_titles_per_borrower: default_cap(),
+            time_decay: default_time_decay(),
             max_related: default_max_related(),
         }
     }
@@ -612,6 +620,11 @@ impl Pipeline {
                 "engine.max_titles_per_borrower must be at least 2, got {}",
                 e.max_titles_per_borrower
             )));
+        }
+        if !(e.time_decay > 0.0 && e.time_decay <= 1.0) {
+            return Err(invalid(
+                "engine.time_decay must be greater than 0 and at most 1".into(),
+            ));
         }
         if e.max_related == 0 {
             return Err(invalid("engine.max_related must be at least 1".into()));
@@ -856,7 +869,7 @@ mod tests {
         assert_eq!(p.keys.transfer, Path::new("/etc/alsoborrowed/t.key"));
         assert_eq!(p.transfer.inbox(), Path::new("/srv/ab/outbox"));
         assert_eq!(p.engine.min_support, 5);
-        assert_eq!(p.engine.measure, Measure::Llr);
+        assert_eq!(p.engine.measure, Measure::Jaccard);
         assert_eq!(p.store.retention_months, 60);
         assert_eq!(p.source.columns.loan_date, "loan_date");
         assert_eq!(p.delimiter(), b',');
@@ -867,6 +880,17 @@ mod tests {
         let err = parse(&format!("{MINIMAL}\n[engine]\nmin_suport = 3\n")).unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("min_suport"), "{msg}");
+    }
+
+    #[test]
+    fn time_decay_outside_zero_to_one_is_refused() {
+        assert_eq!(parse(MINIMAL).unwrap().engine.time_decay, 0.1);
+        let ok = parse(&format!("{MINIMAL}\n[engine]\ntime_decay = 1.0\n")).unwrap();
+        assert_eq!(ok.engine.time_decay, 1.0);
+        for bad in ["0.0", "-0.1", "1.5", "nan", "inf"] {
+            let err = parse(&format!("{MINIMAL}\n[engine]\ntime_decay = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("time_decay"), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
 //! Timing of `build` on 10M synthetic loans. Ignored by default; run with
 //! `cargo test -p engine --release --test it -- --ignored --nocapture`.
+//! The defaults are measured; `BENCH_CAP`, `BENCH_DECAY` and `BENCH_MEASURE`
+//! (a measure name) override the cap, the time decay and the measure.
 
 use std::time::Instant;
 
@@ -15,7 +17,24 @@ fn build_10m_loans() {
     let t0 = Instant::now();
     let loans = synthetic(10_000_000, 200_000, 42);
     eprintln!("generated {} loans in {:.2?}", loans.len(), t0.elapsed());
-    let params = EngineParams::from(&EngineSettings::default());
+    let mut settings = EngineSettings::default();
+    if let Some(cap) = std::env::var("BENCH_CAP").ok().and_then(|v| v.parse().ok()) {
+        settings.max_titles_per_borrower = cap;
+    }
+    if let Some(d) = std::env::var("BENCH_DECAY")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        settings.time_decay = d;
+    }
+    if let Ok(m) = std::env::var("BENCH_MEASURE") {
+        settings.measure = crate::data::MEASURES
+            .into_iter()
+            .find(|x| x.name() == m)
+            .expect("a measure name");
+    }
+    let params = EngineParams::from(&settings);
+    eprintln!("{params:?}");
     let mut best = (f64::INFINITY, f64::INFINITY);
     let mut last = None;
     for _ in 0..3 {

@@ -73,11 +73,15 @@ pub fn arb_loans() -> impl Strategy<Value = Loans> {
         })
 }
 
+/// Decays the properties run with: none, the default, a slow and a steep one.
+pub const DECAYS: [f64; 4] = [1.0, 0.1, 0.7, 0.001];
+
 pub fn arb_params() -> impl Strategy<Value = EngineParams> {
-    (0usize..5, 2u32..4, 1u32..7, 1u32..5).prop_map(|(m, k, cap, n)| EngineParams {
+    (0usize..5, 2u32..4, 1u32..7, 0usize..4, 1u32..5).prop_map(|(m, k, cap, d, n)| EngineParams {
         measure: MEASURES[m],
         min_support: k,
         max_titles_per_borrower: cap,
+        time_decay: DECAYS[d],
         max_related: n,
     })
 }

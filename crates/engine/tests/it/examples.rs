@@ -1,17 +1,19 @@
 //! Hand-worked examples and error cases.
 
-use engine::{EngineError, EngineParams, build, llr};
+use engine::{EngineError, EngineParams, build, count, decay_table, llr};
 use loans::{Loans, LoansError, Pseudonym};
 use pipeline::{EngineSettings, Measure};
 
 use crate::data::{loans_from, month};
-use crate::reference::cap_key;
+use crate::reference::tie_key;
 
+/// Parameters without time decay, so the worked counts are plain counts.
 fn params(measure: Measure, k: u32, cap: u32, n: u32) -> EngineParams {
     EngineParams {
         measure,
         min_support: k,
         max_titles_per_borrower: cap,
+        time_decay: 1.0,
         max_related: n,
     }
 }
@@ -136,28 +138,29 @@ fn higher_support_wins_a_score_tie() {
 }
 
 #[test]
-fn cap_keeps_the_titles_with_the_smallest_keys() {
-    // One borrower with six titles and cap 3; a second borrower holds all six
-    // so every kept title pairs with every other kept title at support 2.
-    let ids = ["t1", "t2", "t3", "t4", "t5", "t6"];
-    let mut rows: Vec<(u8, &str)> = ids.iter().map(|&t| (7, t)).collect();
-    rows.extend(ids.iter().map(|&t| (8, t)));
-    let loans = loans_from(&rows);
-    let r = build(&loans, &params(Measure::Count, 2, 3, 10)).unwrap();
-    let by_key = |p: u8| {
-        let mut v: Vec<(u64, &str)> = ids
-            .iter()
-            .map(|&t| (cap_key(&Pseudonym([p; 16]), t), t))
-            .collect();
-        v.sort();
-        v.into_iter().take(3).map(|(_, t)| t).collect::<Vec<_>>()
-    };
-    let (kept7, kept8) = (by_key(7), by_key(8));
+fn cap_keeps_the_most_recent_titles_and_breaks_ties_by_title() {
+    // Borrower 7 borrowed t1..t6 in months 1..6 and t7, t8 in month 6: with
+    // cap 4 the most recent are t6, t7, t8 (month 6) and t5 (month 5).
+    // Borrower 8 borrowed all eight in month 1, so each kept pair has support 2.
+    let ids = ["t1", "t2", "t3", "t4", "t5", "t6", "t7", "t8"];
+    let mut loans = loans_from(&ids.iter().map(|&t| (7, t)).collect::<Vec<_>>());
+    for (i, m) in loans.months.iter_mut().enumerate() {
+        *m = month((i as u32 + 1).min(6));
+    }
+    loans.append(&loans_from(
+        &ids.iter().map(|&t| (8, t)).collect::<Vec<_>>(),
+    ));
+    let r = build(&loans, &params(Measure::Count, 2, 4, 10)).unwrap();
+    let kept7 = ["t5", "t6", "t7", "t8"];
+    // Borrower 8's eight titles share one month: the tie key decides.
+    let mut by_key: Vec<(u64, &str)> = ids.iter().map(|&t| (tie_key(t), t)).collect();
+    by_key.sort();
+    let kept8: Vec<&str> = by_key.iter().take(4).map(|&(_, t)| t).collect();
     let mut expected: Vec<(&str, &str, u32)> = Vec::new();
     for &a in &ids {
         for &b in &ids {
             if a != b
-                && [&kept7, &kept8]
+                && [&kept7[..], &kept8[..]]
                     .iter()
                     .all(|k| k.contains(&a) && k.contains(&b))
             {
@@ -165,10 +168,50 @@ fn cap_keeps_the_titles_with_the_smallest_keys() {
             }
         }
     }
-    // Two random 3-of-6 choices can share fewer than two titles; these
-    // pseudonyms share enough for the comparison to mean something.
-    assert!(expected.len() >= 2, "{kept7:?} {kept8:?}");
+    assert!(expected.len() >= 2, "{kept8:?}");
     assert_eq!(triples(&r), expected);
+}
+
+#[test]
+fn co_borrowing_decays_with_the_months_between_the_loans() {
+    // Three borrowers of A and B: in the same month, a month apart, two
+    // months apart. With gamma 0.5 the weight is 1 + 0.5 + 0.25 borrowers.
+    let mut loans = loans_from(&[(1, "A"), (1, "B"), (2, "A"), (2, "B"), (3, "A"), (3, "B")]);
+    loans.months = vec![month(3), month(3), month(3), month(4), month(5), month(3)];
+    let mut p = params(Measure::Count, 2, 10, 10);
+    p.time_decay = 0.5;
+    let table = count(&loans, &p).unwrap();
+    assert_eq!(table.pairs.len(), 1);
+    assert_eq!(table.pairs[0].support, 3);
+    assert_eq!(table.pairs[0].weight, 65536 + 32768 + 16384);
+    assert_eq!(table.title_borrowers, [3, 3]);
+    let r = build(&loans, &p).unwrap();
+    assert_eq!(r.pairs[0].score, 1.75);
+    assert_eq!(r.pairs[0].support, 3);
+    // Jaccard of the weighted co-borrowing: 1.75 / (3 + 3 - 1.75).
+    p.measure = Measure::Jaccard;
+    assert_eq!(build(&loans, &p).unwrap().pairs[0].score, 1.75 / 4.25);
+}
+
+#[test]
+fn decay_table_is_rounded_fixed_point_and_stops_at_zero() {
+    assert_eq!(decay_table(1.0, 3), [65536; 4]);
+    assert_eq!(decay_table(0.5, 2), [65536, 32768, 16384]);
+    // 65536 * 0.1^g: 6553.6, 655.36, 65.536, 6.5536, 0.65536, 0.065536.
+    assert_eq!(decay_table(0.1, 100), [65536, 6554, 655, 66, 7, 1]);
+}
+
+#[test]
+fn a_gap_past_the_decay_table_weighs_nothing_but_still_counts_for_k() {
+    let mut loans = loans_from(&[(1, "A"), (1, "B"), (2, "A"), (2, "B")]);
+    loans.months = vec![month(1), month(12), month(1), month(12)];
+    let mut p = params(Measure::Jaccard, 2, 10, 10);
+    p.time_decay = 0.1;
+    let table = count(&loans, &p).unwrap();
+    assert_eq!((table.pairs[0].support, table.pairs[0].weight), (2, 0));
+    let r = build(&loans, &p).unwrap();
+    assert_eq!(r.pairs.len(), 2);
+    assert!(r.pairs.iter().all(|x| x.score == 0.0 && x.support == 2));
 }
 
 #[test]
@@ -191,8 +234,11 @@ fn params_come_from_settings() {
     s.measure = Measure::Cosine;
     s.min_support = 7;
     s.max_titles_per_borrower = 50;
+    s.time_decay = 0.25;
     s.max_related = 3;
-    assert_eq!(EngineParams::from(&s), params(Measure::Cosine, 7, 50, 3));
+    let mut expected = params(Measure::Cosine, 7, 50, 3);
+    expected.time_decay = 0.25;
+    assert_eq!(EngineParams::from(&s), expected);
 }
 
 #[test]
@@ -206,6 +252,12 @@ fn bad_params_are_typed_errors() {
         (params(Measure::Llr, 2, 0, 10), EngineError::ZeroCap),
         (params(Measure::Llr, 2, 10, 0), EngineError::ZeroMaxRelated),
     ];
+    let mut cases = cases.to_vec();
+    for gamma in [0.0, -0.5, 1.5, f64::NAN, f64::INFINITY] {
+        let mut p = params(Measure::Llr, 2, 10, 10);
+        p.time_decay = gamma;
+        cases.push((p, EngineError::TimeDecay));
+    }
     for (p, expected) in cases {
         let err = build(&loans, &p).unwrap_err();
         assert_eq!(err, expected);

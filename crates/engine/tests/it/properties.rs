@@ -2,35 +2,41 @@
 
 use std::collections::HashMap;
 
-use engine::{EngineParams, build};
+use engine::{EngineParams, WEIGHT_ONE, build, count};
 use loans::{Loans, Pseudonym};
 use pipeline::Measure;
 use proptest::prelude::*;
 
-use crate::data::{arb_loans, arb_params, month};
+use crate::data::{DECAYS, arb_loans, arb_params, month};
 use crate::reference::reference;
 use crate::{canonical, check_invariants};
 
-fn supports(loans: &Loans, k: u32, cap: u32) -> HashMap<(String, String), u32> {
+/// Support and weight of every counted pair by title ids (both orders), and
+/// the borrowers of every title.
+type Stats = (HashMap<(String, String), (u32, u64)>, HashMap<String, u32>);
+
+fn stats(loans: &Loans, k: u32, cap: u32, time_decay: f64) -> Stats {
     let params = EngineParams {
         measure: Measure::Count,
         min_support: k,
         max_titles_per_borrower: cap,
+        time_decay,
         max_related: u32::MAX,
     };
-    let r = build(loans, &params).unwrap();
-    r.pairs
+    let t = count(loans, &params).unwrap();
+    let id = |i: u32| t.title_ids[i as usize].clone();
+    let mut pairs = HashMap::new();
+    for p in &t.pairs {
+        pairs.insert((id(p.a), id(p.b)), (p.support, p.weight));
+        pairs.insert((id(p.b), id(p.a)), (p.support, p.weight));
+    }
+    let totals = t
+        .title_ids
         .iter()
-        .map(|p| {
-            (
-                (
-                    r.title_ids[p.a as usize].clone(),
-                    r.title_ids[p.b as usize].clone(),
-                ),
-                p.support,
-            )
-        })
-        .collect()
+        .cloned()
+        .zip(t.title_borrowers.iter().copied())
+        .collect();
+    (pairs, totals)
 }
 
 proptest! {
@@ -82,12 +88,32 @@ proptest! {
     }
 
     #[test]
-    fn one_heavy_borrower_moves_each_support_by_at_most_one(
+    fn output_does_not_depend_on_the_pseudonyms(
+        loans in arb_loans(),
+        params in arb_params(),
+        salt in any::<[u8; 16]>(),
+    ) {
+        // A fresh key maps every borrower to another pseudonym, one to one:
+        // XOR with a constant is such a map.
+        let mut rekeyed = loans.clone();
+        for p in &mut rekeyed.pseudonyms {
+            for (b, s) in p.0.iter_mut().zip(salt) {
+                *b ^= s;
+            }
+        }
+        prop_assert_eq!(build(&rekeyed, &params).unwrap(), build(&loans, &params).unwrap());
+    }
+
+    #[test]
+    fn one_heavy_borrower_moves_each_pair_and_title_by_at_most_one_borrower(
         loans in arb_loans(),
         k in 2u32..4,
         cap in prop_oneof![1u32..20, 900u32..1200],
+        d in 0usize..4,
+        heavy_month in 1u32..=12,
     ) {
-        let before = supports(&loans, k, cap);
+        let gamma = DECAYS[d];
+        let (before, n_before) = stats(&loans, k, cap, gamma);
         let mut heavy = loans.clone();
         let mut extra = Loans::default();
         for i in 0..1000 {
@@ -97,16 +123,21 @@ proptest! {
             extra.work_ids.push(heavy.work_ids.get(i).cloned().unwrap_or(id));
             extra.pseudonyms.push(Pseudonym([0xee; 16]));
             extra.titles.push(i as u32);
-            extra.months.push(month(3));
+            extra.months.push(month(if i % 2 == 0 { heavy_month } else { 3 }));
         }
         heavy.append(&extra);
-        let after = supports(&heavy, k, cap);
-        for (pair, &s) in &before {
-            let t = after.get(pair).copied();
-            prop_assert!(t == Some(s) || t == Some(s + 1), "{pair:?}: {s} -> {t:?}");
+        let (after, n_after) = stats(&heavy, k, cap, gamma);
+        for (pair, &(s, w)) in &before {
+            let (t, v) = after.get(pair).copied().unwrap_or((0, 0));
+            prop_assert!(t == s || t == s + 1, "{pair:?}: support {s} -> {t}");
+            prop_assert!(v >= w && v - w <= WEIGHT_ONE, "{pair:?}: weight {w} -> {v}");
         }
-        for (pair, &t) in &after {
+        for (pair, &(t, _)) in &after {
             prop_assert!(before.contains_key(pair) || t == k, "{pair:?} new at {t}");
+        }
+        for (title, &n) in &n_before {
+            let m = n_after[title];
+            prop_assert!(m == n || m == n + 1, "{title}: {n} -> {m}");
         }
     }
 }

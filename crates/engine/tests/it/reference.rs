@@ -1,15 +1,16 @@
 //! A deliberately naive reference engine: hash sets of borrowers per title.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
-use engine::{EngineParams, Related, ScoredPair, score};
+use engine::{EngineParams, Related, ScoredPair, score_weighted};
 use loans::{Loans, Pseudonym};
 
-/// FNV-1a-64 then SplitMix64's finaliser, written out again from the
-/// documented definition so the test pins the definition, not the code.
-pub fn cap_key(p: &Pseudonym, title_id: &str) -> u64 {
+/// FNV-1a-64 of the title id bytes then SplitMix64's finaliser, written out
+/// again from the documented definition so the test pins the definition, not
+/// the code: the cap's tie-break among titles last borrowed in one month.
+pub fn tie_key(title_id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for &b in p.0.iter().chain(title_id.as_bytes()) {
+    for &b in title_id.as_bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0000_0100_0000_01b3);
     }
@@ -19,23 +20,41 @@ pub fn cap_key(p: &Pseudonym, title_id: &str) -> u64 {
     z ^ (z >> 31)
 }
 
-/// Each borrower's capped set of distinct title indices.
-pub fn capped_sets(loans: &Loans, cap: u32) -> HashMap<Pseudonym, BTreeSet<u32>> {
-    let mut sets: HashMap<Pseudonym, BTreeSet<u32>> = HashMap::new();
-    for (p, &t) in loans.pseudonyms.iter().zip(&loans.titles) {
-        sets.entry(*p).or_default().insert(t);
+/// The documented decay weight of a gap of `gap` months, in units of 2^16:
+/// round(2^16 * gamma^gap), the power taken by repeated multiplication.
+pub fn decay(gamma: f64, gap: i32) -> u64 {
+    let mut p = 1.0f64;
+    for _ in 0..gap {
+        p *= gamma;
     }
-    for (p, set) in sets.iter_mut() {
+    (p * 65536.0).round() as u64
+}
+
+/// Each borrower's capped set: distinct titles, each with the month index
+/// they last borrowed it, the `cap` most recent kept (ties by tie key, then id).
+pub fn capped_sets(loans: &Loans, cap: u32) -> HashMap<Pseudonym, BTreeMap<u32, i32>> {
+    let mut sets: HashMap<Pseudonym, BTreeMap<u32, i32>> = HashMap::new();
+    for ((p, &t), m) in loans
+        .pseudonyms
+        .iter()
+        .zip(&loans.titles)
+        .zip(&loans.months)
+    {
+        let month = sets.entry(*p).or_default().entry(t).or_insert(m.index());
+        *month = (*month).max(m.index());
+    }
+    for set in sets.values_mut() {
         if set.len() > cap as usize {
-            let mut keyed: Vec<(u64, &str, u32)> = set
+            let mut keyed: Vec<(i32, u64, &str, u32)> = set
                 .iter()
-                .map(|&t| {
+                .map(|(&t, &m)| {
                     let id = loans.title_ids[t as usize].as_str();
-                    (cap_key(p, id), id, t)
+                    (-m, tie_key(id), id, t)
                 })
                 .collect();
             keyed.sort();
-            *set = keyed[..cap as usize].iter().map(|&(_, _, t)| t).collect();
+            let kept: HashSet<u32> = keyed[..cap as usize].iter().map(|k| k.3).collect();
+            set.retain(|t, _| kept.contains(t));
         }
     }
     sets
@@ -47,7 +66,7 @@ pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
     let titles = loans.title_ids.len();
     let mut holders: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles];
     for (p, set) in &sets {
-        for &t in set {
+        for &t in set.keys() {
             holders[t as usize].insert(*p);
         }
     }
@@ -59,17 +78,26 @@ pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
             if a == b || loans.work_ids[a] == loans.work_ids[b] {
                 continue;
             }
-            let support = holders[a].intersection(&holders[b]).count() as u32;
+            let both: Vec<&Pseudonym> = holders[a].intersection(&holders[b]).collect();
+            let support = both.len() as u32;
             if support < params.min_support {
                 continue;
             }
+            let weight: u64 = both
+                .iter()
+                .map(|p| {
+                    let set = &sets[*p];
+                    let gap = (set[&(a as u32)] - set[&(b as u32)]).abs();
+                    decay(params.time_decay, gap)
+                })
+                .sum();
             list.push(ScoredPair {
                 a: a as u32,
                 b: b as u32,
                 support,
-                score: score(
+                score: score_weighted(
                     params.measure,
-                    u64::from(support),
+                    weight as f64 / 65536.0,
                     holders[a].len() as u64,
                     holders[b].len() as u64,
                     borrowers,
