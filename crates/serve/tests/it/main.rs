@@ -2,6 +2,7 @@
 //! bounded in requests and time.
 
 mod support;
+mod widget;
 
 use std::collections::HashSet;
 use std::sync::Arc;
