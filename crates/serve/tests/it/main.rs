@@ -401,3 +401,79 @@ async fn shutdown_lets_the_open_request_finish() {
         "no longer listening"
     );
 }
+
+/// HTTPS with a certificate made by the `openssl` command (on every Debian
+/// host; the test fails without it under CI and skips otherwise).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_when_configured() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tmp = tempfile::tempdir().unwrap();
+    publish(tmp.path(), "a", 1, alsoborrowed_feed::Layout::Shards);
+    let (cert, key) = (tmp.path().join("cert.pem"), tmp.path().join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+        ])
+        .args(["-nodes", "-days", "2", "-subj", "/CN=localhost"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !made.is_ok_and(|s| s.success()) {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "openssl is needed under CI"
+        );
+        eprintln!("skipped: no openssl command to make a test certificate");
+        return;
+    }
+    // A key that does not parse is a clear start-up error.
+    let mut bad = serve::Config::new(tmp.path().to_path_buf(), "127.0.0.1:0".parse().unwrap());
+    bad.tls = Some((cert.clone(), cert.clone()));
+    let err = serve::Server::bind(bad)
+        .await
+        .err()
+        .expect("a certificate is no key");
+    assert!(err.to_string().contains("cert.pem"), "{err}");
+
+    let server = start(tmp.path(), |c| c.tls = Some((cert.clone(), key.clone()))).await;
+    let mut roots = rustls::RootCertStore::empty();
+    let pem = std::fs::read(&cert).unwrap();
+    use rustls::pki_types::pem::PemObject;
+    for c in rustls::pki_types::CertificateDer::pem_slice_iter(&pem) {
+        roots.add(c.unwrap()).unwrap();
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(std::sync::Arc::new(config));
+    let tcp = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let name =
+        rustls::pki_types::ServerName::IpAddress(std::net::IpAddr::from([127, 0, 0, 1]).into());
+    let mut tls = connector.connect(name, tcp).await.unwrap();
+    tls.write_all(b"GET /api/v1/index HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = Vec::new();
+    let _ = tls.read_to_end(&mut out).await;
+    let text = String::from_utf8_lossy(&out);
+    assert!(text.starts_with("HTTP/1.1 200"), "{text}");
+    assert!(text.contains("\"layout\":\"shards\""), "{text}");
+    // Plain HTTP on the TLS port gets nothing useful, quickly.
+    let r = raw(server.addr, b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n").await;
+    assert!(!r.starts_with(b"HTTP/1.1 200"));
+    server.stop().await;
+}
