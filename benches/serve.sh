@@ -53,7 +53,8 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2> /dev/null || true; done; wait
 trap cleanup EXIT
 "$bin" serve --quiet --threads "$threads" --feed "$feed" --listen "127.0.0.1:$port_serve" \
     --max-connections 4096 &
-pids+=($!)
+serve_pid=$!
+pids+=($serve_pid)
 cat > "$work/nginx.conf" <<CONF
 daemon off;
 user root;
@@ -92,6 +93,7 @@ for port in $port_serve $port_nginx; do
 done
 
 "$loadgen" check "127.0.0.1:$port_serve" "$feed"
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 echo "| server | requests of the mix | connections | result |"
 echo "| --- | --- | --- | --- |"
 run() {
@@ -102,3 +104,5 @@ run() {
 run "serve, JSON API" $port_serve "$work/api.txt"
 run "serve, static shard files" $port_serve "$work/static.txt"
 run "nginx, static shard files" $port_nginx "$work/static.txt"
+echo "serve: peak RSS $(awk '/VmHWM/ {printf "%.0f MiB", $2 / 1024}' "/proc/$serve_pid/status"), \
+$(nproc) cores, load average before the runs: $load_before"

@@ -7,6 +7,7 @@ mod four_weeks;
 mod ils_presets;
 mod keys_cmd;
 mod pipeline_run;
+mod serve_cmd;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

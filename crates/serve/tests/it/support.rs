@@ -256,3 +256,21 @@ impl KeepAlive {
         }
     }
 }
+
+/// Waits (at most 10 s) until `/healthz` shows `counter` at `value`.
+pub async fn wait_for_health(addr: SocketAddr, counter: &str, value: u64) {
+    let started = std::time::Instant::now();
+    loop {
+        let r = get(addr, "/healthz", &[]).await;
+        let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+        if body[counter] == value {
+            return;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{counter} stayed at {} (expected {value})",
+            body[counter]
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
