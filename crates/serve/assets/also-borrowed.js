@@ -34,11 +34,16 @@
 
 const indexCache = new Map();
 
+// The base URL of a feed or the API, as a directory (a trailing "/" is
+// added), so that relative file names resolve below it.
 function allowedUrl(text) {
   const url = new URL(text, document.baseURI);
   if (url.protocol !== "https:" && url.protocol !== "http:") {
     throw new Error("feed and api must be http or https URLs");
   }
+  if (!url.pathname.endsWith("/")) url.pathname += "/";
+  url.search = "";
+  url.hash = "";
   return url;
 }
 

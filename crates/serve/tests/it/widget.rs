@@ -122,7 +122,7 @@ fn page(cases: &[Case], with_api: bool) -> String {
         ));
         if with_api {
             html.push_str(&format!(
-                "<also-borrowed data-case=\"api-{}\" title-id=\"{t}\" api=\"/api/v1/\" \
+                "<also-borrowed data-case=\"api-{}\" title-id=\"{t}\" api=\"/api/v1\" \
                  href-template=\"/record/{{id}}?view=full\"{limit}></also-borrowed>\n",
                 c.name
             ));
