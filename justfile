@@ -60,3 +60,7 @@ bench-floor n="1000000":
 # Needs `cargo install cargo-fuzz --version 0.13.2 --locked`; runs on stable via RUSTC_BOOTSTRAP.
 fuzz seconds="600":
     cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run records -- -max_total_time={{seconds}} -max_len=4096
+
+# Load benchmark of `alsoborrowed serve` beside nginx on N loans' feed (loopback; needs nginx-light).
+bench-serve n="10000000":
+    bash benches/serve.sh {{n}}

@@ -68,6 +68,8 @@ enum Command {
     Run(PipelineArgs),
     /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
     Generate(commands::generate::GenerateArgs),
+    /// Serve the live feed over HTTP(S): a title's list as JSON, the static files, health (no tracking).
+    Serve(commands::serve::ServeArgs),
 }
 
 #[derive(Subcommand)]
@@ -132,6 +134,7 @@ fn main() -> ExitCode {
         Command::Verify(a) => commands::verify::run(&ctx, &a),
         Command::Run(a) => commands::run::run(&ctx, &a),
         Command::Generate(a) => commands::generate::run(&ctx, &a),
+        Command::Serve(a) => commands::serve::run(&ctx, &a, cli.global.threads),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -6,6 +6,7 @@ pub(crate) mod generate;
 pub(crate) mod ingest;
 pub(crate) mod key;
 pub(crate) mod run;
+pub(crate) mod serve;
 pub(crate) mod stages;
 pub(crate) mod status;
 pub(crate) mod verify;

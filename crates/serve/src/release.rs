@@ -1,0 +1,139 @@
+//! One release held in memory: the feed for lookups and its files for
+//! static serving, loaded together from one resolved release directory so a
+//! request never sees files of two releases.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+use alsoborrowed_feed::{
+    CURRENT_LINK, FEED_DIR, Feed, FeedError, INDEX_FILE, SHARDS_DIR, TITLES_DIR,
+};
+use axum::body::Bytes;
+use sha2::{Digest, Sha256};
+
+/// Largest feed file read into memory (a shard is about 25 KB; a title file
+/// far less). A bigger file makes the release broken rather than the server
+/// unbounded.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
+
+/// One static file of the feed, with its entity tag.
+#[derive(Debug)]
+pub(crate) struct StaticFile {
+    pub(crate) body: Bytes,
+    pub(crate) etag: String,
+}
+
+/// A loaded release: the feed, its files and a short content hash.
+#[derive(Debug)]
+pub struct Release {
+    pub(crate) feed: Feed,
+    /// 16 hex digits of the SHA-256 over every file's path and hash.
+    pub(crate) id: String,
+    /// Keyed by the path below the feed directory, e.g. `shards/c00.json`.
+    pub(crate) files: HashMap<String, StaticFile>,
+}
+
+impl Release {
+    /// Loads the feed at `path` (export dir, release dir or feed dir) and
+    /// every file of its feed directory.
+    pub fn load(path: &Path) -> Result<Release, FeedError> {
+        let feed = Feed::open(path)?;
+        // `feed.dir()` has `current` resolved: every file below comes from
+        // the one release the feed was read from.
+        let dir = feed.dir().to_path_buf();
+        let mut files = HashMap::new();
+        files.insert(INDEX_FILE.to_owned(), read_file(&dir.join(INDEX_FILE))?);
+        for sub in [SHARDS_DIR, TITLES_DIR] {
+            let sub_dir = dir.join(sub);
+            let entries = match std::fs::read_dir(&sub_dir) {
+                Ok(e) => e,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(source) => {
+                    return Err(FeedError::Io {
+                        path: sub_dir,
+                        source,
+                    });
+                }
+            };
+            for entry in entries {
+                let entry = entry.map_err(|source| FeedError::Io {
+                    path: sub_dir.clone(),
+                    source,
+                })?;
+                let Some(name) = entry.file_name().to_str().map(str::to_owned) else {
+                    continue;
+                };
+                if name.starts_with('.') || !name.ends_with(".json") {
+                    continue;
+                }
+                let file = read_file(&entry.path())?;
+                files.insert(format!("{sub}/{name}"), file);
+            }
+        }
+        let mut names: Vec<&String> = files.keys().collect();
+        names.sort_unstable();
+        let mut hasher = Sha256::new();
+        for name in names {
+            hasher.update((name.len() as u64).to_le_bytes());
+            hasher.update(name.as_bytes());
+            hasher.update(files[name].etag.as_bytes());
+        }
+        let id = hex16(&hasher.finalize());
+        Ok(Release { feed, id, files })
+    }
+
+    /// The feed of this release.
+    pub fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    /// Short content hash of the release (16 hex digits), also the base of
+    /// the API's entity tags.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+}
+
+pub(crate) fn read_file(path: &Path) -> Result<StaticFile, FeedError> {
+    let io = |source| FeedError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let len = std::fs::metadata(path).map_err(io)?.len();
+    if len > MAX_FILE_BYTES {
+        return Err(io(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            format!("file larger than {MAX_FILE_BYTES} bytes"),
+        )));
+    }
+    let body = std::fs::read(path).map_err(io)?;
+    let etag = format!("\"{}\"", hex16(&Sha256::digest(&body)));
+    Ok(StaticFile {
+        body: Bytes::from(body),
+        etag,
+    })
+}
+
+fn hex16(digest: &[u8]) -> String {
+    let mut s = String::with_capacity(16);
+    for b in &digest[..8] {
+        // Writing to a String cannot fail.
+        let _ = write!(s, "{b:02x}");
+    }
+    s
+}
+
+/// The feed directory `path` names now, with every symlink resolved: the
+/// same candidates as `Feed::open`. Comparing it with the loaded feed's
+/// directory tells whether `current` has moved.
+pub(crate) fn resolve_feed_dir(path: &Path) -> Option<PathBuf> {
+    [
+        path.to_path_buf(),
+        path.join(FEED_DIR),
+        path.join(CURRENT_LINK).join(FEED_DIR),
+    ]
+    .into_iter()
+    .find(|dir| dir.join(INDEX_FILE).is_file())
+    .and_then(|dir| std::fs::canonicalize(dir).ok())
+}
