@@ -179,6 +179,7 @@ fn export_release(related: &engine::Related, out: &std::path::Path, layout: Feed
         measure: Measure::Llr,
         min_support: 5,
         max_titles_per_borrower: 100,
+        time_decay: 1.0,
         max_related: 20,
         layout,
     };

@@ -162,6 +162,7 @@ mod tests {
             measure: pipeline::Measure::Llr,
             min_support: 5,
             max_titles_per_borrower: 100,
+            time_decay: 1.0,
             max_related: 20,
             layout: pipeline::FeedLayout::Titles,
         };

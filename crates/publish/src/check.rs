@@ -30,7 +30,7 @@ const KEPT_PER_FILE: usize = 20;
 /// owner-only and outside the served feed. What the public index no longer
 /// says (window, measure, thresholds, counts) lives here for `verify` and
 /// for the library's own records.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ReleaseManifest {
     /// Version of this file's format, 1.
@@ -45,6 +45,8 @@ pub struct ReleaseManifest {
     pub min_support: u32,
     /// Most titles one borrower contributed.
     pub max_titles_per_borrower: u32,
+    /// Weight of co-borrowing per month between two loans (1 = none).
+    pub time_decay: f64,
     /// Most related titles per title (N).
     pub max_related: u32,
     /// Feed layout.
@@ -148,12 +150,53 @@ pub(crate) fn check_file(
     forbidden: &Forbidden,
 ) -> FileFindings {
     let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-    let name_finding = forbidden.find_raw(name.as_bytes()).map(|(k, _)| k);
-    let file = match name_finding {
-        Some(_) if dir.is_empty() => "<name withheld>".to_owned(),
-        Some(_) => format!("{dir}/<name withheld>"),
-        None => rel.to_owned(),
+    let titles_dir = format!("{FEED_DIR}/{TITLES_DIR}");
+    let shards_dir = format!("{FEED_DIR}/{SHARDS_DIR}");
+    let stem = name.strip_suffix(".json");
+    // A name the format accounts for is printed; any other name (or
+    // directory) that holds a forbidden value is withheld from messages.
+    let accounted = match (dir, stem) {
+        ("", _) => [RELEASE_MANIFEST, PAIRS_CSV, PAIRS_PARQUET].contains(&name),
+        (d, _) if d == FEED_DIR => name == INDEX_FILE,
+        (d, Some(s)) if d == titles_dir => {
+            alsoborrowed_feed::title_from_stem(s).is_some_and(|t| exp.titles.contains(t.as_str()))
+        }
+        (d, Some(s)) if d == shards_dir => exp.index.shard_bits.is_some_and(|bits| {
+            u32::from_str_radix(s, 16)
+                .is_ok_and(|n| u64::from(n) < 1u64 << bits && shard_name(n, bits) == s)
+        }),
+        _ => false,
     };
+    let name_value = alsoborrowed_feed::title_from_stem(stem.unwrap_or(name));
+    let name_finding = forbidden
+        .find_raw(name.as_bytes())
+        .map(|(k, _)| k)
+        .or_else(|| {
+            (!accounted)
+                .then(|| forbidden.classify_value(name_value.as_deref().unwrap_or(name).as_bytes()))
+                .flatten()
+        });
+    let withheld = |part: &str, known: bool| {
+        forbidden.find_raw(part.as_bytes()).is_some()
+            || (!known && forbidden.classify_value(part.as_bytes()).is_some())
+    };
+    let mut shown: Vec<&str> = dir
+        .split('/')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            if withheld(p, [FEED_DIR, TITLES_DIR, SHARDS_DIR].contains(&p)) {
+                "<name withheld>"
+            } else {
+                p
+            }
+        })
+        .collect();
+    shown.push(if name_finding.is_some() {
+        "<name withheld>"
+    } else {
+        name
+    });
+    let file = shown.join("/");
     let mut c = Checker {
         file,
         exp,
@@ -169,9 +212,6 @@ pub(crate) fn check_file(
     if let Some((kind, at)) = forbidden.find_raw(bytes) {
         c.push(kind, || format!("byte offset {at}"));
     }
-    let titles_dir = format!("{FEED_DIR}/{TITLES_DIR}");
-    let shards_dir = format!("{FEED_DIR}/{SHARDS_DIR}");
-    let stem = name.strip_suffix(".json");
     match (dir, stem) {
         ("", _) if name == RELEASE_MANIFEST => check_manifest(&mut c, bytes),
         ("", _) if name == PAIRS_CSV => check_csv(&mut c, bytes),
@@ -187,11 +227,11 @@ pub(crate) fn check_file(
             c.push(FindingKind::Unexpected, || {
                 "a file that is not part of the release format".into()
             });
-            if name_finding.is_none() {
-                let title = alsoborrowed_feed::title_from_stem(stem.unwrap_or(name));
-                c.stray(title.as_deref().unwrap_or(name).as_bytes(), || {
-                    "file name".into()
-                });
+            // A directory of the path may hold a planted value too.
+            for (i, part) in dir.split('/').filter(|p| !p.is_empty()).enumerate() {
+                if let Some(kind) = forbidden.classify_value(part.as_bytes()) {
+                    c.push(kind, || format!("directory name {}", i + 1));
+                }
             }
         }
     }

@@ -97,6 +97,8 @@ pub struct ExportMeta {
     pub min_support: u32,
     /// Most titles one borrower contributed.
     pub max_titles_per_borrower: u32,
+    /// Weight of co-borrowing per month between two loans (1 = none).
+    pub time_decay: f64,
     /// Most related titles per title (N).
     pub max_related: u32,
     /// One file per title, or titles grouped into shard files.
@@ -374,6 +376,7 @@ pub fn export(
         measure: meta.measure.name().to_owned(),
         min_support: meta.min_support,
         max_titles_per_borrower: meta.max_titles_per_borrower,
+        time_decay: meta.time_decay,
         max_related: meta.max_related,
         layout,
         shard_bits,
@@ -644,6 +647,9 @@ fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
     }
     if meta.max_related == 0 {
         return Err(PublishError::invalid("max_related must be at least 1"));
+    }
+    if !(meta.time_decay > 0.0 && meta.time_decay <= 1.0) {
+        return Err(PublishError::invalid("time_decay must be in (0, 1]"));
     }
     if meta.window_first > meta.window_last {
         return Err(PublishError::invalid("window ends before it starts"));
@@ -1159,6 +1165,7 @@ fn lenient_manifest(bytes: &[u8]) -> Result<ReleaseManifest, serde_json::Error> 
         measure: String::new(),
         min_support: 0,
         max_titles_per_borrower: 0,
+        time_decay: 1.0,
         max_related: 0,
         layout: Layout::Shards,
         shard_bits: Some(0),

@@ -104,6 +104,7 @@ pub(crate) fn export_release(
         measure: p.engine.measure,
         min_support: p.engine.min_support,
         max_titles_per_borrower: p.engine.max_titles_per_borrower,
+        time_decay: p.engine.time_decay,
         max_related: p.engine.max_related,
         layout: p.export.feed_layout,
     };

@@ -25,6 +25,7 @@ fn meta(k: u32, n: u32) -> ExportMeta {
         measure: Measure::Count,
         min_support: k,
         max_titles_per_borrower: 100,
+        time_decay: 1.0,
         max_related: n,
         layout: FeedLayout::Titles,
     }
@@ -669,9 +670,14 @@ fn an_id_planted_in_a_file_name_csv_field_or_parquet_value_is_refused() {
             format!(r#"{{"schema_version":3,"title":"{id}","related":["b/2"]}}"#).as_bytes(),
         );
         let found = planted_findings(out.path(), &l, id);
+        let withheld = "feed/titles/<name withheld>".to_owned();
         assert!(
-            found.contains(&(name.clone(), FindingKind::Identifier)),
+            found.contains(&(withheld, FindingKind::Identifier)),
             "{id}: {found:?}"
+        );
+        assert!(
+            !found.iter().any(|(f, _)| f == &name),
+            "name shown: {found:?}"
         );
         std::fs::remove_file(release.join(&name)).unwrap();
 
@@ -1479,5 +1485,26 @@ fn a_live_release_changed_on_disk_is_written_again() {
         assert_eq!(files_below(&release), good);
         verify(out.path(), &l, 3, &Forbidden::new()).unwrap();
         assert_no_staging(out.path());
+    }
+}
+
+#[test]
+fn an_id_planted_in_a_directory_name_is_found_and_withheld() {
+    for id in ID_SHAPES {
+        let (out, release, l) = published(FeedLayout::Shards);
+        let dir = release.join("feed").join(id);
+        std::fs::create_dir_all(&dir).unwrap();
+        tamper(&dir.join("x.json"), b"{}");
+        let err = verify(out.path(), &l, 3, &ids_forbidden()).unwrap_err();
+        let findings = findings_of(&err);
+        assert!(
+            findings
+                .first
+                .iter()
+                .any(|f| f.kind == FindingKind::Identifier
+                    && f.file == "feed/<name withheld>/x.json"),
+            "{id}: {err}"
+        );
+        assert!(!err.to_string().contains(&format!("/{id}/")), "{err}");
     }
 }
