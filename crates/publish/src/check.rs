@@ -161,10 +161,10 @@ pub(crate) fn check_file(
         (d, Some(s)) if d == titles_dir => {
             alsoborrowed_feed::title_from_stem(s).is_some_and(|t| exp.titles.contains(t.as_str()))
         }
-        (d, Some(s)) if d == shards_dir => exp.index.shard_bits.is_some_and(|bits| {
-            u32::from_str_radix(s, 16)
-                .is_ok_and(|n| u64::from(n) < 1u64 << bits && shard_name(n, bits) == s)
-        }),
+        (d, Some(s)) if d == shards_dir => exp
+            .index
+            .shard_bits
+            .is_some_and(|bits| shard_named(s, bits).is_some()),
         _ => false,
     };
     let name_value = alsoborrowed_feed::title_from_stem(stem.unwrap_or(name));
@@ -350,16 +350,20 @@ fn check_title_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
     }
 }
 
+/// The shard a file stem names among `2^bits`, if it is one's canonical name.
+fn shard_named(stem: &str, bits: u32) -> Option<u32> {
+    u32::from_str_radix(stem, 16)
+        .ok()
+        .filter(|&s| u64::from(s) < 1u64 << bits && shard_name(s, bits) == stem)
+}
+
 fn check_shard_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
     let Some(bits) = c.exp.index.shard_bits else {
         return c.push(FindingKind::Unexpected, || {
             "a shard without shard_bits".into()
         });
     };
-    let shard = u32::from_str_radix(stem, 16)
-        .ok()
-        .filter(|&s| u64::from(s) < 1u64 << bits && shard_name(s, bits) == stem);
-    let Some(shard) = shard else {
+    let Some(shard) = shard_named(stem, bits) else {
         return c.stray(stem.as_bytes(), || "file name (not a shard name)".into());
     };
     let file: ShardFileIn<'_> = match serde_json::from_slice(bytes) {
