@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
+use axum::extract::Request;
 use axum::http::header::{self, HeaderName, HeaderValue};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -18,7 +19,7 @@ use serde::Serialize;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::release::{Release, StaticFile};
+use crate::release::{List, Release, StaticFile, etag_value};
 
 /// Longest request target (path and query) answered; longer ones get 414.
 /// A title id is at most a few hundred bytes even percent-encoded.
@@ -147,12 +148,6 @@ pub fn router(state: Arc<State>, cors_origins: &[String]) -> Router {
 type AppState = axum::extract::State<Arc<State>>;
 
 #[derive(Serialize)]
-struct List<'a> {
-    title: &'a str,
-    related: &'a [String],
-}
-
-#[derive(Serialize)]
 struct ErrorBody<'a> {
     error: &'a str,
 }
@@ -181,27 +176,29 @@ fn too_long(uri: &Uri) -> bool {
     uri.path().len() + uri.query().map_or(0, str::len) > MAX_URI_BYTES
 }
 
-fn matches(headers: &HeaderMap, etag: &str) -> bool {
+fn matches(headers: &HeaderMap, etag: &HeaderValue) -> bool {
+    let etag = etag.as_bytes();
     headers
         .get_all(header::IF_NONE_MATCH)
         .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(','))
-        .map(|t| t.trim().trim_start_matches("W/"))
-        .any(|t| t == etag || t == "*")
+        .flat_map(|v| v.as_bytes().split(|&b| b == b','))
+        .map(|t| {
+            let t = t.trim_ascii();
+            t.strip_prefix(b"W/").unwrap_or(t)
+        })
+        .any(|t| t == etag || t == b"*")
 }
 
 /// A cacheable 200 response, or 304 when the client has it already.
 fn cached(
     state: &State,
     headers: &HeaderMap,
-    etag: &str,
+    etag: &HeaderValue,
     content_type: &'static str,
     body: impl Into<Body>,
 ) -> Response {
-    let etag_value = HeaderValue::from_str(etag).unwrap_or(HeaderValue::from_static("\"\""));
     let common = [
-        (header::ETAG, etag_value),
+        (header::ETAG, etag.clone()),
         (header::CACHE_CONTROL, state.cache_control.clone()),
     ];
     if matches(headers, etag) {
@@ -241,9 +238,10 @@ fn parse_limit(query: Option<&str>, max: usize) -> Result<usize, &'static str> {
 /// `GET /api/v1/related/{title}?limit=N`: the title's related titles, best
 /// first, exactly as the feed has them; 404 with an empty list when the
 /// feed has none.
-async fn related(axum::extract::State(state): AppState, uri: Uri, headers: HeaderMap) -> Response {
+async fn related(axum::extract::State(state): AppState, request: Request) -> Response {
     count(&state);
-    if too_long(&uri) {
+    let uri = request.uri();
+    if too_long(uri) {
         return error(&state, StatusCode::URI_TOO_LONG, "request target too long");
     }
     // The raw segment, decoded here rather than by the router so that
@@ -262,30 +260,45 @@ async fn related(axum::extract::State(state): AppState, uri: Uri, headers: Heade
         Ok(n) => n,
         Err(message) => return error(&state, StatusCode::BAD_REQUEST, message),
     };
-    let related = release.feed.similar(&title, limit);
-    let body = serde_json::to_vec(&List {
-        title: &title,
-        related,
-    })
-    .unwrap_or_default();
-    if related.is_empty() {
-        state
-            .counters
-            .unknown_titles
-            .fetch_add(1, Ordering::Relaxed);
-        return (
-            StatusCode::NOT_FOUND,
-            [
-                (header::CONTENT_TYPE, HeaderValue::from_static(JSON)),
-                (header::CACHE_CONTROL, state.cache_control.clone()),
-            ],
-            body,
-        )
-            .into_response();
-    }
+    // The whole list was serialized when the release was loaded; a limit
+    // below its length cuts it here.
+    let (body, etag) = match release.lists.get(title.as_ref()) {
+        Some(whole) if limit >= release.feed.similar(&title, max).len() => {
+            (whole.clone(), release.lists_etag.clone())
+        }
+        Some(_) => {
+            let list = List {
+                title: &title,
+                related: release.feed.similar(&title, limit),
+            };
+            (
+                serde_json::to_vec(&list).unwrap_or_default().into(),
+                etag_value(&format!("\"{}-{limit}\"", release.id)),
+            )
+        }
+        None => {
+            state
+                .counters
+                .unknown_titles
+                .fetch_add(1, Ordering::Relaxed);
+            let body = serde_json::to_vec(&List {
+                title: &title,
+                related: &[],
+            })
+            .unwrap_or_default();
+            return (
+                StatusCode::NOT_FOUND,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static(JSON)),
+                    (header::CACHE_CONTROL, state.cache_control.clone()),
+                ],
+                body,
+            )
+                .into_response();
+        }
+    };
     state.counters.lists.fetch_add(1, Ordering::Relaxed);
-    let etag = format!("\"{}-{limit}\"", release.id);
-    cached(&state, &headers, &etag, JSON, body)
+    cached(&state, request.headers(), &etag, JSON, body)
 }
 
 #[derive(Serialize)]
@@ -298,7 +311,7 @@ struct IndexBody<'a> {
 
 /// `GET /api/v1/index`: the feed's index, the number of titles with a list
 /// and the release's content hash.
-async fn index(axum::extract::State(state): AppState, headers: HeaderMap) -> Response {
+async fn index(axum::extract::State(state): AppState, request: Request) -> Response {
     count(&state);
     let release = state.release.load();
     let body = serde_json::to_vec(&IndexBody {
@@ -307,18 +320,15 @@ async fn index(axum::extract::State(state): AppState, headers: HeaderMap) -> Res
         release: &release.id,
     })
     .unwrap_or_default();
-    let etag = format!("\"{}\"", release.id);
-    cached(&state, &headers, &etag, JSON, body)
+    let etag = etag_value(&format!("\"{}\"", release.id));
+    cached(&state, request.headers(), &etag, JSON, body)
 }
 
 /// `GET /feed/...`: a file of the live feed, from memory.
-async fn feed_file(
-    axum::extract::State(state): AppState,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn feed_file(axum::extract::State(state): AppState, request: Request) -> Response {
     count(&state);
-    if too_long(&uri) {
+    let uri = request.uri();
+    if too_long(uri) {
         return error(&state, StatusCode::URI_TOO_LONG, "request target too long");
     }
     let raw = uri.path().strip_prefix("/feed/").unwrap_or("");
@@ -329,7 +339,13 @@ async fn feed_file(
     match release.files.get(path.as_ref()) {
         Some(file) => {
             state.counters.files.fetch_add(1, Ordering::Relaxed);
-            cached(&state, &headers, &file.etag, JSON, file.body.clone())
+            cached(
+                &state,
+                request.headers(),
+                &file.etag,
+                JSON,
+                file.body.clone(),
+            )
         }
         // A title without a list has no file (layout `titles`): 404 is the
         // feed's "nothing to recommend".
@@ -394,12 +410,12 @@ fn page_csp() -> (HeaderName, HeaderValue) {
 }
 
 /// `GET /also-borrowed.js`: the catalogue widget.
-async fn widget(axum::extract::State(state): AppState, headers: HeaderMap) -> Response {
+async fn widget(axum::extract::State(state): AppState, request: Request) -> Response {
     count(&state);
     let mut response = cached(
         &state,
-        &headers,
-        concat!("\"widget-", env!("CARGO_PKG_VERSION"), "\""),
+        request.headers(),
+        &HeaderValue::from_static(concat!("\"widget-", env!("CARGO_PKG_VERSION"), "\"")),
         "text/javascript; charset=utf-8",
         WIDGET_JS,
     );
@@ -422,14 +438,10 @@ fn content_type(path: &str) -> &'static str {
 }
 
 /// Anything else: a page from `--pages` (`/` is `index.html`), or 404.
-async fn page(
-    axum::extract::State(state): AppState,
-    method: Method,
-    uri: Uri,
-    headers: HeaderMap,
-) -> Response {
+async fn page(axum::extract::State(state): AppState, request: Request) -> Response {
     count(&state);
-    if too_long(&uri) {
+    let (method, uri, headers) = (request.method(), request.uri(), request.headers());
+    if too_long(uri) {
         return error(&state, StatusCode::URI_TOO_LONG, "request target too long");
     }
     if method != Method::GET && method != Method::HEAD {
@@ -445,7 +457,7 @@ async fn page(
         Some(file) => {
             let mut response = cached(
                 &state,
-                &headers,
+                headers,
                 &file.etag,
                 content_type(&path),
                 file.body.clone(),
@@ -482,12 +494,13 @@ mod tests {
     #[test]
     fn etags_match() {
         let mut h = HeaderMap::new();
-        assert!(!matches(&h, "\"a\""));
+        let tag = |t: &'static str| HeaderValue::from_static(t);
+        assert!(!matches(&h, &tag("\"a\"")));
         h.insert(
             header::IF_NONE_MATCH,
             HeaderValue::from_static("\"b\", W/\"a\""),
         );
-        assert!(matches(&h, "\"a\""));
-        assert!(!matches(&h, "\"c\""));
+        assert!(matches(&h, &tag("\"a\"")));
+        assert!(!matches(&h, &tag("\"c\"")));
     }
 }

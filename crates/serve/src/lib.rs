@@ -203,6 +203,25 @@ impl Server {
     /// Serves until `shutdown` completes, then stops accepting, lets open
     /// requests finish (up to `shutdown_grace`) and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> Result<(), ServeError> {
+        self.run_threads(1, shutdown).await
+    }
+
+    /// As [`run`](Server::run), with `threads` accept loops on the one
+    /// socket: this one on the caller's runtime and `threads - 1` more, each
+    /// on a thread of its own with a single-threaded runtime that also runs
+    /// the connections it accepted.
+    ///
+    /// Why not one multi-threaded runtime: on two cores shared with other
+    /// work, its idle workers search each other's queues before parking and
+    /// hand connections between threads; a thread per core that owns its
+    /// connections, as nginx's workers do, leaves that CPU to the requests
+    /// (benches/RESULTS.md, issue 13). The threads wait on the same
+    /// listening socket, so the least busy one accepts the next connection.
+    pub async fn run_threads(
+        self,
+        threads: usize,
+        shutdown: impl Future<Output = ()>,
+    ) -> Result<(), ServeError> {
         let Server {
             listener,
             state,
@@ -211,22 +230,120 @@ impl Server {
             config,
         } = self;
         let (stop_tx, stop_rx) = watch::channel(false);
+        let (done_tx, done_rx) = watch::channel(false);
         let max = config.max_connections.clamp(1, Semaphore::MAX_PERMITS);
-        let permits = Arc::new(Semaphore::new(max));
+        let acceptor = Acceptor {
+            state: state.clone(),
+            router,
+            tls,
+            limits: Limits {
+                header_timeout: config.header_timeout,
+                lifetime: config.connection_lifetime,
+            },
+            permits: Arc::new(Semaphore::new(max)),
+            stop: stop_rx.clone(),
+        };
+        let (listener, others) = share_listener(listener, threads.saturating_sub(1))?;
+        let mut workers = Vec::with_capacity(others.len());
+        for (i, other) in others.into_iter().enumerate() {
+            let acceptor = acceptor.clone();
+            let mut done = done_rx.clone();
+            let worker = std::thread::Builder::new()
+                .name(format!("serve-{}", i + 1))
+                .spawn(move || -> Result<(), ServeError> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .map_err(ServeError::Runtime)?;
+                    runtime.block_on(async move {
+                        let listener =
+                            TcpListener::from_std(other).map_err(|source| ServeError::Bind {
+                                addr: config.listen,
+                                source,
+                            })?;
+                        acceptor.accept_loop(listener, std::future::pending()).await;
+                        // Keep running this thread's connections until
+                        // every connection has ended or the grace is over.
+                        let _ = done.wait_for(|done| *done).await;
+                        Ok(())
+                    })
+                })
+                .map_err(ServeError::Runtime)?;
+            workers.push(worker);
+        }
         let watcher = tokio::spawn(watch_releases(
-            state.clone(),
+            state,
             config.feed.clone(),
             config.poll_interval,
-            stop_rx.clone(),
+            stop_rx,
         ));
-        let limits = Limits {
-            header_timeout: config.header_timeout,
-            lifetime: config.connection_lifetime,
-        };
+        let permits = acceptor.permits.clone();
+        acceptor.accept_loop(listener, shutdown).await;
+        let _ = stop_tx.send(true);
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        let _ = tokio::time::timeout(config.shutdown_grace, permits.acquire_many(all)).await;
+        let _ = done_tx.send(true);
+        let _ = watcher.await;
+        let joined = tokio::task::spawn_blocking(move || {
+            workers
+                .into_iter()
+                .map(|w| {
+                    w.join().unwrap_or_else(|_| {
+                        Err(ServeError::Task("an accept thread panicked".into()))
+                    })
+                })
+                .collect::<Result<Vec<()>, ServeError>>()
+        })
+        .await
+        .map_err(|e| ServeError::Task(e.to_string()))?;
+        joined.map(drop)
+    }
+}
+
+/// The listening socket and `extra` more handles to it, for accept loops
+/// on other runtimes.
+fn share_listener(
+    listener: TcpListener,
+    extra: usize,
+) -> Result<(TcpListener, Vec<std::net::TcpListener>), ServeError> {
+    if extra == 0 {
+        return Ok((listener, Vec::new()));
+    }
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+        source,
+    })?;
+    let bind = |source| ServeError::Bind { addr, source };
+    // `into_std` leaves the socket non-blocking, as every handle needs it.
+    let std = listener.into_std().map_err(bind)?;
+    let others = (0..extra)
+        .map(|_| std.try_clone().map_err(bind))
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok((TcpListener::from_std(std).map_err(bind)?, others))
+}
+
+/// What every accept loop shares: the state, the routes, TLS, the limits,
+/// the connection permits and the stop signal.
+#[derive(Clone)]
+struct Acceptor {
+    state: Arc<State>,
+    router: Router,
+    tls: Option<TlsAcceptor>,
+    limits: Limits,
+    permits: Arc<Semaphore>,
+    stop: watch::Receiver<bool>,
+}
+
+impl Acceptor {
+    /// Accepts connections until `shutdown` completes or the stop signal
+    /// comes, each served on this runtime.
+    async fn accept_loop(&self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
+        let mut stop = self.stop.clone();
         loop {
             let accepted = tokio::select! {
                 () = &mut shutdown => break,
+                _ = stop.wait_for(|stopped| *stopped) => break,
                 accepted = listener.accept() => accepted,
             };
             // The peer address is dropped here: nothing below can log it.
@@ -240,17 +357,22 @@ impl Server {
                 }
             };
             let _ = stream.set_nodelay(true);
-            match permits.clone().try_acquire_owned() {
+            match self.permits.clone().try_acquire_owned() {
                 Ok(permit) => {
-                    let conn =
-                        connection(stream, router.clone(), tls.clone(), limits, stop_rx.clone());
+                    let conn = connection(
+                        stream,
+                        self.router.clone(),
+                        self.tls.clone(),
+                        self.limits,
+                        self.stop.clone(),
+                    );
                     tokio::spawn(async move {
                         conn.await;
                         drop(permit);
                     });
                 }
                 Err(_) => {
-                    state
+                    self.state
                         .counters
                         .refused_connections
                         .fetch_add(1, Ordering::Relaxed);
@@ -258,32 +380,29 @@ impl Server {
                 }
             }
         }
-        drop(listener);
-        let _ = stop_tx.send(true);
-        let all = u32::try_from(max).unwrap_or(u32::MAX);
-        let _ = tokio::time::timeout(config.shutdown_grace, permits.acquire_many(all)).await;
-        let _ = watcher.await;
-        Ok(())
     }
 }
 
-/// Builds a runtime with `threads` workers (default: one per core), serves
-/// `config` until SIGTERM or SIGINT, and returns after a graceful shutdown.
-/// `ready` is called once the socket is bound.
+/// Serves `config` with `threads` accept threads (default: one per core),
+/// each with a single-threaded runtime, until SIGTERM or SIGINT, and returns
+/// after a graceful shutdown. `ready` is called once the socket is bound.
 pub fn run(
     config: Config,
     threads: Option<usize>,
     ready: impl FnOnce(&Server),
 ) -> Result<(), ServeError> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = threads {
-        builder.worker_threads(n.max(1));
-    }
-    let runtime = builder.enable_all().build().map_err(ServeError::Runtime)?;
+    let threads = threads
+        .or_else(|| std::thread::available_parallelism().ok().map(usize::from))
+        .unwrap_or(1)
+        .max(1);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(ServeError::Runtime)?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
         ready(&server);
-        server.run(shutdown_signal()).await
+        server.run_threads(threads, shutdown_signal()).await
     })
 }
 

@@ -10,6 +10,8 @@ use alsoborrowed_feed::{
     CURRENT_LINK, FEED_DIR, Feed, FeedError, INDEX_FILE, SHARDS_DIR, TITLES_DIR,
 };
 use axum::body::Bytes;
+use axum::http::HeaderValue;
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 /// Largest feed file read into memory (a shard is about 25 KB; a title file
@@ -21,7 +23,14 @@ pub const MAX_FILE_BYTES: u64 = 16 << 20;
 #[derive(Debug)]
 pub(crate) struct StaticFile {
     pub(crate) body: Bytes,
-    pub(crate) etag: String,
+    pub(crate) etag: HeaderValue,
+}
+
+/// The API's answer for a title, `{"title":…,"related":[…]}`.
+#[derive(Serialize)]
+pub(crate) struct List<'a> {
+    pub(crate) title: &'a str,
+    pub(crate) related: &'a [String],
 }
 
 /// A loaded release: the feed, its files and a short content hash.
@@ -32,6 +41,13 @@ pub struct Release {
     pub(crate) id: String,
     /// Keyed by the path below the feed directory, e.g. `shards/c00.json`.
     pub(crate) files: HashMap<String, StaticFile>,
+    /// Every title's whole list as the API's JSON body, serialized once
+    /// here: the common request (no smaller `limit`) is one lookup and a
+    /// reference-counted clone, with no serializing or allocating. It costs
+    /// about the size of the feed's files again in memory.
+    pub(crate) lists: HashMap<Box<str>, Bytes>,
+    /// The entity tag of those whole lists, `"<id>-<max_related>"`.
+    pub(crate) lists_etag: HeaderValue,
 }
 
 impl Release {
@@ -80,7 +96,27 @@ impl Release {
             hasher.update(files[name].etag.as_bytes());
         }
         let id = hex16(&hasher.finalize());
-        Ok(Release { feed, id, files })
+        let max = feed.index().max_related as usize;
+        let lists = feed
+            .titles()
+            .map(|title| {
+                let list = List {
+                    title,
+                    related: feed.similar(title, max),
+                };
+                // Serializing strings into a Vec cannot fail.
+                let body = serde_json::to_vec(&list).unwrap_or_default();
+                (Box::from(title), Bytes::from(body))
+            })
+            .collect();
+        let lists_etag = etag_value(&format!("\"{id}-{max}\""));
+        Ok(Release {
+            feed,
+            id,
+            files,
+            lists,
+            lists_etag,
+        })
     }
 
     /// The feed of this release.
@@ -108,11 +144,17 @@ pub(crate) fn read_file(path: &Path) -> Result<StaticFile, FeedError> {
         )));
     }
     let body = std::fs::read(path).map_err(io)?;
-    let etag = format!("\"{}\"", hex16(&Sha256::digest(&body)));
+    let etag = etag_value(&format!("\"{}\"", hex16(&Sha256::digest(&body))));
     Ok(StaticFile {
         body: Bytes::from(body),
         etag,
     })
+}
+
+/// An entity tag as a header value; ours are quoted hex digits and digits,
+/// always valid.
+pub(crate) fn etag_value(tag: &str) -> HeaderValue {
+    HeaderValue::from_str(tag).unwrap_or(HeaderValue::from_static("\"\""))
 }
 
 fn hex16(digest: &[u8]) -> String {

@@ -133,7 +133,9 @@ impl Running {
     }
 }
 
-/// Starts a server for `feed` on 127.0.0.1:0.
+/// Starts a server for `feed` on 127.0.0.1:0, with three accept loops (this
+/// runtime's and two threads of their own), as `serve` runs on a machine
+/// with cores to spare: every test also covers the shared socket.
 pub async fn start(feed: &Path, configure: impl FnOnce(&mut serve::Config)) -> Running {
     let mut config = serve::Config::new(feed.to_path_buf(), "127.0.0.1:0".parse().unwrap());
     config.shutdown_grace = std::time::Duration::from_secs(2);
@@ -141,7 +143,7 @@ pub async fn start(feed: &Path, configure: impl FnOnce(&mut serve::Config)) -> R
     let server = serve::Server::bind(config).await.unwrap();
     let addr = server.local_addr();
     let (stop, rx) = tokio::sync::oneshot::channel();
-    let task = tokio::spawn(server.run(async {
+    let task = tokio::spawn(server.run_threads(3, async {
         let _ = rx.await;
     }));
     Running { addr, stop, task }
