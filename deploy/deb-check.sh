@@ -15,6 +15,8 @@ fi
 missing=()
 command -v man > /dev/null || missing+=(man-db)
 command -v systemd-analyze > /dev/null || missing+=(systemd)
+# dpkg-dev: dpkg-shlibdeps, for the package's automatic libc dependency.
+command -v dpkg-shlibdeps > /dev/null || missing+=(dpkg-dev)
 if [ ${#missing[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" > /dev/null

@@ -1,7 +1,8 @@
 //! The `alsoborrowed` command: the cron-friendly front end of every stage.
 //!
 //! Exit codes (documented in `docs/operations.md`): 0 success, 1 failure, 2 usage
-//! error, 3 another run holds the lock, 4 the privacy check refused to publish.
+//! error, 3 another run holds the lock, 4 the privacy check refused to publish,
+//! 5 some batches were quarantined, 6 nothing published yet (`verify`).
 //! Messages never carry a borrower id, a pseudonym or key material: the library
 //! crates' errors are built that way and this binary adds only file names and
 //! stage names as context.
