@@ -175,7 +175,7 @@ pub(crate) fn plain_io_fix(err: &anyhow::Error) -> Option<String> {
         .find_map(|c| c.downcast_ref::<std::io::Error>())?;
     match io.kind() {
         ErrorKind::PermissionDenied => Some(
-            "let the user running alsoborrowed write the directory named above (owner and mode), or change the pipeline file's path"
+            "give the user running alsoborrowed access to the path named above (owner and mode), or change that path in the pipeline file"
                 .to_owned(),
         ),
         ErrorKind::NotADirectory => Some(
@@ -227,7 +227,7 @@ mod tests {
         assert!(
             plain_io_fix(&e)
                 .unwrap()
-                .starts_with("let the user running alsoborrowed write")
+                .starts_with("give the user running alsoborrowed access")
         );
     }
 

@@ -195,7 +195,7 @@ fn an_unwritable_export_directory_says_to_give_write_permission() {
     edit_pipeline(&s, "path = \"published\"", "path = \"www/published\"");
     let o = s.run("run", &[]);
     std::fs::set_permissions(&parent, std::fs::Permissions::from_mode(0o755)).unwrap();
-    fails_with_fix(&o, 1, "; fix: let the user running alsoborrowed write");
+    fails_with_fix(&o, 1, "; fix: give the user running alsoborrowed access");
 }
 
 #[test]
