@@ -1,8 +1,21 @@
 # Recipes for people and CI alike. `just --list` shows them.
 
+# Install the `alsoborrowed` binary into ~/.cargo/bin (the README's first command).
+install:
+    cargo install --locked --path crates/cli
+
 # Run the whole job (extract, ingest, export) on the committed demo data.
 demo:
     cargo run --release -- run --pipeline pipelines/demo.toml
+
+# The Debian package (binary, man pages, completions, systemd units, example
+# pipelines) in target/debian/. Needs `cargo install cargo-deb --version 3.8.0 --locked`.
+deb:
+    bash deploy/deb.sh
+
+# Build the package, install it with dpkg (root) and check the installed files and units, as CI does.
+deb-check:
+    bash deploy/deb-check.sh
 
 # The test suite (the README's test command).
 test:

@@ -36,19 +36,24 @@ impl Context {
         !self.quiet && std::io::stderr().is_terminal()
     }
 
-    /// A spinner on stderr while `f` runs, when interactive.
+    /// A spinner on stderr while `f` runs, when interactive
+    /// (crate::progress), then `<label>: done in X s` unless quiet.
     pub fn stage<T>(&self, label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
-        let bar = self.interactive().then(|| {
-            let bar = indicatif::ProgressBar::new_spinner();
-            bar.set_message(label.to_owned());
-            bar.enable_steady_tick(std::time::Duration::from_millis(120));
-            bar
-        });
+        self.stage_with(label, None, f)
+    }
+
+    /// [`Context::stage`] with what is known of the stage's size (the
+    /// input's bytes, "batch 2 of 5") beside the spinner.
+    pub fn stage_with<T>(
+        &self,
+        label: &str,
+        detail: Option<&str>,
+        f: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        let progress = crate::progress::Progress::spinner(self.interactive(), label, detail);
         let started = std::time::Instant::now();
         let out = f();
-        if let Some(bar) = bar {
-            bar.finish_and_clear();
-        }
+        drop(progress);
         if out.is_ok() && !self.quiet {
             eprintln!("{label}: done in {:.2} s", started.elapsed().as_secs_f64());
         }
@@ -125,6 +130,17 @@ pub(crate) struct QuarantinedBatches {
     pub dir: String,
 }
 
+/// Marker for "nothing published yet" (exit code 6): `verify` before the
+/// first export.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "nothing published yet: {export} has no release; run `alsoborrowed export --pipeline {pipeline}` (or `run`) first"
+)]
+pub(crate) struct NothingPublished {
+    pub export: String,
+    pub pipeline: String,
+}
+
 /// Marker for "the privacy check refused to publish" (exit code 4).
 #[derive(Debug, thiserror::Error)]
 #[error("privacy check failed: {0}")]
@@ -144,6 +160,14 @@ pub(crate) fn exit_code(err: &anyhow::Error) -> u8 {
         }
         if cause.downcast_ref::<QuarantinedBatches>().is_some() {
             return 5;
+        }
+        if cause.downcast_ref::<NothingPublished>().is_some()
+            || matches!(
+                cause.downcast_ref::<publish::PublishError>(),
+                Some(publish::PublishError::NoRelease { .. })
+            )
+        {
+            return 6;
         }
         if let Some(publish::PublishError::CheckFailed { .. }) =
             cause.downcast_ref::<publish::PublishError>()

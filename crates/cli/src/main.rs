@@ -1,15 +1,20 @@
 //! The `alsoborrowed` command: the cron-friendly front end of every stage.
 //!
 //! Exit codes (documented in `docs/operations.md`): 0 success, 1 failure, 2 usage
-//! error, 3 another run holds the lock, 4 the privacy check refused to publish.
+//! error, 3 another run holds the lock, 4 the privacy check refused to publish,
+//! 5 some batches were quarantined, 6 nothing published yet (`verify`).
 //! Messages never carry a borrower id, a pseudonym or key material: the library
 //! crates' errors are built that way and this binary adds only file names and
 //! stage names as context.
 
+mod assets;
 mod commands;
 mod context;
+mod fixes;
+mod help;
 mod links;
 mod lock;
+mod progress;
 mod refusals;
 
 // mimalloc instead of glibc's malloc: `run` on 10M loans took 8.7-9.6 s of
@@ -25,7 +30,14 @@ use clap::{Args, Parser, Subcommand};
 
 /// Borrowers who borrowed this also borrowed: privacy-preserving recommendations for libraries.
 #[derive(Parser)]
-#[command(name = "alsoborrowed", version, about, max_term_width = 100)]
+#[command(
+    name = "alsoborrowed",
+    version,
+    about,
+    long_about = help::ABOUT_LONG,
+    after_long_help = help::MAIN_EXAMPLES,
+    max_term_width = 100
+)]
 struct Cli {
     #[command(flatten)]
     global: GlobalArgs,
@@ -50,25 +62,34 @@ pub(crate) struct GlobalArgs {
 #[derive(Subcommand)]
 enum Command {
     /// Create or inspect key files.
-    #[command(subcommand)]
+    #[command(subcommand, long_about = help::KEY_LONG, after_long_help = help::KEY_EXAMPLES)]
     Key(KeyCommand),
     /// Pseudonymize a loans file or ILS database query and write a sealed batch for the mining side.
+    #[command(long_about = help::EXTRACT_LONG, after_long_help = help::EXTRACT_EXAMPLES)]
     Extract(PipelineArgs),
     /// Open sealed batches from the inbox and add them to the store.
+    #[command(long_about = help::INGEST_LONG, after_long_help = help::INGEST_EXAMPLES)]
     Ingest(PipelineArgs),
     /// Show what the store holds, without any personal data.
+    #[command(long_about = help::STATUS_LONG, after_long_help = help::STATUS_EXAMPLES)]
     Status(PipelineArgs),
     /// Compute related titles for the scoring window and print a summary (publishes nothing).
+    #[command(long_about = help::BUILD_LONG, after_long_help = help::BUILD_EXAMPLES)]
     Build(PipelineArgs),
     /// Compute related titles, check them and publish the feed atomically.
+    #[command(long_about = help::EXPORT_LONG, after_long_help = help::EXPORT_EXAMPLES)]
     Export(PipelineArgs),
     /// Audit the published output against the store and the keys.
+    #[command(long_about = help::VERIFY_LONG, after_long_help = help::VERIFY_EXAMPLES)]
     Verify(PipelineArgs),
     /// Extract, ingest and export in one go (for cron).
+    #[command(long_about = help::RUN_LONG, after_long_help = help::RUN_EXAMPLES)]
     Run(PipelineArgs),
     /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
+    #[command(long_about = help::GENERATE_LONG, after_long_help = help::GENERATE_EXAMPLES)]
     Generate(commands::generate::GenerateArgs),
     /// Serve the live feed over HTTP(S): a title's list as JSON, the static files, health (no tracking).
+    #[command(long_about = help::SERVE_LONG, after_long_help = help::SERVE_EXAMPLES)]
     Serve(commands::serve::ServeArgs),
 }
 
@@ -113,6 +134,10 @@ fn one_line(err: &anyhow::Error) -> String {
 }
 
 fn main() -> ExitCode {
+    // Packaging only, outside clap so that neither help nor the completions show it.
+    if let Some(code) = assets::main_if_asked() {
+        return code;
+    }
     let cli = Cli::parse();
     if let Some(n) = cli.global.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()
@@ -139,7 +164,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("error: {}", one_line(&err));
+            // One line: what failed, then (for the common mistakes) what to change.
+            match fixes::fix(&err).or_else(|| fixes::plain_io_fix(&err)) {
+                Some(fix) => eprintln!("error: {}; fix: {fix}", one_line(&err)),
+                None => eprintln!("error: {}", one_line(&err)),
+            }
             ExitCode::from(context::exit_code(&err))
         }
     }

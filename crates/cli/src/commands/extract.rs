@@ -52,7 +52,8 @@ pub(crate) fn extract_to_outbox(
         input,
         today: ctx.today,
     };
-    let extraction = ctx.stage("extract", || {
+    let size = crate::progress::file_size(input.unwrap_or(&p.source.path));
+    let extraction = ctx.stage_with("extract", size.as_deref(), || {
         Ok(match ids {
             Some(f) => extract::extract_and_lend(&source_input, &pseudonymizer, &mut |lent| {
                 add_borrower_ids(f, lent)

@@ -67,7 +67,16 @@ pub(crate) fn ingest_inbox(
     let had_fresh = fresh.is_some();
     if let Some(Fresh { meta, loans }) = fresh {
         // Extracted by this very process: nothing to read or decrypt.
-        match ingest_one(ctx, p, store, lock, &meta, &loans, "the extracted batch") {
+        match ingest_one(
+            ctx,
+            p,
+            store,
+            lock,
+            &meta,
+            &loans,
+            "the extracted batch",
+            None,
+        ) {
             Ok(()) => {}
             Err(Failure::Batch(reason)) => anyhow::bail!("the extracted batch: {reason}"),
             Err(Failure::Fatal(e)) => return Err(e),
@@ -82,8 +91,11 @@ pub(crate) fn ingest_inbox(
         quarantined: 0,
         dir: stages::quarantine_dir(p),
     };
-    for path in batches {
-        match ingest_file(ctx, p, store, lock, &transfer, &path) {
+    let total = batches.len();
+    for (i, path) in batches.into_iter().enumerate() {
+        // For the spinner: a count, never the file's name (it holds the batch id).
+        let progress = format!("batch {} of {total}", i + 1);
+        match ingest_file(ctx, p, store, lock, &transfer, &path, &progress) {
             Ok(()) => std::fs::remove_file(&path)
                 .with_context(|| format!("removing ingested batch {}", path.display()))?,
             Err(Failure::Batch(reason)) => {
@@ -110,17 +122,22 @@ fn ingest_file(
     lock: &StoreLock,
     transfer: &keys::SecretKey,
     path: &Path,
+    progress: &str,
 ) -> Result<(), Failure> {
     // Reads the header first: a junk file is refused by its length before
     // its body is read; a valid one is read once and decrypted in place.
     let (meta, loans) =
         batch::open_file(path, transfer).map_err(|e| Failure::Batch(e.to_string()))?;
     let what = format!("batch {}", path.display());
-    ingest_one(ctx, p, store, lock, &meta, &loans, &what)
+    ingest_one(ctx, p, store, lock, &meta, &loans, &what, Some(progress))
 }
 
 /// Ingests one batch's loans and starts the four-week clock of its link
 /// record; `what` names the batch in errors.
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the store, its lock and the batch's parts, each needed once"
+)]
 fn ingest_one(
     ctx: &Context,
     p: &Pipeline,
@@ -129,6 +146,7 @@ fn ingest_one(
     meta: &batch::BatchMeta,
     loans: &loans::Loans,
     what: &str,
+    progress: Option<&str>,
 ) -> Result<(), Failure> {
     let fatal = Failure::Fatal;
     let oldest_kept = ctx.oldest_kept(p).map_err(fatal)?;
@@ -155,7 +173,7 @@ fn ingest_one(
         pseudonym_key: meta.pseudonym_key.to_string(),
         rows: meta.rows,
     };
-    let outcome = ctx.stage("ingest", || {
+    let outcome = ctx.stage_with("ingest", progress, || {
         Ok(store.ingest(lock, &record, loans, oldest_kept))
     });
     let outcome = match outcome.map_err(fatal)? {

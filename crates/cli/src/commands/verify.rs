@@ -5,14 +5,16 @@ use loans::LoanMonth;
 
 use crate::PipelineArgs;
 use crate::commands::stages::{forbidden, open_store, scan_months};
-use crate::context::{Context, Refused, load_pipeline};
+use crate::context::{Context, NothingPublished, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
-    let store = open_store(&p)?;
+    // Before the store is opened: a verify before the first export must not
+    // create an empty store as a side effect.
     // Recount over the months the live release covers, which after a month
     // boundary differ from the window the next export will use.
-    let (first, last) = published_window(&p)?;
+    let (first, last) = published_window(&p, &args.pipeline)?;
+    let store = open_store(&p)?;
     let loans = scan_months(ctx, &store, first, last)?;
     let f = forbidden(ctx, &p, args.input.as_deref(), None, &loans)?;
     let report = publish::verify(&p.export.path, &loans, p.engine.min_support, &f)
@@ -26,14 +28,17 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
 }
 
 /// The window recorded in the live release's private `release.json`.
-fn published_window(p: &pipeline::Pipeline) -> Result<(LoanMonth, LoanMonth)> {
+fn published_window(
+    p: &pipeline::Pipeline,
+    pipeline: &std::path::Path,
+) -> Result<(LoanMonth, LoanMonth)> {
     use alsoborrowed_feed::CURRENT_LINK;
     let current = p.export.path.join(CURRENT_LINK);
     if std::fs::symlink_metadata(&current).is_err() {
-        return Err(Refused(format!(
-            "nothing published yet: {} does not exist; run `alsoborrowed export` (or `run`) first",
-            current.display()
-        ))
+        return Err(NothingPublished {
+            export: p.export.path.display().to_string(),
+            pipeline: pipeline.display().to_string(),
+        }
         .into());
     }
     let path = current.join(publish::RELEASE_MANIFEST);

@@ -7,6 +7,7 @@ mod four_weeks;
 mod ils_presets;
 mod issue12;
 mod keys_cmd;
+mod operator;
 mod pipeline_run;
 mod real_exports;
 mod serve_cmd;
