@@ -66,6 +66,8 @@ enum Command {
     Verify(PipelineArgs),
     /// Extract, ingest and export in one go (for cron).
     Run(PipelineArgs),
+    /// Check a pipeline before its first run (keys, directories, first rows); writes nothing.
+    Check(PipelineArgs),
     /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
     Generate(commands::generate::GenerateArgs),
     /// Serve the live feed over HTTP(S): a title's list as JSON, the static files, health (no tracking).
@@ -133,6 +135,7 @@ fn main() -> ExitCode {
         Command::Export(a) => commands::export::run(&ctx, &a),
         Command::Verify(a) => commands::verify::run(&ctx, &a),
         Command::Run(a) => commands::run::run(&ctx, &a),
+        Command::Check(a) => commands::check::run(&ctx, &a),
         Command::Generate(a) => commands::generate::run(&ctx, &a),
         Command::Serve(a) => commands::serve::run(&ctx, &a, cli.global.threads),
     };
