@@ -596,8 +596,20 @@ impl Accumulator {
             shape.count += 1;
         }
         s.id_shapes = shapes.into_values().collect();
+        // Only fields that read as dates are shown: a date column mapped
+        // to the wrong column must not print its values.
+        let detected = detect_date_format(self.dates.iter().map(String::as_str));
+        let known = detected
+            .as_ref()
+            .map(|d| DateParser::new(d.format.setting, jiff::tz::TimeZone::UTC));
         for d in &self.dates {
-            if s.example_dates.len() < 3 && !s.example_dates.contains(d) {
+            let is_date = self.parser.parse(d).is_some()
+                || known.as_ref().is_some_and(|k| k.parse(d).is_some());
+            if s.example_dates.len() < 3
+                && is_date
+                && !ids.contains(d.as_str())
+                && !s.example_dates.contains(d)
+            {
                 s.example_dates.push(d.clone());
             }
         }
@@ -607,7 +619,7 @@ impl Accumulator {
             .iter()
             .filter(|d| self.parser.parse(d).is_some())
             .count();
-        s.date_detection = detect_date_format(self.dates.iter().map(String::as_str));
+        s.date_detection = detected;
     }
 }
 
@@ -819,6 +831,55 @@ mod tests {
         assert_eq!(IdKind::of("U1"), IdKind::LettersAndDigits);
         assert_eq!(IdKind::of("A"), IdKind::Letters);
         assert_eq!(IdKind::of("card-1"), IdKind::Mixed);
+    }
+
+    #[test]
+    fn a_sample_shows_shapes_titles_and_dates_but_no_borrower_id() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("loans.csv");
+        let mut text = String::from("borrower_id,title_id,loan_date\n");
+        // Ids of every shape; borrower 7 is also a title id; a row of the
+        // wrong width and one without a date.
+        for (i, id) in ["1", "7", "4711", "A", "U1", "CARD00012345"]
+            .iter()
+            .enumerate()
+        {
+            text.push_str(&format!("{id},Bog {i},0{}.05.2024\n", i + 1));
+        }
+        text.push_str("u1,7,01.06.2024\nA,Bog 1\n5000,Bog 2,\n");
+        std::fs::write(&path, &text).unwrap();
+        let src = source("date_format = \"%d.%m.%Y\"");
+        let input = ExtractInput {
+            source: &src,
+            works: None,
+            input: Some(&path),
+            today: jiff::civil::date(2024, 6, 15),
+        };
+        let s = sample(&input, SAMPLE_ROWS).unwrap().unwrap();
+        assert!(s.whole_file);
+        assert_eq!((s.rows, s.wrong_width, s.empty_fields), (9, 1, 1));
+        assert_eq!(s.distinct_borrowers, 7);
+        assert_eq!(s.ids_as_titles, 1);
+        assert_eq!(s.example_titles, ["Bog 0", "Bog 1", "Bog 2"]);
+        assert_eq!(s.example_dates, ["01.05.2024", "02.05.2024", "03.05.2024"]);
+        assert_eq!((s.dates_parsed, s.dates_total), (7, 7));
+        let shapes: Vec<String> = s.id_shapes.iter().map(ToString::to_string).collect();
+        assert_eq!(
+            shapes,
+            [
+                "digits, 1-4 chars (4 ids)",
+                "letters, 1 chars (1 ids)",
+                "letters and digits, 2-12 chars (2 ids)"
+            ]
+        );
+        let shown = format!("{s:?}").replace(&path.display().to_string(), "PATH");
+        for id in ["4711", "CARD00012345", "U1", "5000"] {
+            assert!(!shown.contains(id), "{id} in {shown}");
+        }
+        // Only the first rows are read when asked.
+        let s = sample(&input, 2).unwrap().unwrap();
+        assert_eq!(s.rows, 2);
+        assert!(!s.whole_file);
     }
 
     /// A date rendered in one of the known formats.

@@ -511,10 +511,14 @@ fn report_sample(r: &mut Report, p: &Pipeline, s: &extract::Sample) {
         s.example_titles.join(", ")
     ));
     r.ok(format!(
-        "columns: loan_date = {:?}{}: e.g. {}",
+        "columns: loan_date = {:?}{}: {}",
         c.loan_date,
         position(&c.loan_date),
-        s.example_dates.join(", ")
+        if s.example_dates.is_empty() {
+            "no field reads as a date, so none is shown".to_owned()
+        } else {
+            format!("e.g. {}", s.example_dates.join(", "))
+        }
     ));
     // Dates.
     if s.dates_total == 0 {
