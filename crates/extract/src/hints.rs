@@ -456,6 +456,8 @@ pub struct Sample {
     pub ids_as_titles: u64,
     /// Rows with an empty borrower id, title or date.
     pub empty_fields: u64,
+    /// Dates that parse but are after today (rejected by extract).
+    pub future_dates: u64,
 }
 
 impl Sample {
@@ -508,7 +510,7 @@ pub fn sample(input: &ExtractInput<'_>, max_rows: usize) -> Result<Option<Sample
         ..Sample::default()
     };
     let source = input.source;
-    let mut acc = Accumulator::new(source);
+    let mut acc = Accumulator::new(source, input.today);
     match source.format {
         Format::Ndjson => {
             s.encoding_fix = (!is_utf8(raw_sample)).then_some(Encoding::Windows1252);
@@ -537,16 +539,18 @@ struct Accumulator {
     titles: Vec<String>,
     dates: Vec<String>,
     parser: DateParser,
+    today: jiff::civil::Date,
     empty: u64,
 }
 
 impl Accumulator {
-    fn new(source: &Source) -> Self {
+    fn new(source: &Source, today: jiff::civil::Date) -> Self {
         Accumulator {
             borrowers: Zeroizing::new(Vec::new()),
             titles: Vec::new(),
             dates: Vec::new(),
             parser: DateParser::new(&source.date_format, source.time_zone()),
+            today,
             empty: 0,
         }
     }
@@ -614,11 +618,13 @@ impl Accumulator {
             }
         }
         s.dates_total = self.dates.len();
-        s.dates_parsed = self
+        let days: Vec<jiff::civil::Date> = self
             .dates
             .iter()
-            .filter(|d| self.parser.parse(d).is_some())
-            .count();
+            .filter_map(|d| self.parser.parse(d))
+            .collect();
+        s.dates_parsed = days.len();
+        s.future_dates = days.iter().filter(|&&d| d > self.today).count() as u64;
         s.date_detection = detected;
     }
 }
@@ -863,6 +869,7 @@ mod tests {
         assert_eq!(s.example_titles, ["Bog 0", "Bog 1", "Bog 2"]);
         assert_eq!(s.example_dates, ["01.05.2024", "02.05.2024", "03.05.2024"]);
         assert_eq!((s.dates_parsed, s.dates_total), (7, 7));
+        assert_eq!(s.future_dates, 0);
         let shapes: Vec<String> = s.id_shapes.iter().map(ToString::to_string).collect();
         assert_eq!(
             shapes,
@@ -876,6 +883,14 @@ mod tests {
         for id in ["4711", "CARD00012345", "U1", "5000"] {
             assert!(!shown.contains(id), "{id} in {shown}");
         }
+        let later = ExtractInput {
+            today: jiff::civil::date(2024, 5, 2),
+            ..input
+        };
+        assert_eq!(
+            sample(&later, SAMPLE_ROWS).unwrap().unwrap().future_dates,
+            5
+        );
         // Only the first rows are read when asked.
         let s = sample(&input, 2).unwrap().unwrap();
         assert_eq!(s.rows, 2);

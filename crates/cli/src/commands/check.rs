@@ -422,7 +422,7 @@ fn check_source(r: &mut Report, ctx: &Context, p: &Pipeline, input: Option<&Path
             return;
         }
     };
-    report_sample(r, p, &sample);
+    report_sample(r, p, &sample, ctx.today);
 }
 
 fn format_name(f: Format) -> &'static str {
@@ -438,7 +438,7 @@ fn format_name(f: Format) -> &'static str {
 }
 
 /// The lines describing the sampled rows.
-fn report_sample(r: &mut Report, p: &Pipeline, s: &extract::Sample) {
+fn report_sample(r: &mut Report, p: &Pipeline, s: &extract::Sample, today: jiff::civil::Date) {
     let src = &p.source;
     let scope = if s.whole_file {
         format!("all {} rows", s.rows)
@@ -559,6 +559,13 @@ fn report_sample(r: &mut Report, p: &Pipeline, s: &extract::Sample) {
         r.warn(format!(
             "rows: {} of the sampled rows lack a borrower id, title or date (they are rejected)",
             s.empty_fields
+        ));
+    }
+    if s.future_dates > 0 {
+        r.warn(format!(
+            "dates: {} of the sampled dates are after today ({}) and are rejected; is the \
+             clock right, or source.time_zone?",
+            s.future_dates, today
         ));
     }
     if s.ids_as_titles > 0 {

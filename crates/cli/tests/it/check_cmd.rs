@@ -309,3 +309,44 @@ fn a_broken_pipeline_file_is_one_error_line() {
     assert!(t.contains("min_suport"), "{t}");
     assert!(t.contains("docs/configuration.md"), "{t}");
 }
+
+#[test]
+fn a_database_source_is_checked_without_running_the_query() {
+    let sb = Sandbox::new(&repo().join("fixtures/demo/loans.csv"), "");
+    let toml = std::fs::read_to_string(sb.pipeline()).unwrap();
+    let input = repo().join("fixtures/demo/loans.csv");
+    let toml = toml.replace(
+        &format!("path = {:?}", input.to_str().unwrap()),
+        "format = \"postgres\"\nhost = \"127.0.0.1\"\nport = 1\ndatabase = \"evergreen\"\n\
+         user = \"ro\"\npassword_env = \"ALSOBORROWED_CHECK_TEST_UNSET\"\nquery = \"SELECT 1\"",
+    );
+    std::fs::write(sb.pipeline(), toml).unwrap();
+    let (code, t) = check(&sb);
+    assert_eq!(code, Some(1), "{t}");
+    assert!(t.contains("postgres query on 127.0.0.1:1"), "{t}");
+    assert!(
+        t.contains("ALSOBORROWED_CHECK_TEST_UNSET is not set"),
+        "{t}"
+    );
+    assert!(
+        t.contains("error   database server 127.0.0.1:1: no connection"),
+        "{t}"
+    );
+}
+
+#[test]
+fn dates_after_today_are_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = write(
+        dir.path(),
+        "loans.csv",
+        b"borrower_id,title_id,loan_date\nA,t1,2026-10-01\nB,t2,2027-01-01\n",
+    );
+    let sb = Sandbox::new(&input, "");
+    let (code, t) = check(&sb);
+    assert_eq!(code, Some(0), "{t}");
+    assert!(
+        t.contains("warning dates: 1 of the sampled dates are after today (2026-11-22)"),
+        "{t}"
+    );
+}
