@@ -85,6 +85,8 @@ enum Command {
     /// Extract, ingest and export in one go (for cron).
     #[command(long_about = help::RUN_LONG, after_long_help = help::RUN_EXAMPLES)]
     Run(PipelineArgs),
+    /// Check a pipeline before its first run (keys, directories, first rows); writes nothing.
+    Check(PipelineArgs),
     /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
     #[command(long_about = help::GENERATE_LONG, after_long_help = help::GENERATE_EXAMPLES)]
     Generate(commands::generate::GenerateArgs),
@@ -158,6 +160,7 @@ fn main() -> ExitCode {
         Command::Export(a) => commands::export::run(&ctx, &a),
         Command::Verify(a) => commands::verify::run(&ctx, &a),
         Command::Run(a) => commands::run::run(&ctx, &a),
+        Command::Check(a) => commands::check::run(&ctx, &a),
         Command::Generate(a) => commands::generate::run(&ctx, &a),
         Command::Serve(a) => commands::serve::run(&ctx, &a, cli.global.threads),
     };

@@ -30,6 +30,7 @@ mod columnar;
 mod date;
 #[cfg(any(feature = "postgres", feature = "mysql"))]
 mod db;
+mod hints;
 mod interner;
 mod merge;
 mod ndjson;
@@ -51,6 +52,11 @@ use crate::merge::Assembler;
 use crate::parse::{Chunk, CsvRecords, Layout, Sizes};
 use crate::read::{Block, Blocks};
 
+pub use crate::hints::{
+    DateDetection, DateHint, EncodingFix, Hints, IdKind, IdShape, KNOWN_DATE_FORMATS,
+    KnownDateFormat, SAMPLE_ROWS, Sample, date_format_parses, detect_date_format, encoding_fix,
+    header_encoding_fix, sample,
+};
 pub use crate::merge::MAX_LOANS;
 pub use crate::read::MAX_LINE_BYTES;
 
@@ -290,7 +296,12 @@ pub enum ExtractError {
         path: PathBuf,
     },
     /// The header lacks a configured column.
-    #[error("{path}: header lacks column(s) {}; {}", .missing.join(", "), FoundColumns(.found))]
+    #[error(
+        "{path}: header lacks column(s) {}; {}{}",
+        .missing.join(", "),
+        FoundColumns(.found),
+        EncodingNote(.encoding_fix)
+    )]
     HeaderMismatch {
         /// The file.
         path: PathBuf,
@@ -299,6 +310,9 @@ pub enum ExtractError {
         /// The header's names, or `None` when withheld because no configured
         /// name matched: the first line may then be a data row, not a header.
         found: Option<Vec<String>>,
+        /// The encoding under which the header holds every configured
+        /// column, when it is not the configured one.
+        encoding_fix: Option<pipeline::Encoding>,
     },
     /// The csv reader could not read a record.
     #[error("{path}: malformed record at line {line}")]
@@ -309,12 +323,14 @@ pub enum ExtractError {
         line: u64,
     },
     /// Data rows exist but none is valid.
-    #[error("{path}: none of the {} data rows is valid: {}", .report.rows_read, RejectionSummary(&.report.rejected))]
+    #[error("{path}: none of the {} data rows is valid: {}{hints}", .report.rows_read, RejectionSummary(&.report.rejected))]
     NoValidRows {
         /// The file.
         path: PathBuf,
         /// What was rejected and why.
         report: Box<ExtractReport>,
+        /// The encoding or date format that would read the rows.
+        hints: Box<Hints>,
     },
     /// The source's format needs a cargo feature this build lacks.
     #[error("this build cannot read {format} sources; build with the cargo feature {format}")]
@@ -415,6 +431,18 @@ impl fmt::Display for FoundColumns<'_> {
     }
 }
 
+/// `; fix: set source.encoding = ...` when an encoding is named.
+struct EncodingNote<'a>(&'a Option<pipeline::Encoding>);
+
+impl fmt::Display for EncodingNote<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(e) => write!(f, "; {}", EncodingFix(*e)),
+            None => Ok(()),
+        }
+    }
+}
+
 /// What is wrong with a works mapping file.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -467,6 +495,13 @@ pub fn lend_borrower_ids<R>(
     input: &ExtractInput<'_>,
     audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
 ) -> Result<R, ExtractError> {
+    lend_ids(input, audit).map_err(|e| hints::add_hints(input, e))
+}
+
+fn lend_ids<R>(
+    input: &ExtractInput<'_>,
+    audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
+) -> Result<R, ExtractError> {
     if let Some(sink) = read_records(input)? {
         return Ok(sink.lend(audit));
     }
@@ -492,6 +527,14 @@ pub fn extract(
 /// forbid them in its outputs without reading the file twice (see
 /// [`lend_borrower_ids`] for the same purpose on its own).
 pub fn extract_and_lend(
+    input: &ExtractInput<'_>,
+    pseudonymizer: &Pseudonymizer,
+    audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
+) -> Result<Extraction, ExtractError> {
+    extract_inner(input, pseudonymizer, audit).map_err(|e| hints::add_hints(input, e))
+}
+
+fn extract_inner(
     input: &ExtractInput<'_>,
     pseudonymizer: &Pseudonymizer,
     audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
@@ -636,6 +679,7 @@ fn finish(
         return Err(ExtractError::NoValidRows {
             path: path.to_owned(),
             report: Box::new(report),
+            hints: Box::default(),
         });
     }
     Ok((loans, report))
@@ -862,6 +906,7 @@ fn find_columns(
         path: path.to_owned(),
         missing,
         found: any_found.then(|| names.to_vec()),
+        encoding_fix: None,
     })
 }
 

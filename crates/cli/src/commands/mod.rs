@@ -1,5 +1,6 @@
 //! One module per subcommand; `run` composes the others.
 
+pub(crate) mod check;
 pub(crate) mod export;
 pub(crate) mod extract;
 pub(crate) mod generate;

@@ -3,6 +3,7 @@
 
 mod bad_input;
 mod bad_rows;
+mod check_cmd;
 mod four_weeks;
 mod ils_presets;
 mod issue12;
