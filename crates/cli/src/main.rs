@@ -11,6 +11,8 @@ mod context;
 mod links;
 mod lock;
 mod refusals;
+mod report;
+mod runlog;
 
 // mimalloc instead of glibc's malloc: `run` on 10M loans took 8.7-9.6 s of
 // user CPU instead of 10.5-12.1 s (alternating runs, benches/RESULTS.md),
@@ -70,6 +72,8 @@ enum Command {
     Generate(commands::generate::GenerateArgs),
     /// Serve the live feed over HTTP(S): a title's list as JSON, the static files, health (no tracking).
     Serve(commands::serve::ServeArgs),
+    /// Write a self-contained HTML report for the data-protection officer: what is held, for how long, what was published and refused (aggregates only).
+    Report(report::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -122,7 +126,16 @@ fn main() -> ExitCode {
         eprintln!("error: setting up {n} worker threads: {e}");
         return ExitCode::from(1);
     }
-    let ctx = context::Context::new(&cli.global);
+    let mut ctx = context::Context::new(&cli.global);
+    // The run log (runlog.rs) of the commands that change or publish data.
+    let logged = logged_command(&cli.command);
+    if let Some((name, args, _)) = &logged {
+        ctx.log = runlog::RunLog::new(name);
+        if let Ok(p) = pipeline::Pipeline::load(&args.pipeline) {
+            ctx.log.pipeline(&p);
+        }
+    }
+    let side = logged.map(|(_, _, side)| side);
     let result = match cli.command {
         Command::Key(KeyCommand::New { path }) => commands::key::new(&ctx, &path),
         Command::Key(KeyCommand::Fingerprint { path }) => commands::key::fingerprint(&path),
@@ -135,14 +148,38 @@ fn main() -> ExitCode {
         Command::Run(a) => commands::run::run(&ctx, &a),
         Command::Generate(a) => commands::generate::run(&ctx, &a),
         Command::Serve(a) => commands::serve::run(&ctx, &a, cli.global.threads),
+        Command::Report(a) => report::run(&ctx, &a),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(err) => {
-            eprintln!("error: {}", one_line(&err));
-            ExitCode::from(context::exit_code(&err))
+    let (code, reason) = match &result {
+        Ok(()) => (0, None),
+        Err(err) => (context::exit_code(err), Some(one_line(err))),
+    };
+    if let Some(side) = side {
+        ctx.log.finish(ctx.today, side, code, reason.clone());
+    }
+    match reason {
+        None => ExitCode::SUCCESS,
+        Some(line) => {
+            eprintln!("error: {line}");
+            ExitCode::from(code)
         }
     }
+}
+
+/// The commands that write the run log: name, arguments, and the side whose
+/// log gets their closing record.
+fn logged_command(c: &Command) -> Option<(&'static str, PipelineArgs, runlog::Side)> {
+    use runlog::Side::{Extractor, Mining};
+    let (name, a, side) = match c {
+        Command::Extract(a) => ("extract", a, Extractor),
+        Command::Ingest(a) => ("ingest", a, Mining),
+        Command::Build(a) => ("build", a, Mining),
+        Command::Export(a) => ("export", a, Mining),
+        Command::Verify(a) => ("verify", a, Mining),
+        Command::Run(a) => ("run", a, Mining),
+        _ => return None,
+    };
+    Some((name, a.clone(), side))
 }
 
 #[cfg(test)]

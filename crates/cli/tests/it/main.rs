@@ -9,6 +9,7 @@ mod issue12;
 mod keys_cmd;
 mod pipeline_run;
 mod real_exports;
+mod report;
 mod serve_cmd;
 
 use std::collections::BTreeMap;

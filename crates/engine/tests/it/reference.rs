@@ -124,6 +124,8 @@ pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
 
 /// What k and the cap held back, counted the slow, obvious way:
 /// (capped borrowers, capped borrower-title entries, titles below k, pairs below k).
+// Used by the engine's tests only (the cli's tests include this file too).
+#[allow(dead_code)]
 pub fn reference_withheld(loans: &Loans, params: &EngineParams) -> (u64, u64, u64, u64) {
     let mut full: HashMap<Pseudonym, HashSet<u32>> = HashMap::new();
     for (p, &t) in loans.pseudonyms.iter().zip(&loans.titles) {
