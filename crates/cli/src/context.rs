@@ -14,6 +14,8 @@ use crate::GlobalArgs;
 pub(crate) struct Context {
     pub quiet: bool,
     pub today: jiff::civil::Date,
+    /// The run log (`runlog`): stage records, counts and timings.
+    pub log: crate::runlog::RunLog,
 }
 
 impl Context {
@@ -21,6 +23,7 @@ impl Context {
         Context {
             quiet: args.quiet,
             today: args.today.unwrap_or_else(|| jiff::Zoned::now().date()),
+            log: crate::runlog::RunLog::default(),
         }
     }
 
@@ -53,11 +56,30 @@ impl Context {
         let progress = crate::progress::Progress::spinner(self.interactive(), label, detail);
         let started = std::time::Instant::now();
         let out = f();
+        self.log.timed(label, started.elapsed());
         drop(progress);
         if out.is_ok() && !self.quiet {
             eprintln!("{label}: done in {:.2} s", started.elapsed().as_secs_f64());
         }
         out
+    }
+
+    /// Appends a record of `stage` (counts given and gathered, timings
+    /// gathered) to `side`'s run log; never fails the run.
+    pub fn log_stage(
+        &self,
+        side: crate::runlog::Side,
+        stage: &str,
+        started: std::time::Instant,
+        counts: &[(&str, u64)],
+        release: Option<crate::runlog::ReleaseStats>,
+    ) {
+        let mut r = self.log.record(stage, true, started.elapsed());
+        for &(k, v) in counts {
+            r.counts.insert(k.to_owned(), v);
+        }
+        r.release = release;
+        self.log.write(self.today, side, r);
     }
 
     /// The month containing today.

@@ -134,6 +134,36 @@ Examples:
   alsoborrowed serve --feed /var/www/alsoborrowed --listen 127.0.0.1:8080 --cors-origin https://catalogue.example
   alsoborrowed serve --feed /var/www/alsoborrowed --listen [::]:443 --tls-cert fullchain.pem --tls-key privkey.pem";
 
+pub(crate) const CHECK_LONG: &str = "\
+Check a pipeline before its first run (keys, directories, first rows); writes nothing.
+
+Validates the pipeline file, the key files (present or created on first use, owner-only, two \
+different keys, the pseudonym key outside the mining side's directories) and the directories, then \
+reads the first 1,000 rows of the input: shows the column mapping with example titles and dates \
+(borrower ids only by their shape), names the `source.encoding` or `source.date_format` that \
+would read the file when the configured one does not, warns when borrower ids are also title ids, \
+and estimates the run's time and peak memory. Takes no lock and writes nothing. Exit 0 when a \
+run would work, 1 when a check failed (each failure has its fix on its own line).";
+pub(crate) const CHECK_EXAMPLES: &str = "\
+Examples:
+  alsoborrowed check --pipeline pipelines/demo.toml
+  alsoborrowed check --pipeline /etc/alsoborrowed/library.toml   (before enabling the timer)
+  alsoborrowed check --today 2026-12-01 --pipeline koha-file.toml";
+
+pub(crate) const REPORT_LONG: &str = "\
+Write a self-contained HTML report for the data-protection officer: what is held, for how long, \
+what was published and refused (aggregates only).
+
+One HTML file (mode 0600) with inline styles and charts and nothing loaded from anywhere: loans \
+and distinct borrowers per month in the store and the day each month is deleted, the four-week \
+link deadlines and any overdue, key fingerprints and their age, the releases and what they \
+published, every refusal and quarantine, and the history of runs from the run logs. It holds \
+counts only, never a borrower id, pseudonym or key byte.";
+pub(crate) const REPORT_EXAMPLES: &str = "\
+Examples:
+  alsoborrowed report --pipeline pipelines/demo.toml
+  alsoborrowed report --pipeline /etc/alsoborrowed/library.toml --out /srv/dpo/alsoborrowed-2026-12.html";
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory as _;

@@ -16,6 +16,8 @@ mod links;
 mod lock;
 mod progress;
 mod refusals;
+mod report;
+mod runlog;
 
 // mimalloc instead of glibc's malloc: `run` on 10M loans took 8.7-9.6 s of
 // user CPU instead of 10.5-12.1 s (alternating runs, benches/RESULTS.md),
@@ -86,6 +88,7 @@ enum Command {
     #[command(long_about = help::RUN_LONG, after_long_help = help::RUN_EXAMPLES)]
     Run(PipelineArgs),
     /// Check a pipeline before its first run (keys, directories, first rows); writes nothing.
+    #[command(long_about = help::CHECK_LONG, after_long_help = help::CHECK_EXAMPLES)]
     Check(PipelineArgs),
     /// Write deterministic synthetic loans (never real data) for demos and benchmarks.
     #[command(long_about = help::GENERATE_LONG, after_long_help = help::GENERATE_EXAMPLES)]
@@ -93,6 +96,9 @@ enum Command {
     /// Serve the live feed over HTTP(S): a title's list as JSON, the static files, health (no tracking).
     #[command(long_about = help::SERVE_LONG, after_long_help = help::SERVE_EXAMPLES)]
     Serve(commands::serve::ServeArgs),
+    /// Write a self-contained HTML report for the data-protection officer: what is held, for how long, what was published and refused (aggregates only).
+    #[command(long_about = help::REPORT_LONG, after_long_help = help::REPORT_EXAMPLES)]
+    Report(report::ReportArgs),
 }
 
 #[derive(Subcommand)]
@@ -149,7 +155,16 @@ fn main() -> ExitCode {
         eprintln!("error: setting up {n} worker threads: {e}");
         return ExitCode::from(1);
     }
-    let ctx = context::Context::new(&cli.global);
+    let mut ctx = context::Context::new(&cli.global);
+    // The run log (runlog.rs) of the commands that change or publish data.
+    let logged = logged_command(&cli.command);
+    if let Some((name, args, _)) = &logged {
+        ctx.log = runlog::RunLog::new(name);
+        if let Ok(p) = pipeline::Pipeline::load(&args.pipeline) {
+            ctx.log.pipeline(&p);
+        }
+    }
+    let side = logged.map(|(_, _, side)| side);
     let result = match cli.command {
         Command::Key(KeyCommand::New { path }) => commands::key::new(&ctx, &path),
         Command::Key(KeyCommand::Fingerprint { path }) => commands::key::fingerprint(&path),
@@ -163,37 +178,25 @@ fn main() -> ExitCode {
         Command::Check(a) => commands::check::run(&ctx, &a),
         Command::Generate(a) => commands::generate::run(&ctx, &a),
         Command::Serve(a) => commands::serve::run(&ctx, &a, cli.global.threads),
+        Command::Report(a) => report::run(&ctx, &a),
     };
+    let (code, reason) = match &result {
+        Ok(()) => (0, None),
+        Err(err) => (context::exit_code(err), Some(one_line(err))),
+    };
+    if let Some(side) = side {
+        ctx.log.finish(ctx.today, side, code, reason.clone());
+    }
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
+            let line = reason.unwrap_or_default();
             // One line: what failed, then (for the common mistakes) what to change.
             match fixes::fix(&err).or_else(|| fixes::plain_io_fix(&err)) {
-                Some(fix) => eprintln!("error: {}; fix: {fix}", one_line(&err)),
-                None => eprintln!("error: {}", one_line(&err)),
+                Some(fix) => eprintln!("error: {line}; fix: {fix}"),
+                None => eprintln!("error: {line}"),
             }
-            ExitCode::from(context::exit_code(&err))
+            ExitCode::from(code)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::one_line;
-
-    #[test]
-    fn a_cause_the_message_already_ends_with_is_printed_once() {
-        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
-        let io_text = io.to_string();
-        let err = anyhow::Error::new(store::StoreError::Io {
-            path: "/s/manifest.json".into(),
-            source: io,
-        })
-        .context("opening store /s");
-        let line = one_line(&err);
-        assert_eq!(line.matches(&io_text).count(), 1, "{line}");
-        assert!(line.starts_with("opening store /s: i/o error on /s/manifest.json: "));
-        let plain = anyhow::anyhow!("inner").context("outer");
-        assert_eq!(one_line(&plain), "outer: inner");
     }
 }

@@ -1,6 +1,7 @@
 //! Borrower-by-title incidence in compressed sparse row (CSR) form.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use loans::{Loans, Pseudonym};
 use rayon::prelude::*;
@@ -200,6 +201,10 @@ pub(crate) struct BorrowerIndex {
     pub title_borrowers: Vec<u32>,
     /// The latest month in the input, relative to its first.
     pub last_month: u32,
+    /// Borrowers with more distinct titles than the cap.
+    pub capped_borrowers: u64,
+    /// Borrower-title entries the cap left out.
+    pub capped_titles: u64,
 }
 
 impl BorrowerIndex {
@@ -219,12 +224,15 @@ impl BorrowerIndex {
         drop(ids);
         let cap = cap as usize;
         let title_ids = &loans.title_ids;
+        let (capped_borrowers, capped_titles) = (AtomicU64::new(0), AtomicU64::new(0));
         sets.retain_groups(|_, items, scratch| {
             items.sort_unstable();
             let len = dedup_latest(items);
             if len <= cap {
                 return len;
             }
+            capped_borrowers.fetch_add(1, Ordering::Relaxed);
+            capped_titles.fetch_add((len - cap) as u64, Ordering::Relaxed);
             scratch.clear();
             scratch.extend(
                 items[..len]
@@ -260,6 +268,8 @@ impl BorrowerIndex {
             sets,
             title_borrowers,
             last_month,
+            capped_borrowers: capped_borrowers.into_inner(),
+            capped_titles: capped_titles.into_inner(),
         })
     }
 

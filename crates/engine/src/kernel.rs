@@ -1,6 +1,7 @@
 //! Gustavson-style sparse counting of distinct-borrower title pairs.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 
 use rayon::prelude::*;
@@ -62,7 +63,9 @@ fn warm_up(items: &[u32], ranges: &[(usize, usize)]) {
 ///
 /// `sets` holds each borrower's sorted title list, `months` the month of each
 /// of its items, and `holders` each title's borrowers (its transpose);
-/// `works` gives each title's dense work id.
+/// `works` gives each title's dense work id. Pairs of titles of different
+/// works held together by fewer than `min_support` borrowers are added to
+/// `below_k` (a count for the operator's records; no output depends on it).
 pub(crate) fn count_pairs(
     sets: &Csr,
     months: &[u32],
@@ -70,6 +73,7 @@ pub(crate) fn count_pairs(
     works: &[u32],
     min_support: u32,
     decay: &[u32],
+    below_k: &AtomicU64,
 ) -> Vec<Vec<Counted>> {
     let titles = holders.groups();
     // One scratch per worker of the current pool, allocated on first use: a
@@ -82,7 +86,10 @@ pub(crate) fn count_pairs(
         .with_max_len(TITLES_PER_TASK)
         .map(|a| {
             let borrowers = holders.group(a);
-            if borrowers.len() < min_support as usize {
+            // A title with fewer than k such borrowers makes no pair, but
+            // its pairs below k are counted for `below_k` all the same (few
+            // borrowers: little work).
+            if borrowers.is_empty() {
                 return Vec::new();
             }
             let slot = rayon::current_thread_index().unwrap_or(0) % scratches.len();
@@ -141,6 +148,7 @@ pub(crate) fn count_pairs(
                 }
             }
             let mut out = Vec::new();
+            let mut withheld = 0u64;
             let work = works[a];
             for &b in touched.iter() {
                 let mut c = u32::from(std::mem::take(&mut counts[b as usize]));
@@ -151,11 +159,18 @@ pub(crate) fn count_pairs(
                     c += more;
                     w += more_w;
                 }
-                if c >= min_support && works[b as usize] != work {
-                    out.push((b, c, w));
+                if works[b as usize] != work {
+                    if c >= min_support {
+                        out.push((b, c, w));
+                    } else {
+                        withheld += 1;
+                    }
                 }
             }
             touched.clear();
+            if withheld > 0 {
+                below_k.fetch_add(withheld, Ordering::Relaxed);
+            }
             out
         })
         .collect()

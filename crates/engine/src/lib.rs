@@ -173,6 +173,25 @@ pub struct PairTable {
     /// Every unordered pair of titles of different works with support at
     /// least k, once, in no particular order.
     pub pairs: Vec<PairStats>,
+    /// What k and the cap held back: counts only.
+    pub withheld: Withheld,
+}
+
+/// What the privacy rules held back in one run, for the operator's private
+/// records (the run log): counts only, none of which changes the output.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Withheld {
+    /// Borrowers with more distinct titles than `max_titles_per_borrower`.
+    pub capped_borrowers: u64,
+    /// Borrower-title entries the cap left out (each such borrower's titles
+    /// beyond the cap).
+    pub capped_titles: u64,
+    /// Titles with at least one but fewer than k (capped) borrowers: in no pair.
+    pub titles_below_k: u64,
+    /// Unordered pairs of titles of different works, each title with at
+    /// least k borrowers, that 1 to k - 1 borrowers hold together.
+    pub pairs_below_k: u64,
 }
 
 /// The decay weights by month gap, in units of [`WEIGHT_ONE`]: entry g is
@@ -199,8 +218,17 @@ pub fn decay_table(gamma: f64, max_gap: u32) -> Vec<u32> {
 /// [`count`] then [`rank`]. The result does not depend on the rayon thread
 /// count, the row order, the dictionary order or the pseudonyms' key.
 pub fn build(loans: &Loans, params: &EngineParams) -> Result<Related, EngineError> {
+    Ok(build_with_stats(loans, params)?.0)
+}
+
+/// [`build`], also returning what k and the cap held back.
+pub fn build_with_stats(
+    loans: &Loans,
+    params: &EngineParams,
+) -> Result<(Related, Withheld), EngineError> {
     let table = count(loans, params)?;
-    Ok(rank(table, params))
+    let withheld = table.withheld;
+    Ok((rank(table, params), withheld))
 }
 
 /// The counting stage: the per-pair statistics of the window's loans.
@@ -222,6 +250,7 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
 
     let mut index = BorrowerIndex::build(loans, params.max_titles_per_borrower)?;
     let borrowers = index.borrowers;
+    let (capped_borrowers, capped_titles) = (index.capped_borrowers, index.capped_titles);
     let decay = decay_table(params.time_decay, index.last_month);
     let title_borrowers = std::mem::take(&mut index.title_borrowers);
     // Only titles with at least k borrowers can be in a pair: the kernel sees
@@ -244,7 +273,8 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
     let all_works = dense_work_ids(&loans.work_ids);
     let works: Vec<u32> = frequent.iter().map(|&t| all_works[t as usize]).collect();
     drop(all_works);
-    let half = kernel::count_pairs(&sets, &months, &holders, &works, k, &decay);
+    let below_k = std::sync::atomic::AtomicU64::new(0);
+    let half = kernel::count_pairs(&sets, &months, &holders, &works, k, &decay, &below_k);
     drop(holders);
     drop(sets);
     drop(months);
@@ -259,11 +289,18 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
             });
         }
     }
+    let titles_below_k = title_borrowers.iter().filter(|&&n| n > 0 && n < k).count() as u64;
     Ok(PairTable {
         title_ids: loans.title_ids.clone(),
         borrowers,
         title_borrowers,
         pairs,
+        withheld: Withheld {
+            capped_borrowers,
+            capped_titles,
+            titles_below_k,
+            pairs_below_k: below_k.into_inner(),
+        },
     })
 }
 
@@ -278,6 +315,7 @@ pub fn rank(table: PairTable, params: &EngineParams) -> Related {
         borrowers,
         title_borrowers,
         pairs,
+        ..
     } = table;
     let titles = title_ids.len();
     let (offsets, neighbours) = symmetrize(titles, pairs);

@@ -195,6 +195,18 @@ pub struct StoreStatus {
     pub pseudonym_keys: Vec<String>,
 }
 
+/// One month's counts (see [`Store::month_counts`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct MonthCounts {
+    /// The month.
+    pub month: LoanMonth,
+    /// Loans held for it.
+    pub loans: u64,
+    /// Distinct pseudonyms among them.
+    pub borrowers: u64,
+}
+
 /// A month-partitioned Parquet store of pseudonymous loans.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -582,6 +594,33 @@ impl Store {
         keys.sort_unstable();
         keys.dedup();
         Ok(keys)
+    }
+
+    /// Per month held, ascending: its loans and its distinct pseudonyms
+    /// (distinct borrowers, when the month's loans are under one key); reads
+    /// only the pseudonym column.
+    pub fn month_counts(&self) -> Result<Vec<MonthCounts>, StoreError> {
+        let manifest = self.read_manifest()?;
+        let mut by_month: BTreeMap<LoanMonth, Vec<&FileEntry>> = BTreeMap::new();
+        for f in &manifest.files {
+            by_month.entry(f.month).or_default().push(f);
+        }
+        by_month
+            .into_par_iter()
+            .map(|(month, files)| {
+                let mut set = PseudonymSet::default();
+                for f in &files {
+                    columns::for_each_pseudonym(&self.root.join(&f.path), f.rows, |p| {
+                        set.insert(p.as_u128());
+                    })?;
+                }
+                Ok(MonthCounts {
+                    month,
+                    loans: files.iter().map(|f| f.rows).sum(),
+                    borrowers: set.len() as u64,
+                })
+            })
+            .collect()
     }
 
     /// Summarises the committed contents; reads only the pseudonym column.

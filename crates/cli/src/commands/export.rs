@@ -14,6 +14,7 @@ use crate::commands::stages::{forbidden, open_store, scan_months};
 use crate::context::{Context, Refused, load_pipeline};
 use crate::lock::{RunLock, SERVED_DIR};
 use crate::refusals;
+use crate::runlog::{ReleaseStats, Side};
 
 /// Loans of the scoring window and the window itself.
 pub(crate) struct Window {
@@ -42,6 +43,7 @@ fn compute(ctx: &Context, p: &Pipeline, w: &Window) -> Result<engine::Related> {
 }
 
 pub(crate) fn build_only(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let p = load_pipeline(&args.pipeline)?;
     let store = open_store(&p)?;
     let w = read_window(ctx, &p, &store)?;
@@ -57,6 +59,18 @@ pub(crate) fn build_only(ctx: &Context, args: &PipelineArgs) -> Result<()> {
         related.pairs.len(),
         p.engine.min_support,
         p.engine.measure.name()
+    );
+    ctx.log_stage(
+        Side::Mining,
+        "build",
+        started,
+        &[
+            ("loans", w.loans.len() as u64),
+            ("borrowers", related.borrowers),
+            ("titles", titles as u64),
+            ("pairs", related.pairs.len() as u64),
+        ],
+        None,
     );
     Ok(())
 }
@@ -88,16 +102,19 @@ pub(crate) fn export_release(
     store: &Store,
 ) -> Result<()> {
     ctx.refuse_future_today("export would publish a window of months that have not happened")?;
+    let started = std::time::Instant::now();
     let w = read_window(ctx, p, store)?;
     // Independent: the leak check's set-up is mostly one thread, so it runs
     // beside the engine instead of after it.
     let (related, forbidden) = ctx.stage("build + leak check set-up", || {
         let (related, forbidden) = rayon::join(
-            || engine::build(&w.loans, &engine::EngineParams::from(&p.engine)),
+            || engine::build_with_stats(&w.loans, &engine::EngineParams::from(&p.engine)),
             || forbidden(ctx, p, input, ids, &w.loans),
         );
         Ok((related?, forbidden?))
     })?;
+    let (related, withheld) = related;
+    let mut stats = ReleaseStats::new(&related, &withheld);
     let meta = ExportMeta {
         window_first: w.first,
         window_last: w.last,
@@ -126,6 +143,27 @@ pub(crate) fn export_release(
         }
     };
     let window = format!("window {}..{}", w.first, w.last);
+    let (outcome_name, release_dir) = match &outcome {
+        ExportOutcome::Published { release, .. } => ("published", release.clone()),
+        ExportOutcome::Unchanged { release, .. } => ("unchanged", release.clone()),
+        ExportOutcome::Repaired { release, .. } => ("repaired", release.clone()),
+        _ => ("other", Default::default()),
+    };
+    stats.outcome = outcome_name.to_owned();
+    stats.release = release_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    stats.window = (w.first.to_string(), w.last.to_string());
+    stats.min_support = p.engine.min_support;
+    stats.max_titles_per_borrower = p.engine.max_titles_per_borrower;
+    ctx.log_stage(
+        Side::Mining,
+        "export",
+        started,
+        &[("loans", w.loans.len() as u64)],
+        Some(stats),
+    );
     let served = p.export.path.join(publish::SERVED_LINK);
     let ids_as_titles = match outcome {
         ExportOutcome::Published {

@@ -31,6 +31,7 @@ pub(crate) fn extract_to_outbox(
     // The link record's sealed-on day starts the four-week clock; a day in
     // the future would push the deletion deadline out.
     ctx.refuse_future_today("extract would record a day that has not come")?;
+    let started = std::time::Instant::now();
     let create = p.keys.create_if_missing;
     let pseudonymizer = {
         let master = load_key(ctx, &p.keys.pseudonym, create, "pseudonym")?;
@@ -100,6 +101,27 @@ pub(crate) fn extract_to_outbox(
     if let Some(newest) = r.newest_day {
         crate::links::record_sealed(&p.transfer.outbox, &meta.id.to_string(), newest, ctx.today)?;
     }
+    let rejected = r.rejected.values().map(|x| x.count).sum();
+    let months = match (r.first_month, r.last_month) {
+        (Some(a), Some(b)) => u64::try_from(b.index() - a.index() + 1).unwrap_or(0),
+        _ => 0,
+    };
+    ctx.log_stage(
+        crate::runlog::Side::Extractor,
+        "extract",
+        started,
+        &[
+            ("rows_read", r.rows_read),
+            ("rows_kept", r.rows_kept),
+            ("rows_rejected", rejected),
+            ("repeated_merged", r.duplicates),
+            ("borrowers", r.distinct_borrowers),
+            ("titles", r.distinct_titles),
+            ("months", months),
+            ("loans", meta.rows),
+        ],
+        None,
+    );
     Ok(fresh.map(|loans| Fresh { meta, loans }))
 }
 

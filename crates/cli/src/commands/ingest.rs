@@ -9,6 +9,7 @@ use store::{BatchRecord, IngestOutcome, Store, StoreError, StoreLock};
 use crate::PipelineArgs;
 use crate::commands::stages::{self, Fresh, load_key, open_store};
 use crate::context::{Context, QuarantinedBatches, load_pipeline};
+use crate::runlog::Side;
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
@@ -63,7 +64,10 @@ pub(crate) fn ingest_inbox(
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
     // Retention first: a bad batch below must not keep expired loans alive.
+    let pruned = std::time::Instant::now();
     prune(ctx, p, store, lock, oldest_kept)?;
+    ctx.log_stage(Side::Mining, "prune", pruned, &[], None);
+    let started = std::time::Instant::now();
     let had_fresh = fresh.is_some();
     if let Some(Fresh { meta, loans }) = fresh {
         // Extracted by this very process: nothing to read or decrypt.
@@ -111,6 +115,14 @@ pub(crate) fn ingest_inbox(
             Err(Failure::Fatal(e)) => return Err(e),
         }
     }
+    let quarantined = summary.quarantined as u64;
+    ctx.log_stage(
+        Side::Mining,
+        "ingest",
+        started,
+        &[("batches_quarantined", quarantined)],
+        None,
+    );
     Ok(summary)
 }
 
@@ -209,11 +221,19 @@ fn ingest_one(
                 line += &format!(", {expired_rows} loans older than the retention limit dropped");
             }
             ctx.say(line);
+            ctx.log.count("batches_ingested", 1);
+            ctx.log.count("loans", rows);
+            ctx.log.count("months", months.len() as u64);
+            ctx.log.count("repeated_dropped", repeated_rows);
+            ctx.log.count("expired_dropped", expired_rows);
         }
-        IngestOutcome::AlreadyIngested => ctx.say(format!(
-            "batch {} was already ingested: nothing changed",
-            meta.id
-        )),
+        IngestOutcome::AlreadyIngested => {
+            ctx.log.count("batches_already_held", 1);
+            ctx.say(format!(
+                "batch {} was already ingested: nothing changed",
+                meta.id
+            ))
+        }
         _ => {}
     }
     // The store holds the batch now: start the circulation system's clock.
@@ -231,6 +251,7 @@ fn prune(
     let removed = store
         .prune(lock, oldest_kept)
         .context("deleting loans past the retention limit")?;
+    ctx.log.count("loans_deleted", removed);
     if removed > 0 {
         ctx.say(format!(
             "deleted {removed} loans from months before {oldest_kept} (retention {} months)",

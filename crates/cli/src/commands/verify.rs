@@ -8,6 +8,7 @@ use crate::commands::stages::{forbidden, open_store, scan_months};
 use crate::context::{Context, NothingPublished, load_pipeline};
 
 pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let p = load_pipeline(&args.pipeline)?;
     // Before the store is opened: a verify before the first export must not
     // create an empty store as a side effect.
@@ -24,6 +25,18 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
          {} files hold only the feed format and titles of the input: no pseudonym, key material or borrower id",
         report.pairs_checked, p.engine.min_support, report.min_support_seen, report.files_scanned
     ));
+    ctx.log_stage(
+        crate::runlog::Side::Mining,
+        "verify",
+        started,
+        &[
+            ("loans", loans.len() as u64),
+            ("pairs_checked", report.pairs_checked as u64),
+            ("files_scanned", report.files_scanned as u64),
+            ("min_support_seen", u64::from(report.min_support_seen)),
+        ],
+        None,
+    );
     Ok(())
 }
 

@@ -11,6 +11,7 @@ mod keys_cmd;
 mod operator;
 mod pipeline_run;
 mod real_exports;
+mod report;
 mod serve_cmd;
 
 use std::collections::BTreeMap;

@@ -8,7 +8,7 @@ use pipeline::Measure;
 use proptest::prelude::*;
 
 use crate::data::{DECAYS, arb_loans, arb_params, month};
-use crate::reference::reference;
+use crate::reference::{reference, reference_withheld};
 use crate::{canonical, check_invariants};
 
 /// Support and weight of every counted pair by title ids (both orders), and
@@ -47,6 +47,19 @@ proptest! {
         let fast = build(&loans, &params).unwrap();
         prop_assert_eq!(&fast, &reference(&loans, &params));
         check_invariants(&loans, &params, &fast);
+    }
+
+    #[test]
+    fn withheld_counts_equal_the_naive_reference_and_change_no_output(
+        loans in arb_loans(),
+        params in arb_params(),
+    ) {
+        let (related, w) = engine::build_with_stats(&loans, &params).unwrap();
+        prop_assert_eq!(&related, &build(&loans, &params).unwrap());
+        prop_assert_eq!(
+            (w.capped_borrowers, w.capped_titles, w.titles_below_k, w.pairs_below_k),
+            reference_withheld(&loans, &params)
+        );
     }
 
     #[test]

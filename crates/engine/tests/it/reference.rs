@@ -121,3 +121,49 @@ pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
         pairs: by_a.into_iter().flat_map(|(_, l)| l).collect(),
     }
 }
+
+/// What k and the cap held back, counted the slow, obvious way:
+/// (capped borrowers, capped borrower-title entries, titles below k, pairs below k).
+// Used by the engine's tests only (the cli's tests include this file too).
+#[allow(dead_code)]
+pub fn reference_withheld(loans: &Loans, params: &EngineParams) -> (u64, u64, u64, u64) {
+    let mut full: HashMap<Pseudonym, HashSet<u32>> = HashMap::new();
+    for (p, &t) in loans.pseudonyms.iter().zip(&loans.titles) {
+        full.entry(*p).or_default().insert(t);
+    }
+    let cap = params.max_titles_per_borrower as usize;
+    let capped = full.values().filter(|s| s.len() > cap).count() as u64;
+    let dropped = full
+        .values()
+        .map(|s| s.len().saturating_sub(cap) as u64)
+        .sum();
+    let sets = capped_sets(loans, params.max_titles_per_borrower);
+    let titles = loans.title_ids.len();
+    let mut holders: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles];
+    for (p, set) in &sets {
+        for &t in set.keys() {
+            holders[t as usize].insert(*p);
+        }
+    }
+    let k = params.min_support as usize;
+    let titles_below_k = holders
+        .iter()
+        .filter(|h| !h.is_empty() && h.len() < k)
+        .count() as u64;
+    let mut pairs_below_k = 0;
+    for a in 0..titles {
+        for b in a + 1..titles {
+            if loans.work_ids[a] == loans.work_ids[b]
+                || holders[a].len() < k
+                || holders[b].len() < k
+            {
+                continue;
+            }
+            let both = holders[a].intersection(&holders[b]).count();
+            if both > 0 && both < k {
+                pairs_below_k += 1;
+            }
+        }
+    }
+    (capped, dropped, titles_below_k, pairs_below_k)
+}

@@ -174,3 +174,29 @@ fn files_under_another_pseudonym_key_are_not_merged() {
         2
     );
 }
+
+#[test]
+fn month_counts_give_loans_and_distinct_borrowers_across_batches() {
+    let (_d, _root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let a = loans_of(&[
+        (1, "x", "wx", m(2024, 1)),
+        (2, "x", "wx", m(2024, 1)),
+        (1, "y", "wy", m(2024, 2)),
+    ]);
+    // Borrower 1 again in January (another title) from a second batch: one
+    // borrower, two files.
+    let b = loans_of(&[(1, "z", "wz", m(2024, 1)), (3, "z", "wz", m(2024, 3))]);
+    store.ingest(&lock, &record(1, 3), &a, m(2020, 1)).unwrap();
+    store.ingest(&lock, &record(2, 2), &b, m(2020, 1)).unwrap();
+    let got: Vec<(store::MonthCounts, u64, u64)> = store
+        .month_counts()
+        .unwrap()
+        .into_iter()
+        .map(|c| (c, c.loans, c.borrowers))
+        .collect();
+    let months: Vec<_> = got.iter().map(|(c, _, _)| c.month).collect();
+    assert_eq!(months, [m(2024, 1), m(2024, 2), m(2024, 3)]);
+    let counts: Vec<(u64, u64)> = got.iter().map(|&(_, l, b)| (l, b)).collect();
+    assert_eq!(counts, [(3, 2), (1, 1), (1, 1)]);
+}
