@@ -24,11 +24,14 @@ pub(crate) struct IngestSummary {
     pub quarantined: usize,
     /// The quarantine directory.
     pub dir: std::path::PathBuf,
+    /// The rows of the in-memory batch that the store wrote, for
+    /// [`store::Store::scan_reusing`] (empty without one).
+    pub written: store::Written,
 }
 
 impl IngestSummary {
     /// An error (exit code 5) if any batch was quarantined.
-    pub fn into_result(self) -> Result<()> {
+    pub fn into_result(&self) -> Result<()> {
         if self.quarantined > 0 {
             return Err(QuarantinedBatches {
                 count: self.quarantined,
@@ -58,17 +61,18 @@ pub(crate) fn ingest_inbox(
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
-    fresh: Option<Fresh>,
+    fresh: Option<&Fresh>,
 ) -> Result<IngestSummary> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
     // Retention first: a bad batch below must not keep expired loans alive.
     prune(ctx, p, store, lock, oldest_kept)?;
     let had_fresh = fresh.is_some();
+    let mut written = store::Written::default();
     if let Some(Fresh { meta, loans }) = fresh {
         // Extracted by this very process: nothing to read or decrypt.
-        match ingest_one(ctx, p, store, lock, &meta, &loans, "the extracted batch") {
-            Ok(()) => {}
+        match ingest_one(ctx, p, store, lock, meta, loans, "the extracted batch") {
+            Ok(w) => written = w,
             Err(Failure::Batch(reason)) => anyhow::bail!("the extracted batch: {reason}"),
             Err(Failure::Fatal(e)) => return Err(e),
         }
@@ -81,10 +85,11 @@ pub(crate) fn ingest_inbox(
     let mut summary = IngestSummary {
         quarantined: 0,
         dir: stages::quarantine_dir(p),
+        written,
     };
     for path in batches {
         match ingest_file(ctx, p, store, lock, &transfer, &path) {
-            Ok(()) => std::fs::remove_file(&path)
+            Ok(_) => std::fs::remove_file(&path)
                 .with_context(|| format!("removing ingested batch {}", path.display()))?,
             Err(Failure::Batch(reason)) => {
                 let dest = stages::quarantine(p, &path, &reason, ctx.today)?;
@@ -110,7 +115,7 @@ fn ingest_file(
     lock: &StoreLock,
     transfer: &keys::SecretKey,
     path: &Path,
-) -> Result<(), Failure> {
+) -> Result<store::Written, Failure> {
     // Reads the header first: a junk file is refused by its length before
     // its body is read; a valid one is read once and decrypted in place.
     let (meta, loans) =
@@ -120,7 +125,7 @@ fn ingest_file(
 }
 
 /// Ingests one batch's loans and starts the four-week clock of its link
-/// record; `what` names the batch in errors.
+/// record; `what` names the batch in errors. Returns the rows written.
 fn ingest_one(
     ctx: &Context,
     p: &Pipeline,
@@ -129,7 +134,7 @@ fn ingest_one(
     meta: &batch::BatchMeta,
     loans: &loans::Loans,
     what: &str,
-) -> Result<(), Failure> {
+) -> Result<store::Written, Failure> {
     let fatal = Failure::Fatal;
     let oldest_kept = ctx.oldest_kept(p).map_err(fatal)?;
     if meta.library != p.library.id || meta.purpose != p.library.purpose {
@@ -156,9 +161,9 @@ fn ingest_one(
         rows: meta.rows,
     };
     let outcome = ctx.stage("ingest", || {
-        Ok(store.ingest(lock, &record, loans, oldest_kept))
+        Ok(store.ingest_written(lock, &record, loans, oldest_kept))
     });
-    let outcome = match outcome.map_err(fatal)? {
+    let (outcome, written) = match outcome.map_err(fatal)? {
         Ok(o) => o,
         // The batch itself does not fit the store's rules.
         Err(e @ (StoreError::InvalidBatch { .. } | StoreError::InvalidLoans { .. })) => {
@@ -200,7 +205,8 @@ fn ingest_one(
     }
     // The store holds the batch now: start the circulation system's clock.
     crate::links::record_ingested(p.transfer.inbox(), &meta.id.to_string(), ctx.today)
-        .map_err(fatal)
+        .map_err(fatal)?;
+    Ok(written)
 }
 
 fn prune(
