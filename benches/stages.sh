@@ -37,7 +37,7 @@ for r in $(seq 1 "$rounds"); do
         /usr/bin/time -o "$t" -f '%e %U %S %M' "$b" run --today 2026-11-22 \
             --pipeline "$work/$i/pipeline.toml" > /dev/null 2> "$work/$i/err.txt"
         read -r wall user sys rss < "$t"
-        row=$(printf '| %s | %s | %.2f (%s + %s) | %.0f |' "$(basename "$(dirname "$(dirname "$(dirname "$b")")")")" \
+        row=$(printf '| %s | %s | %.2f (%s + %s) | %.0f |' "$b" \
             "$wall" "$(echo "$user + $sys" | bc)" "$user" "$sys" "$(echo "$rss / 1024" | bc -l)")
         for s in "${stages[@]}"; do
             v=$(grep -F "$s: done in" "$work/$i/err.txt" | sed 's/.*done in \([0-9.]*\) s/\1/' | paste -sd+ - | bc 2> /dev/null || true)
