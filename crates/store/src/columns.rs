@@ -340,12 +340,21 @@ fn local(title: &str, work: Option<&str>, known: &dyn Fn(&str) -> Option<u32>) -
 ///
 /// Local titles are numbered in first-appearance order by dictionary index,
 /// as the file's dictionary is, and each new one carries its own work.
-/// `loans` must be valid and `rows` in range (as for [`write_month`]).
+/// `None` if a row or its title is out of range (loans other than the ones
+/// ingested): the caller then reads the file.
 pub(crate) fn part_of_rows(
     loans: &Loans,
     rows: &[u32],
     known: &dyn Fn(&str) -> Option<u32>,
-) -> FilePart {
+) -> Option<FilePart> {
+    let n = loans.pseudonyms.len().min(loans.titles.len());
+    let in_range = |&r: &u32| {
+        (r as usize) < n
+            && (loans.titles[r as usize] as usize) < loans.title_ids.len().min(loans.work_ids.len())
+    };
+    if !rows.iter().all(in_range) {
+        return None;
+    }
     let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
     let mut part = FilePart {
         pseudonyms: Vec::with_capacity(rows.len()),
@@ -367,7 +376,7 @@ pub(crate) fn part_of_rows(
         }
         part.titles.push(local_of_title[t]);
     }
-    part
+    Some(part)
 }
 
 /// Reads the pseudonym, title and work columns of a data file that the

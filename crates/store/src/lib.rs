@@ -730,7 +730,7 @@ impl Store {
                 .map(|f| {
                     let in_memory = fresh.and_then(|(loans, written)| {
                         let rows = written.rows_of(f)?;
-                        Some(columns::part_of_rows(loans, rows, &known))
+                        columns::part_of_rows(loans, rows, &known)
                     });
                     match in_memory {
                         Some(part) => Ok(part),

@@ -31,7 +31,7 @@ pub(crate) struct IngestSummary {
 
 impl IngestSummary {
     /// An error (exit code 5) if any batch was quarantined.
-    pub fn into_result(&self) -> Result<()> {
+    pub fn into_result(self) -> Result<()> {
         if self.quarantined > 0 {
             return Err(QuarantinedBatches {
                 count: self.quarantined,

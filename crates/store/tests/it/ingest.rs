@@ -368,6 +368,17 @@ fn scan_reusing_takes_the_rows_the_ingest_wrote_from_memory() {
         .unwrap();
     assert!(reused.pseudonyms.contains(&p(99)));
     assert_eq!(reused.len(), read.len());
+    // Loans too short for the rows recorded: those files are read instead.
+    let mut short = loans.clone();
+    short.pseudonyms.truncate(1);
+    short.titles.truncate(1);
+    short.months.truncate(1);
+    assert_eq!(
+        store
+            .scan_reusing(first, last, Some((&short, &written)))
+            .unwrap(),
+        read
+    );
     // Another batch's record takes nothing from memory.
     let (_, other) = store
         .ingest_written(&lock, &record(2, loans.len()), &loans, m(2020, 1))
