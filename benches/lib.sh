@@ -31,9 +31,23 @@ loans_csv() {
 # file leaves it out and the default layout (shards) applies. TIME_DECAY
 # (default 1.0: plain LLR of distinct-borrower counts, which the cross-check
 # recomputes and the earlier figures used) sets [engine] time_decay.
+# CAP `defaults` writes an [engine] with only the window (the same window end
+# and 12 months): measure, k, cap, time decay and N are the defaults.
 write_pipeline() {
     local file=$1 csv=$2 keys=$3 cap=$4 max_related=$5 extra=${6:-}
     mkdir -p "$(dirname "$file")"
+    local engine
+    if [ "$cap" = defaults ]; then
+        engine='window_end = "2026-10"'
+    else
+        engine="window_end = \"2026-10\"
+window_months = 12
+measure = \"llr\"
+min_support = 5
+max_titles_per_borrower = $cap
+time_decay = ${TIME_DECAY:-1.0}
+max_related = $max_related"
+    fi
     cat > "$file" <<TOML
 [library]
 id = "bench-library"
@@ -49,13 +63,7 @@ outbox = "outbox"
 [store]
 path = "store"
 [engine]
-window_end = "2026-10"
-window_months = 12
-measure = "llr"
-min_support = 5
-max_titles_per_borrower = $cap
-time_decay = ${TIME_DECAY:-1.0}
-max_related = $max_related
+$engine
 [export]
 path = "published"
 ${FEED_LAYOUT:+feed_layout = \"$FEED_LAYOUT\"}

@@ -17,7 +17,12 @@
 #   MEASURE_TIMEOUT (seconds per job, default 3600), RESULTS (file to append to;
 #   /dev/null to skip), KEEP_WORK=1 (keep the scratch directory), FEED_LAYOUT
 #   (`[export] feed_layout` of the measured runs; unset, the pipeline file
-#   leaves it out and the default layout applies, see docs/feed.md).
+#   leaves it out and the default layout applies, see docs/feed.md),
+#   SETTINGS (`defaults`, the default: the timed runs' [engine] names only the
+#   window, so measure jaccard, time decay 0.1, cap 2000, k 5, N 20 apply;
+#   `llr-cap100`: the settings of the figures before 2026-12-06, measure llr,
+#   no time decay, cap 100). The agreement check runs separately, untimed,
+#   with the cap and the top-N cut disabled, whichever settings were timed.
 # Exit status: 0 only if every alsoborrowed job succeeded, at least one exact
 # peer finished, and every finished exact peer agrees with alsoborrowed.
 set -euo pipefail
@@ -29,7 +34,13 @@ repo=$PWD
 source benches/lib.sh
 limit=${MEASURE_TIMEOUT:-3600}
 results=${RESULTS:-$repo/benches/RESULTS.md}
-first=2025-11 last=2026-10 k=5 cap=100 top=20 today=2026-11-22
+first=2025-11 last=2026-10 k=5 top=20 today=2026-11-22
+settings=${SETTINGS:-defaults}
+case $settings in
+    defaults) cap=defaults settings_label="defaults: jaccard, time decay 0.1, cap 2000, N 20" ;;
+    llr-cap100) cap=100 settings_label="llr, no time decay, cap 100, N 20" ;;
+    *) echo "national: unknown SETTINGS $settings (known: defaults llr-cap100)" >&2; exit 2 ;;
+esac
 export FEED_LAYOUT=${FEED_LAYOUT:-}
 layout_label=${FEED_LAYOUT:-default layout}
 
@@ -110,7 +121,7 @@ run_job() {
             # deletion by seconds (the release it deletes is a month old).
             ab_round=$((${ab_round:-0} + 1))
             write_pipeline "$work/run-$ab_round/pipeline.toml" "$csv" "$work/keys" "$cap" "$top"
-            measure_job "alsoborrowed run (cap $cap, N $top, $layout_label)" "$bin" run --quiet --today "$today" \
+            measure_job "alsoborrowed run ($settings_label, $layout_label)" "$bin" run --quiet --today "$today" \
                 --pipeline "$work/run-$ab_round/pipeline.toml"
             [ "$status" = ok ] || failed=1
             ;;
@@ -194,7 +205,7 @@ rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null 
     echo "### National scale: $n loans, $rounds round(s), $(date -u '+%F %H:%M') UTC"
     echo
     echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(free -m | awk '/Mem:/ {printf "%.1f GiB", $2 / 1024}') memory, disk $disk; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)."
-    echo "Command: \`FEED_LAYOUT=$FEED_LAYOUT MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
+    echo "Command: \`SETTINGS=$settings FEED_LAYOUT=$FEED_LAYOUT MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
     echo "($(basename "$(readlink -f "$py")") in benches/.venv, versions in benches/peers/requirements.txt; window $first..$last, k = $k.)"
     echo
     cat "$rows"

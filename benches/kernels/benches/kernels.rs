@@ -109,6 +109,64 @@ fn count_pairs(bencher: Bencher) {
         .bench(|| engine::build(&f.loans, &params).map(|r| r.pairs.len()));
 }
 
+/// The record of the fixture's extraction as one batch.
+fn batch_record(loans: &Loans) -> store::BatchRecord {
+    store::BatchRecord {
+        id: "ab".repeat(32),
+        pseudonym_key: "0123456789abcdef".to_owned(),
+        rows: loans.len() as u64,
+    }
+}
+
+/// Ingest of the whole extraction into an empty store: deduplication,
+/// Parquet encoding of one file per month, the fsyncs and the commit.
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn store_ingest(bencher: Bencher) {
+    let f = &*FIXTURE;
+    bencher
+        .counter(ItemsCount::new(f.loans.len()))
+        .with_inputs(|| tempfile::tempdir().expect("creating a temporary directory"))
+        .bench_refs(|dir| {
+            let store = store::Store::open(&dir.path().join("store")).expect("opening a store");
+            let lock = store.lock().expect("locking the store");
+            store
+                .ingest(
+                    &lock,
+                    &batch_record(&f.loans),
+                    &f.loans,
+                    kernels::first_month(),
+                )
+                .expect("ingesting the fixture")
+        });
+}
+
+/// Reading every month back after an ingest: decoded from the files, or
+/// (`run`) with the rows the ingest wrote taken from the batch in memory.
+#[divan::bench(sample_count = 5, sample_size = 1, args = [false, true])]
+fn store_scan(bencher: Bencher, from_memory: bool) {
+    let f = &*FIXTURE;
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    let store = store::Store::open(&dir.path().join("store")).expect("opening a store");
+    let lock = store.lock().expect("locking the store");
+    let (_, written) = store
+        .ingest_written(
+            &lock,
+            &batch_record(&f.loans),
+            &f.loans,
+            kernels::first_month(),
+        )
+        .expect("ingesting the fixture");
+    let (first, last) = (
+        kernels::first_month(),
+        loans::LoanMonth::new(9999, 12).expect("a month"),
+    );
+    bencher.counter(ItemsCount::new(f.loans.len())).bench(|| {
+        store
+            .scan_reusing(first, last, from_memory.then_some((&f.loans, &written)))
+            .map(|l| l.len())
+    });
+}
+
 /// Dunning's log-likelihood ratio of 100k 2x2 tables.
 #[divan::bench(sample_count = 20)]
 fn llr(bencher: Bencher) {

@@ -200,3 +200,40 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// The commands that write the run log: name, arguments, and the side whose
+/// log gets their closing record.
+fn logged_command(c: &Command) -> Option<(&'static str, PipelineArgs, runlog::Side)> {
+    use runlog::Side::{Extractor, Mining};
+    let (name, a, side) = match c {
+        Command::Extract(a) => ("extract", a, Extractor),
+        Command::Ingest(a) => ("ingest", a, Mining),
+        Command::Build(a) => ("build", a, Mining),
+        Command::Export(a) => ("export", a, Mining),
+        Command::Verify(a) => ("verify", a, Mining),
+        Command::Run(a) => ("run", a, Mining),
+        _ => return None,
+    };
+    Some((name, a.clone(), side))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::one_line;
+
+    #[test]
+    fn a_cause_the_message_already_ends_with_is_printed_once() {
+        let io = std::io::Error::from(std::io::ErrorKind::NotFound);
+        let io_text = io.to_string();
+        let err = anyhow::Error::new(store::StoreError::Io {
+            path: "/s/manifest.json".into(),
+            source: io,
+        })
+        .context("opening store /s");
+        let line = one_line(&err);
+        assert_eq!(line.matches(&io_text).count(), 1, "{line}");
+        assert!(line.starts_with("opening store /s: i/o error on /s/manifest.json: "));
+        let plain = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&plain), "outer: inner");
+    }
+}

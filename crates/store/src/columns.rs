@@ -110,6 +110,18 @@ pub(crate) fn write_month(
     file.sync_all().map_err(fsx::io_err(path))
 }
 
+/// Puts the rows of one data file in title order (by dictionary index;
+/// rows of one title keep their order).
+///
+/// The Parquet writer looks every row's title and work up in its
+/// dictionary; in this order consecutive lookups hit the same entry, which
+/// stays in cache, instead of a random entry of a table of a month's titles
+/// (a cache miss a row). Runs of one title also shrink the key pages.
+/// Readers do not depend on the order of a file's rows.
+pub(crate) fn order_by_title(loans: &Loans, rows: &mut [u32]) {
+    rows.sort_unstable_by_key(|&r| (loans.titles[r as usize], r));
+}
+
 /// Each dictionary title's work as a number, computed once per batch so that
 /// the months of a batch group titles by work without hashing work names.
 pub(crate) struct WorkIndex {
@@ -321,6 +333,50 @@ fn local(title: &str, work: Option<&str>, known: &dyn Fn(&str) -> Option<u32>) -
         Some(id) => Local::Known(id),
         None => Local::New(title.to_owned(), work?.to_owned()),
     })
+}
+
+/// The [`FilePart`] that [`read_loans`] gives for a file [`write_month`]
+/// wrote from the rows `rows` of `loans`, made from `loans` in memory.
+///
+/// Local titles are numbered in first-appearance order by dictionary index,
+/// as the file's dictionary is, and each new one carries its own work.
+/// `None` if a row or its title is out of range (loans other than the ones
+/// ingested): the caller then reads the file.
+pub(crate) fn part_of_rows(
+    loans: &Loans,
+    rows: &[u32],
+    known: &dyn Fn(&str) -> Option<u32>,
+) -> Option<FilePart> {
+    let n = loans.pseudonyms.len().min(loans.titles.len());
+    let in_range = |&r: &u32| {
+        (r as usize) < n
+            && (loans.titles[r as usize] as usize) < loans.title_ids.len().min(loans.work_ids.len())
+    };
+    if !rows.iter().all(in_range) {
+        return None;
+    }
+    let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
+    let mut part = FilePart {
+        pseudonyms: Vec::with_capacity(rows.len()),
+        titles: Vec::with_capacity(rows.len()),
+        dict: Vec::new(),
+    };
+    for &r in rows {
+        let r = r as usize;
+        part.pseudonyms.push(loans.pseudonyms[r]);
+        let t = loans.titles[r] as usize;
+        if local_of_title[t] == u32::MAX {
+            // Below 2^31: the store takes fewer than 2^31 titles a batch.
+            local_of_title[t] = part.dict.len() as u32;
+            let title = &loans.title_ids[t];
+            part.dict.push(match known(title) {
+                Some(id) => Local::Known(id),
+                None => Local::New(title.clone(), loans.work_ids[t].clone()),
+            });
+        }
+        part.titles.push(local_of_title[t]);
+    }
+    Some(part)
 }
 
 /// Reads the pseudonym, title and work columns of a data file that the

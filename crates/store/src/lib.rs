@@ -207,6 +207,29 @@ pub struct MonthCounts {
     pub borrowers: u64,
 }
 
+/// The rows of one batch that an ingest wrote, by month: what
+/// [`Store::scan_reusing`] takes from memory instead of the data files.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// The batch id (its data files are named by it).
+    batch: String,
+    /// For each month whose new file holds only the batch's rows (it merged
+    /// no earlier file): those rows, indices into the batch, in file order.
+    months: BTreeMap<LoanMonth, Vec<u32>>,
+}
+
+impl Written {
+    /// The batch rows a live data file holds, if it is one this ingest
+    /// wrote from them alone.
+    fn rows_of(&self, f: &FileEntry) -> Option<&[u32]> {
+        let rows = self.months.get(&f.month)?;
+        (f.batch == self.batch
+            && f.path == manifest::data_file_path(f.month, &self.batch)
+            && rows.len() as u64 == f.rows)
+            .then_some(rows.as_slice())
+    }
+}
+
 /// A month-partitioned Parquet store of pseudonymous loans.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -224,6 +247,9 @@ struct Staged {
     month: LoanMonth,
     /// The staged file; `None` when every row was held already.
     tmp: Option<PathBuf>,
+    /// The batch's rows the file holds, in file order, unless it merges
+    /// earlier files.
+    kept: Option<Vec<u32>>,
     /// New rows of the batch written.
     rows: u64,
     /// Rows of the batch dropped as repeats.
@@ -344,6 +370,21 @@ impl Store {
         loans: &Loans,
         oldest_kept: LoanMonth,
     ) -> Result<IngestOutcome, StoreError> {
+        self.ingest_written(lock, batch, loans, oldest_kept)
+            .map(|(outcome, _)| outcome)
+    }
+
+    /// [`Store::ingest`], also returning which of the batch's rows each new
+    /// data file holds, so that a caller that keeps `loans` in memory can
+    /// read a window with [`Store::scan_reusing`] without decoding them
+    /// again.
+    pub fn ingest_written(
+        &self,
+        lock: &StoreLock,
+        batch: &BatchRecord,
+        loans: &Loans,
+        oldest_kept: LoanMonth,
+    ) -> Result<(IngestOutcome, Written), StoreError> {
         self.check_lock(lock)?;
         manifest::check_record(batch).map_err(|reason| StoreError::InvalidBatch { reason })?;
         loans.validate()?;
@@ -364,7 +405,7 @@ impl Store {
         let mut manifest = self.manifest_for_write()?;
         self.recover(&manifest)?;
         if manifest.has_batch(&batch.id) {
-            return Ok(IngestOutcome::AlreadyIngested);
+            return Ok((IngestOutcome::AlreadyIngested, Written::default()));
         }
 
         let (by_month, expired_rows) = rows_by_month(&loans.months, oldest_kept);
@@ -399,12 +440,13 @@ impl Store {
                             .find(|b| b.batch.id == f.batch)
                             .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
                     });
-                let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
+                let mut new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
                 let repeated = (rows.len() - new.kept.len()) as u64;
                 if new.kept.is_empty() {
                     return Ok(Staged {
                         month,
                         tmp: None,
+                        kept: None,
                         rows: 0,
                         repeated,
                         merged: 0,
@@ -413,7 +455,8 @@ impl Store {
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
                 let merged = match &new.merged {
                     Some(all) => {
-                        let every: Vec<u32> = (0..all.len() as u32).collect();
+                        let mut every: Vec<u32> = (0..all.len() as u32).collect();
+                        columns::order_by_title(all, &mut every);
                         columns::write_month(
                             &tmp,
                             all,
@@ -424,14 +467,17 @@ impl Store {
                         all.len() as u64
                     }
                     None => {
+                        columns::order_by_title(loans, &mut new.kept);
                         columns::write_month(&tmp, loans, &works, &new.kept, month)?;
                         0
                     }
                 };
+                let rows = new.kept.len() as u64;
                 Ok(Staged {
                     month,
                     tmp: Some(tmp),
-                    rows: new.kept.len() as u64,
+                    kept: new.merged.is_none().then_some(new.kept),
+                    rows,
                     repeated,
                     merged,
                 })
@@ -450,15 +496,23 @@ impl Store {
         let mut rows_written = 0;
         let mut placed = Vec::with_capacity(staged.len());
         let mut replaced_any = false;
+        let mut written = Written {
+            batch: batch.id.clone(),
+            months: BTreeMap::new(),
+        };
         for Staged {
             month,
             tmp,
+            kept,
             rows,
             merged,
             ..
         } in staged
         {
             let Some(tmp) = tmp else { continue };
+            if let Some(kept) = kept {
+                written.months.insert(month, kept);
+            }
             let dir = loans_dir.join(manifest::partition_dir(month));
             if fsx::ensure_dir(&dir)? {
                 fsx::sync_dir(&loans_dir)?;
@@ -509,12 +563,15 @@ impl Store {
             // (a crash before this leaves them to the next writer).
             self.recover(&manifest)?;
         }
-        Ok(IngestOutcome::Ingested {
-            rows: rows_written,
-            months,
-            expired_rows,
-            repeated_rows,
-        })
+        Ok((
+            IngestOutcome::Ingested {
+                rows: rows_written,
+                months,
+                expired_rows,
+                repeated_rows,
+            },
+            written,
+        ))
     }
 
     /// Best-effort removal of data files placed by an ingest that then
@@ -667,6 +724,22 @@ impl Store {
     ///
     /// A title's work is taken from its first row in that order.
     pub fn scan(&self, first: LoanMonth, last: LoanMonth) -> Result<Loans, StoreError> {
+        self.scan_reusing(first, last, None)
+    }
+
+    /// [`Store::scan`], taking the rows of the data files that `fresh`'s
+    /// ingest wrote (and that are still live) from its loans in memory
+    /// instead of decoding them: the same loans, in the same order, with
+    /// the same dictionary.
+    ///
+    /// `fresh` is the batch's loans as given to [`Store::ingest_written`]
+    /// and what it returned.
+    pub fn scan_reusing(
+        &self,
+        first: LoanMonth,
+        last: LoanMonth,
+        fresh: Option<(&Loans, &Written)>,
+    ) -> Result<Loans, StoreError> {
         let manifest = self.read_manifest()?;
         let mut files: Vec<&FileEntry> = manifest
             .files
@@ -693,7 +766,16 @@ impl Store {
             let known = |t: &str| index_now.get(t).copied();
             let parts: Vec<_> = chunk
                 .par_iter()
-                .map(|f| columns::read_loans(&self.root.join(&f.path), f.rows, &known))
+                .map(|f| {
+                    let in_memory = fresh.and_then(|(loans, written)| {
+                        let rows = written.rows_of(f)?;
+                        columns::part_of_rows(loans, rows, &known)
+                    });
+                    match in_memory {
+                        Some(part) => Ok(part),
+                        None => columns::read_loans(&self.root.join(&f.path), f.rows, &known),
+                    }
+                })
                 .collect();
             for (f, part) in chunk.iter().zip(parts) {
                 let part = part?;

@@ -23,11 +23,17 @@ pub(crate) struct Window {
     pub loans: Loans,
 }
 
-/// Reads the scoring window from the store; an empty window is an error so
-/// that a broken feed never replaces a good one.
-pub(crate) fn read_window(ctx: &Context, p: &Pipeline, store: &Store) -> Result<Window> {
+/// Reads the scoring window from the store (the rows of `fresh`'s files
+/// from its loans in memory); an empty window is an error so that a broken
+/// feed never replaces a good one.
+pub(crate) fn read_window(
+    ctx: &Context,
+    p: &Pipeline,
+    store: &Store,
+    fresh: Option<(&Loans, &store::Written)>,
+) -> Result<Window> {
     let (first, last) = ctx.window(p)?;
-    let loans = scan_months(ctx, store, first, last)?;
+    let loans = scan_months(ctx, store, first, last, fresh)?;
     if loans.is_empty() {
         return Err(Refused(format!(
             "the store holds no loans in the scoring window {first}..{last}; nothing to publish"
@@ -46,7 +52,7 @@ pub(crate) fn build_only(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let p = load_pipeline(&args.pipeline)?;
     let store = open_store(&p)?;
-    let w = read_window(ctx, &p, &store)?;
+    let w = read_window(ctx, &p, &store, None)?;
     let related = compute(ctx, &p, &w)?;
     let titles = count_titles(&related);
     println!(
@@ -79,7 +85,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let _lock = RunLock::acquire(&p.export.path, "the export directory", SERVED_DIR)?;
     let store = open_store(&p)?;
-    export_release(ctx, &p, args.input.as_deref(), None, &store)
+    export_release(ctx, &p, args.input.as_deref(), None, &store, None)
 }
 
 fn count_titles(r: &engine::Related) -> usize {
@@ -100,10 +106,14 @@ pub(crate) fn export_release(
     input: Option<&Path>,
     ids: Option<Forbidden>,
     store: &Store,
+    window: Option<Window>,
 ) -> Result<()> {
     ctx.refuse_future_today("export would publish a window of months that have not happened")?;
     let started = std::time::Instant::now();
-    let w = read_window(ctx, p, store)?;
+    let w = match window {
+        Some(w) => w,
+        None => read_window(ctx, p, store, None)?,
+    };
     // Independent: the leak check's set-up is mostly one thread, so it runs
     // beside the engine instead of after it.
     let (related, forbidden) = ctx.stage("build + leak check set-up", || {

@@ -25,6 +25,9 @@ pub(crate) struct IngestSummary {
     pub quarantined: usize,
     /// The quarantine directory.
     pub dir: std::path::PathBuf,
+    /// The rows of the in-memory batch that the store wrote, for
+    /// [`store::Store::scan_reusing`] (empty without one).
+    pub written: store::Written,
 }
 
 impl IngestSummary {
@@ -59,7 +62,7 @@ pub(crate) fn ingest_inbox(
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
-    fresh: Option<Fresh>,
+    fresh: Option<&Fresh>,
 ) -> Result<IngestSummary> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
@@ -69,6 +72,7 @@ pub(crate) fn ingest_inbox(
     ctx.log_stage(Side::Mining, "prune", pruned, &[], None);
     let started = std::time::Instant::now();
     let had_fresh = fresh.is_some();
+    let mut written = store::Written::default();
     if let Some(Fresh { meta, loans }) = fresh {
         // Extracted by this very process: nothing to read or decrypt.
         match ingest_one(
@@ -76,12 +80,12 @@ pub(crate) fn ingest_inbox(
             p,
             store,
             lock,
-            &meta,
-            &loans,
+            meta,
+            loans,
             "the extracted batch",
             None,
         ) {
-            Ok(()) => {}
+            Ok(w) => written = w,
             Err(Failure::Batch(reason)) => anyhow::bail!("the extracted batch: {reason}"),
             Err(Failure::Fatal(e)) => return Err(e),
         }
@@ -94,13 +98,14 @@ pub(crate) fn ingest_inbox(
     let mut summary = IngestSummary {
         quarantined: 0,
         dir: stages::quarantine_dir(p),
+        written,
     };
     let total = batches.len();
     for (i, path) in batches.into_iter().enumerate() {
         // For the spinner: a count, never the file's name (it holds the batch id).
         let progress = format!("batch {} of {total}", i + 1);
         match ingest_file(ctx, p, store, lock, &transfer, &path, &progress) {
-            Ok(()) => std::fs::remove_file(&path)
+            Ok(_) => std::fs::remove_file(&path)
                 .with_context(|| format!("removing ingested batch {}", path.display()))?,
             Err(Failure::Batch(reason)) => {
                 let dest = stages::quarantine(p, &path, &reason, ctx.today)?;
@@ -135,7 +140,7 @@ fn ingest_file(
     transfer: &keys::SecretKey,
     path: &Path,
     progress: &str,
-) -> Result<(), Failure> {
+) -> Result<store::Written, Failure> {
     // Reads the header first: a junk file is refused by its length before
     // its body is read; a valid one is read once and decrypted in place.
     let (meta, loans) =
@@ -145,7 +150,7 @@ fn ingest_file(
 }
 
 /// Ingests one batch's loans and starts the four-week clock of its link
-/// record; `what` names the batch in errors.
+/// record; `what` names the batch in errors. Returns the rows written.
 #[expect(
     clippy::too_many_arguments,
     reason = "the store, its lock and the batch's parts, each needed once"
@@ -159,7 +164,7 @@ fn ingest_one(
     loans: &loans::Loans,
     what: &str,
     progress: Option<&str>,
-) -> Result<(), Failure> {
+) -> Result<store::Written, Failure> {
     let fatal = Failure::Fatal;
     let oldest_kept = ctx.oldest_kept(p).map_err(fatal)?;
     if meta.library != p.library.id || meta.purpose != p.library.purpose {
@@ -186,9 +191,9 @@ fn ingest_one(
         rows: meta.rows,
     };
     let outcome = ctx.stage_with("ingest", progress, || {
-        Ok(store.ingest(lock, &record, loans, oldest_kept))
+        Ok(store.ingest_written(lock, &record, loans, oldest_kept))
     });
-    let outcome = match outcome.map_err(fatal)? {
+    let (outcome, written) = match outcome.map_err(fatal)? {
         Ok(o) => o,
         // The batch itself does not fit the store's rules.
         Err(e @ (StoreError::InvalidBatch { .. } | StoreError::InvalidLoans { .. })) => {
@@ -238,7 +243,8 @@ fn ingest_one(
     }
     // The store holds the batch now: start the circulation system's clock.
     crate::links::record_ingested(p.transfer.inbox(), &meta.id.to_string(), ctx.today)
-        .map_err(fatal)
+        .map_err(fatal)?;
+    Ok(written)
 }
 
 fn prune(

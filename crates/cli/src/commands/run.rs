@@ -21,7 +21,24 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     let fresh = extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
     // A quarantined batch does not hold back the others or the export; the
     // exit code (5) reports it once the export is done.
-    let ingested = ingest::ingest_inbox(ctx, &p, &store, &lock, fresh)?;
-    export::export_release(ctx, &p, args.input.as_deref(), Some(ids), &store)?;
+    let ingested = ingest::ingest_inbox(ctx, &p, &store, &lock, fresh.as_ref())?;
+    // The window's rows this run has just written are taken from memory,
+    // not decoded from the files again (the same loans, in the same order).
+    ctx.refuse_future_today("export would publish a window of months that have not happened")?;
+    let window = export::read_window(
+        ctx,
+        &p,
+        &store,
+        fresh.as_ref().map(|f| (&f.loans, &ingested.written)),
+    )?;
+    drop(fresh);
+    export::export_release(
+        ctx,
+        &p,
+        args.input.as_deref(),
+        Some(ids),
+        &store,
+        Some(window),
+    )?;
     ingested.into_result()
 }

@@ -165,17 +165,19 @@ pub(crate) fn read_small_text(path: &Path) -> std::io::Result<String> {
     String::from_utf8(bytes).map_err(|_| std::io::Error::other("not UTF-8 text"))
 }
 
-/// The store's loans of `first..=last`, refused if they mix pseudonym keys.
+/// The store's loans of `first..=last`, refused if they mix pseudonym keys;
+/// the rows of `fresh`'s files come from its loans in memory.
 pub(crate) fn scan_months(
     ctx: &Context,
     store: &Store,
     first: loans::LoanMonth,
     last: loans::LoanMonth,
+    fresh: Option<(&Loans, &store::Written)>,
 ) -> Result<Loans> {
     refuse_mixed_keys(store, first, last)?;
     ctx.stage("read store", || {
         store
-            .scan(first, last)
+            .scan_reusing(first, last, fresh)
             .with_context(|| format!("reading months {first}..{last} from the store"))
     })
 }

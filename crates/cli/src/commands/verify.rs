@@ -16,7 +16,7 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // boundary differ from the window the next export will use.
     let (first, last) = published_window(&p, &args.pipeline)?;
     let store = open_store(&p)?;
-    let loans = scan_months(ctx, &store, first, last)?;
+    let loans = scan_months(ctx, &store, first, last, None)?;
     let f = forbidden(ctx, &p, args.input.as_deref(), None, &loans)?;
     let report = publish::verify(&p.export.path, &loans, p.engine.min_support, &f)
         .with_context(|| format!("verifying {}", p.export.path.display()))?;

@@ -42,9 +42,14 @@ fn round_trip_keeps_rows_layout_and_batch_order() {
     let back = store.scan(first, last).unwrap();
     back.validate().unwrap();
     assert_eq!(multiset(&back), multiset(&loans));
-    // Partition order, then batch order within a month.
-    let mut expected = rows_in_order(&loans);
-    expected.sort_by_key(|r| r.3);
+    // Partition order, then title order (the batch's dictionary order)
+    // within a month, and batch order within a title.
+    let mut expected: Vec<_> = rows_in_order(&loans)
+        .into_iter()
+        .zip(&loans.titles)
+        .collect();
+    expected.sort_by_key(|(r, t)| (r.3, **t));
+    let expected: Vec<_> = expected.into_iter().map(|(r, _)| r).collect();
     assert_eq!(rows_in_order(&back), expected);
 
     let files = store.data_files().unwrap();
@@ -337,4 +342,49 @@ fn pseudonym_keys_lists_the_keys_of_the_months_asked_for() {
             .unwrap()
             .is_empty()
     );
+}
+
+#[test]
+fn scan_reusing_takes_the_rows_the_ingest_wrote_from_memory() {
+    let (_d, _root, store) = fresh();
+    let loans = loans_of(&three_months());
+    let lock = store.lock().unwrap();
+    let (_, written) = store
+        .ingest_written(&lock, &record(1, loans.len()), &loans, m(2020, 1))
+        .unwrap();
+    let (first, last) = all();
+    let read = store.scan(first, last).unwrap();
+    assert_eq!(
+        store
+            .scan_reusing(first, last, Some((&loans, &written)))
+            .unwrap(),
+        read
+    );
+    // Proof that the rows came from memory: a changed copy shows through.
+    let mut changed = loans.clone();
+    changed.pseudonyms[0] = p(99);
+    let reused = store
+        .scan_reusing(first, last, Some((&changed, &written)))
+        .unwrap();
+    assert!(reused.pseudonyms.contains(&p(99)));
+    assert_eq!(reused.len(), read.len());
+    // Loans too short for the rows recorded: those files are read instead.
+    let mut short = loans.clone();
+    short.pseudonyms.truncate(1);
+    short.titles.truncate(1);
+    short.months.truncate(1);
+    assert_eq!(
+        store
+            .scan_reusing(first, last, Some((&short, &written)))
+            .unwrap(),
+        read
+    );
+    // Another batch's record takes nothing from memory.
+    let (_, other) = store
+        .ingest_written(&lock, &record(2, loans.len()), &loans, m(2020, 1))
+        .unwrap();
+    let reused = store
+        .scan_reusing(first, last, Some((&changed, &other)))
+        .unwrap();
+    assert_eq!(reused, read);
 }

@@ -43,6 +43,30 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(24))]
 
     #[test]
+    fn a_scan_reusing_the_ingested_batch_equals_a_scan_of_the_files(
+        batches in prop::collection::vec(loans_strategy(), 1..6),
+        windows in prop::collection::vec((0i32..5, 0i32..5), 1..4),
+    ) {
+        // Several batches over a few months: months already held, repeats
+        // dropped, files merged once a month holds enough of them.
+        let (_d, _root, store) = fresh();
+        let lock = store.lock().unwrap();
+        let start = LoanMonth::new(2023, 11).unwrap();
+        for (i, loans) in batches.iter().enumerate() {
+            let (_, written) = store
+                .ingest_written(&lock, &record(i as u8, loans.len()), loans, m(2000, 1))
+                .unwrap();
+            for &(a, b) in &windows {
+                let first = start.plus(a.min(b)).unwrap();
+                let last = start.plus(a.max(b)).unwrap();
+                let read = store.scan(first, last).unwrap();
+                let reused = store.scan_reusing(first, last, Some((loans, &written))).unwrap();
+                prop_assert_eq!(&reused, &read);
+            }
+        }
+    }
+
+    #[test]
     fn scan_of_everything_is_the_concatenation_of_the_batches(
         batches in prop::collection::vec(loans_strategy(), 1..5)
     ) {
