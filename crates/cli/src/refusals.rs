@@ -2,8 +2,6 @@
 //! outside the served feed) so that `status` can show it after a cron run.
 //! It holds what the error says: files, kinds and places, never a value.
 
-use std::io::Write as _;
-use std::os::unix::fs::OpenOptionsExt as _;
 use std::path::Path;
 
 use anyhow::{Context as _, Result};
@@ -38,19 +36,10 @@ pub(crate) fn record(ctx: &Context, export: &Path, err: &publish::PublishError) 
         message: err.to_string(),
         findings,
     };
-    let path = export.join(FILE);
-    let tmp = export.join(format!("{FILE}.tmp-{}", std::process::id()));
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .truncate(true)
-        .write(true)
-        .mode(0o600)
-        .open(&tmp)
-        .with_context(|| format!("writing {}", tmp.display()))?;
-    f.write_all(&serde_json::to_vec_pretty(&refusal)?)?;
-    f.sync_all()?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    crate::commands::stages::write_private(
+        &export.join(FILE),
+        &serde_json::to_vec_pretty(&refusal)?,
+    )
 }
 
 /// The last refusal recorded in `export`, if any.

@@ -13,8 +13,6 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::io::Write as _;
-use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context as _, Result, anyhow};
@@ -46,38 +44,11 @@ pub(crate) fn run(ctx: &Context, args: &ReportArgs) -> Result<()> {
     let p = load_pipeline(&args.pipeline)?;
     let facts = Facts::gather(ctx, &p)?;
     let html = render(ctx, &p, &args.pipeline, &facts)?;
-    write_private(&args.out, html.as_bytes())?;
+    crate::commands::stages::write_private(&args.out, html.as_bytes())?;
     ctx.say(format!(
         "wrote {} (mode 0600): aggregates only; open it in a browser",
         args.out.display()
     ));
-    Ok(())
-}
-
-/// Writes `bytes` to `path` owner-only, via a temporary file and a rename.
-fn write_private(path: &Path, bytes: &[u8]) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let _ = std::fs::remove_file(&tmp);
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .and_then(|mut f| {
-            f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
-            f.write_all(bytes)?;
-            f.sync_all()
-        })
-        .and_then(|()| std::fs::rename(&tmp, path));
-    if let Err(e) = written {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("writing {}", path.display()));
-    }
     Ok(())
 }
 

@@ -5,20 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{Sandbox, ok, text};
-
-/// A small deterministic generator (no personal data, no dependency).
-struct Lcg(u64);
-
-impl Lcg {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6_364_136_223_846_793_005)
-            .wrapping_add(1_442_695_040_888_963_407);
-        (self.0 >> 33) % n
-    }
-}
+use crate::{Lcg, Sandbox, ok, text};
 
 /// Loans of `borrowers` borrowers with tastes: each borrows 6 titles of one
 /// of `groups` groups of 20 titles, in the 12 months up to 2026-10. Returns
