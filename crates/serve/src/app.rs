@@ -263,9 +263,7 @@ async fn related(axum::extract::State(state): AppState, request: Request) -> Res
     // The whole list was serialized when the release was loaded; a limit
     // below its length cuts it here.
     let (body, etag) = match release.lists.get(title.as_ref()) {
-        Some(whole) if limit >= release.feed.similar(&title, max).len() => {
-            (whole.clone(), release.lists_etag.clone())
-        }
+        Some(whole) if limit >= whole.len => (whole.body.clone(), release.lists_etag.clone()),
         Some(_) => {
             let list = List {
                 title: &title,

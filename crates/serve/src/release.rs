@@ -26,6 +26,15 @@ pub(crate) struct StaticFile {
     pub(crate) etag: HeaderValue,
 }
 
+/// A title's whole list, serialized as the API answers it.
+#[derive(Debug)]
+pub(crate) struct WholeList {
+    /// The JSON answer.
+    pub(crate) body: Bytes,
+    /// How many titles it lists: a `limit` at least this long gets `body`.
+    pub(crate) len: usize,
+}
+
 /// The API's answer for a title, `{"title":…,"related":[…]}`.
 #[derive(Serialize)]
 pub(crate) struct List<'a> {
@@ -45,7 +54,7 @@ pub struct Release {
     /// here: the common request (no smaller `limit`) is one lookup and a
     /// reference-counted clone, with no serializing or allocating. It costs
     /// about the size of the feed's files again in memory.
-    pub(crate) lists: HashMap<Box<str>, Bytes>,
+    pub(crate) lists: HashMap<Box<str>, WholeList>,
     /// The entity tag of those whole lists, `"<id>-<max_related>"`.
     pub(crate) lists_etag: HeaderValue,
 }
@@ -100,13 +109,14 @@ impl Release {
         let lists = feed
             .titles()
             .map(|title| {
-                let list = List {
-                    title,
-                    related: feed.similar(title, max),
-                };
+                let related = feed.similar(title, max);
                 // Serializing strings into a Vec cannot fail.
-                let body = serde_json::to_vec(&list).unwrap_or_default();
-                (Box::from(title), Bytes::from(body))
+                let body = serde_json::to_vec(&List { title, related }).unwrap_or_default();
+                let whole = WholeList {
+                    body: Bytes::from(body),
+                    len: related.len(),
+                };
+                (Box::from(title), whole)
             })
             .collect();
         let lists_etag = etag_value(&format!("\"{id}-{max}\""));
