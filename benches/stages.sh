@@ -3,10 +3,10 @@
 # on N generated loans with the default pipeline settings (the [engine]
 # names only the window end, as in benches/national.sh), each in a new
 # directory with new keys, and prints one Markdown row per run: wall, user +
-# sys CPU and peak RSS (GNU time), then the wall seconds of each stage that
-# `run` reports (`<stage>: done in X s`). Compare CPU seconds on a shared
-# machine. BIN runs another binary; a second binary in BIN2 alternates with
-# the first (A B A B ...), for before/after tables.
+# sys CPU and peak RSS (GNU time), then the wall and process CPU seconds of
+# each stage that `run` reports (`<stage>: done in X s (cpu Y s)`). Compare
+# CPU seconds on a shared machine. BIN runs another binary; a second binary
+# in BIN2 alternates with the first (A B A B ...), for before/after tables.
 #
 # Usage: benches/stages.sh [N] [ROUNDS]   (defaults 10000000 and 3)
 set -euo pipefail
@@ -23,7 +23,7 @@ trap 'rm -rf "$work"' EXIT
 cat "$csv" > /dev/null
 stages=(extract ingest "read store" "build + leak check set-up" export)
 printf '| binary | wall s | cpu s (user + sys) | peak RSS MiB |'
-printf ' %s |' "${stages[@]}"
+printf ' %s (wall / cpu s) |' "${stages[@]}"
 echo
 printf '|---|---|---|---|'
 printf -- '---|%.0s' "${stages[@]}"
@@ -40,8 +40,10 @@ for r in $(seq 1 "$rounds"); do
         row=$(printf '| %s | %s | %.2f (%s + %s) | %.0f |' "$b" \
             "$wall" "$(echo "$user + $sys" | bc)" "$user" "$sys" "$(echo "$rss / 1024" | bc -l)")
         for s in "${stages[@]}"; do
-            v=$(grep -F "$s: done in" "$work/$i/err.txt" | sed 's/.*done in \([0-9.]*\) s/\1/' | paste -sd+ - | bc 2> /dev/null || true)
-            row+=" ${v:--} |"
+            lines=$(grep -F "$s: done in" "$work/$i/err.txt" || true)
+            v=$(sed -n "s/.*done in \([0-9.]*\) s.*/\1/p" <<< "$lines" | paste -sd+ - | bc 2> /dev/null || true)
+            c=$(sed -n "s/.*(cpu \([0-9.]*\) s).*/\1/p" <<< "$lines" | paste -sd+ - | bc 2> /dev/null || true)
+            row+=" ${v:--} / ${c:--} |"
         done
         echo "$row"
     done

@@ -40,7 +40,7 @@ impl Context {
     }
 
     /// A spinner on stderr while `f` runs, when interactive
-    /// (crate::progress), then `<label>: done in X s` unless quiet.
+    /// (crate::progress), then `<label>: done in X s (cpu Y s)` unless quiet.
     pub fn stage<T>(&self, label: &str, f: impl FnOnce() -> Result<T>) -> Result<T> {
         self.stage_with(label, None, f)
     }
@@ -55,11 +55,17 @@ impl Context {
     ) -> Result<T> {
         let progress = crate::progress::Progress::spinner(self.interactive(), label, detail);
         let started = std::time::Instant::now();
+        let cpu_started = crate::runlog::process_cpu();
         let out = f();
-        self.log.timed(label, started.elapsed());
+        let cpu = crate::runlog::process_cpu().saturating_sub(cpu_started);
+        self.log.timed(label, started.elapsed(), cpu);
         drop(progress);
         if out.is_ok() && !self.quiet {
-            eprintln!("{label}: done in {:.2} s", started.elapsed().as_secs_f64());
+            eprintln!(
+                "{label}: done in {:.2} s (cpu {:.2} s)",
+                started.elapsed().as_secs_f64(),
+                cpu.as_secs_f64()
+            );
         }
         out
     }

@@ -54,6 +54,11 @@ pub(crate) struct Record {
     /// Seconds of the timed steps inside the stage, by label.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timings: BTreeMap<String, f64>,
+    /// CPU seconds of the whole process (every thread, user + system)
+    /// during each timed step, by label: beside `timings`, how well the
+    /// step used the cores.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub cpu_timings: BTreeMap<String, f64>,
     /// What a release published and what was withheld (export only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<ReleaseStats>,
@@ -144,6 +149,7 @@ struct Inner {
     extractor: Option<PathBuf>,
     mining: Option<PathBuf>,
     timings: BTreeMap<String, f64>,
+    cpu_timings: BTreeMap<String, f64>,
     counts: BTreeMap<String, u64>,
     warned: bool,
 }
@@ -179,9 +185,12 @@ impl RunLog {
         i.mining = Some(p.store.path.join(FILE));
     }
 
-    /// Notes a timed step (called by `Context::stage`).
-    pub fn timed(&self, label: &str, elapsed: Duration) {
-        *self.inner().timings.entry(label.to_owned()).or_insert(0.0) += elapsed.as_secs_f64();
+    /// Notes a timed step, its wall and process CPU time (called by
+    /// `Context::stage`).
+    pub fn timed(&self, label: &str, elapsed: Duration, cpu: Duration) {
+        let mut i = self.inner();
+        *i.timings.entry(label.to_owned()).or_insert(0.0) += elapsed.as_secs_f64();
+        *i.cpu_timings.entry(label.to_owned()).or_insert(0.0) += cpu.as_secs_f64();
     }
 
     /// Adds `n` to the count `name` of the next record.
@@ -201,6 +210,7 @@ impl RunLog {
             duration_s: (elapsed.as_secs_f64() * 1000.0).round() / 1000.0,
             counts: BTreeMap::new(),
             timings: BTreeMap::new(),
+            cpu_timings: BTreeMap::new(),
             release: None,
             reason: None,
             exit_code: None,
@@ -212,10 +222,13 @@ impl RunLog {
     pub fn write(&self, ctx_day: jiff::civil::Date, side: Side, mut r: Record) {
         let mut i = self.inner();
         r.day = ctx_day.to_string();
-        r.timings = std::mem::take(&mut i.timings)
-            .into_iter()
-            .map(|(k, v)| (k, (v * 1000.0).round() / 1000.0))
-            .collect();
+        let millis = |m: BTreeMap<String, f64>| {
+            m.into_iter()
+                .map(|(k, v)| (k, (v * 1000.0).round() / 1000.0))
+                .collect()
+        };
+        r.timings = millis(std::mem::take(&mut i.timings));
+        r.cpu_timings = millis(std::mem::take(&mut i.cpu_timings));
         for (k, v) in std::mem::take(&mut i.counts) {
             *r.counts.entry(k).or_insert(0) += v;
         }
@@ -269,6 +282,15 @@ impl RunLog {
 
 /// Appends one record as one line with one `write` (O_APPEND), creating the
 /// file owner-only; refuses to follow a symbolic link.
+/// CPU time the process has used so far, all threads, user and system.
+pub(crate) fn process_cpu() -> Duration {
+    let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
+    Duration::new(
+        u64::try_from(t.tv_sec).unwrap_or(0),
+        u32::try_from(t.tv_nsec).unwrap_or(0),
+    )
+}
+
 fn append(path: &Path, r: &Record) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
     line.push(b'\n');
@@ -312,11 +334,25 @@ mod tests {
     use super::*;
 
     #[test]
+    fn process_cpu_time_grows_with_work() {
+        let before = process_cpu();
+        let mut x = 0u64;
+        while process_cpu().saturating_sub(before) < Duration::from_millis(20) {
+            x = std::hint::black_box(x.wrapping_add(1));
+        }
+        assert!(x > 0);
+    }
+
+    #[test]
     fn appends_parse_back_and_the_file_is_owner_only() {
         let dir = tempfile::tempdir().unwrap();
         let log = RunLog::new("ingest");
         log.inner().mining = Some(dir.path().join(FILE));
-        log.timed("ingest", Duration::from_millis(1500));
+        log.timed(
+            "ingest",
+            Duration::from_millis(1500),
+            Duration::from_millis(2500),
+        );
         let mut r = log.record("ingest", true, Duration::from_millis(1234));
         r.counts.insert("rows".into(), 42);
         let day = jiff::civil::date(2026, 11, 3);
@@ -329,8 +365,10 @@ mod tests {
         assert_eq!(records[0].counts["rows"], 42);
         assert_eq!(records[0].duration_s, 1.234);
         assert_eq!(records[0].timings["ingest"], 1.5);
+        assert_eq!(records[0].cpu_timings["ingest"], 2.5);
         assert_eq!(records[0].day, "2026-11-03");
         assert!(records[1].timings.is_empty());
+        assert!(records[1].cpu_timings.is_empty());
         assert_eq!(records[2].exit_code, Some(4));
         let mode = std::fs::metadata(dir.path().join(FILE))
             .unwrap()

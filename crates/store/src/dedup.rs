@@ -15,6 +15,9 @@ use crate::columns::{self, Local};
 pub(crate) struct CanonicalTitles<'a> {
     index: HashMap<&'a str, u32>,
     canon: Vec<u32>,
+    /// Whether every dictionary entry is its own canonical one (no title
+    /// twice), as in every batch the extractor writes.
+    distinct: bool,
 }
 
 impl<'a> CanonicalTitles<'a> {
@@ -27,16 +30,23 @@ impl<'a> CanonicalTitles<'a> {
             .enumerate()
             .map(|(i, t)| *index.entry(t.as_str()).or_insert(i as u32))
             .collect();
-        CanonicalTitles { index, canon }
+        let distinct = index.len() == loans.title_ids.len();
+        CanonicalTitles {
+            index,
+            canon,
+            distinct,
+        }
     }
 }
 
 /// The rows of `rows` (one month of `loans`, in batch order) whose
 /// (pseudonym, title) is neither earlier in `rows` nor in any of the `held`
-/// data files (path and row count) of the same month: the rows to write.
+/// data files (path and row count) of the same month: the rows to write,
+/// in the order of the file (`columns::order_by_title`).
 ///
 /// Memory is a set over the batch's rows of the month plus one held file at a
-/// time, never the whole month of the store.
+/// time, never the whole month of the store. A month nothing is held for
+/// needs no set: in title order a repeat sits in its title's run of rows.
 ///
 /// With `merge`, the held files' rows are kept as well and returned with the
 /// new ones as one month of loans, for a single file that replaces them.
@@ -48,6 +58,12 @@ pub(crate) fn new_rows(
     merge: bool,
     month: LoanMonth,
 ) -> Result<NewRows, StoreError> {
+    if held.is_empty() && titles.distinct && rows.is_sorted() {
+        let mut ordered = rows.to_vec();
+        columns::order_by_title(loans, &mut ordered);
+        let kept = first_of_each_title_run(loans, &ordered);
+        return Ok(NewRows { kept, merged: None });
+    }
     let key = |r: u32| {
         let r = r as usize;
         (
@@ -62,6 +78,7 @@ pub(crate) fn new_rows(
         .filter(|&r| fresh.insert(key(r)))
         .collect();
     if held.is_empty() {
+        columns::order_by_title(loans, &mut kept);
         return Ok(NewRows { kept, merged: None });
     }
     let known = |t: &str| titles.index.get(t).copied();
@@ -83,13 +100,41 @@ pub(crate) fn new_rows(
         kept.retain(|&r| fresh.contains(&key(r)));
     }
     let merged = (merge && !kept.is_empty()).then(|| merged_month(loans, &parts, &kept, month));
+    columns::order_by_title(loans, &mut kept);
     Ok(NewRows { kept, merged })
+}
+
+/// The rows of `ordered` (in title order, batch order within a title)
+/// whose pseudonym is not earlier in the run of rows of its title: the first
+/// loan of each (pseudonym, title) pair. Runs are a handful of rows, so most
+/// are checked by comparing with the rows before; long ones (a bestseller's)
+/// with a set.
+fn first_of_each_title_run(loans: &Loans, ordered: &[u32]) -> Vec<u32> {
+    const SHORT: usize = 16;
+    let mut kept = Vec::with_capacity(ordered.len());
+    let mut seen: HashSet<u128> = HashSet::new();
+    let pseudonym = |r: u32| loans.pseudonyms[r as usize].as_u128();
+    for run in ordered.chunk_by(|&a, &b| loans.titles[a as usize] == loans.titles[b as usize]) {
+        if run.len() <= SHORT {
+            for (i, &r) in run.iter().enumerate() {
+                let p = pseudonym(r);
+                if !run[..i].iter().any(|&e| pseudonym(e) == p) {
+                    kept.push(r);
+                }
+            }
+        } else {
+            seen.clear();
+            kept.extend(run.iter().copied().filter(|&r| seen.insert(pseudonym(r))));
+        }
+    }
+    kept
 }
 
 /// What [`new_rows`] found: the batch's rows to store and, when asked to
 /// merge, the month's held rows followed by them as one set of loans.
 pub(crate) struct NewRows {
-    /// Rows of the batch not held yet, in batch order.
+    /// Rows of the batch not held yet, in title order (batch order within a
+    /// title).
     pub kept: Vec<u32>,
     /// The held rows (file by file, in file order) and then `kept`, all of
     /// `month`, under the batch's title dictionary extended by the titles
@@ -135,4 +180,47 @@ fn merged_month(
         out.titles.push(loans.titles[r as usize]);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loans::Pseudonym;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Without held files, the rows kept are the first loan of each
+        /// (pseudonym, title string) in batch order, in title order, whether
+        /// the dictionary holds a title twice (the set) or not (the runs).
+        #[test]
+        fn a_month_without_held_files_keeps_each_first_loan_in_title_order(
+            rows in prop::collection::vec((0u8..6, 0u32..30), 0..400),
+            twice in any::<bool>(),
+            keep in prop::collection::vec(any::<bool>(), 400),
+        ) {
+            let m = LoanMonth::new(2024, 1).unwrap();
+            let n = rows.len();
+            // With `twice`, titles 2k and 2k + 1 are one string.
+            let name = |t: u32| if twice { format!("t{}", t / 2) } else { format!("t{t}") };
+            let loans = Loans {
+                pseudonyms: rows.iter().map(|&(p, _)| Pseudonym([p; 16])).collect(),
+                titles: rows.iter().map(|&(_, t)| t).collect(),
+                months: vec![m; n],
+                title_ids: (0..30).map(name).collect(),
+                work_ids: (0..30).map(|t| format!("w{t}")).collect(),
+            };
+            let of_month: Vec<u32> = (0..n as u32).filter(|&r| keep[r as usize]).collect();
+            let canon = CanonicalTitles::of(&loans);
+            let got = new_rows(&loans, &canon, &of_month, &[], false, m).unwrap();
+            let mut seen = std::collections::HashSet::new();
+            let mut expected: Vec<u32> = of_month
+                .iter()
+                .copied()
+                .filter(|&r| seen.insert((rows[r as usize].0, name(rows[r as usize].1))))
+                .collect();
+            columns::order_by_title(&loans, &mut expected);
+            prop_assert_eq!(got.kept, expected);
+            prop_assert!(got.merged.is_none());
+        }
+    }
 }

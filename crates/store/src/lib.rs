@@ -440,7 +440,7 @@ impl Store {
                             .find(|b| b.batch.id == f.batch)
                             .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
                     });
-                let mut new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
+                let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
                 let repeated = (rows.len() - new.kept.len()) as u64;
                 if new.kept.is_empty() {
                     return Ok(Staged {
@@ -467,7 +467,7 @@ impl Store {
                         all.len() as u64
                     }
                     None => {
-                        columns::order_by_title(loans, &mut new.kept);
+                        // `kept` is in title order already.
                         columns::write_month(&tmp, loans, &works, &new.kept, month)?;
                         0
                     }
