@@ -22,7 +22,7 @@ impl<'a> BorrowerId<'a> {
     /// The canonical id of a raw field, written to `scratch` if it had to be
     /// uppercased; `None` for a field that is empty after trimming.
     pub(crate) fn canonical(raw: &'a str, scratch: &'a mut Vec<u8>) -> Option<BorrowerId<'a>> {
-        let trimmed = raw.trim();
+        let trimmed = crate::records::trim(raw);
         if trimmed.is_empty() {
             return None;
         }

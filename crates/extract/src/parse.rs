@@ -267,10 +267,15 @@ fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes) -> Chunk {
     let mut chunk = Chunk::with_sizes(0, sizes);
     let mut local = 0u64;
     let mut pos = 0usize;
+    // Counted here rather than by a second pass over the piece.
+    let mut newlines = 0u64;
     while pos < piece.len() {
         let rest = &piece[pos..];
         let (line, step) = match memchr(b'\n', rest) {
-            Some(i) => (&rest[..i], i + 1),
+            Some(i) => {
+                newlines += 1;
+                (&rest[..i], i + 1)
+            }
             None => (rest, rest.len()),
         };
         let line = strip_cr(line);
@@ -302,7 +307,7 @@ fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes) -> Chunk {
         local += 1;
         pos += step;
     }
-    chunk.newlines = memchr_iter(b'\n', piece).count() as u64;
+    chunk.newlines = newlines;
     chunk
 }
 

@@ -113,8 +113,8 @@ impl Chunk {
         if maybe_nul && (borrower.contains('\0') || title.contains('\0')) {
             return self.reject(line, RejectReason::NulByte);
         }
-        let title = title.trim();
-        if borrower.trim().is_empty() {
+        let title = trim(title);
+        if trim(borrower).is_empty() {
             return self.reject(line, RejectReason::MissingBorrowerId);
         }
         if title.is_empty() {
@@ -147,8 +147,19 @@ impl Chunk {
 
 /// A text date: `Err` with the trimmed text to parse, or `Ok(Err(..))` when
 /// it is blank.
+/// `s` without leading and trailing white space, as `str::trim`; a field
+/// that starts and ends with a visible ASCII character (nearly every one) is
+/// returned as it is, without decoding its ends (a trim was 3 % of extract).
+pub(crate) fn trim(s: &str) -> &str {
+    let visible = |b: &u8| (0x21..0x80).contains(b);
+    match (s.as_bytes().first(), s.as_bytes().last()) {
+        (Some(a), Some(b)) if visible(a) && visible(b) => s,
+        _ => s.trim(),
+    }
+}
+
 fn text_date(text: &str) -> Result<Result<Date, RejectReason>, &str> {
-    match text.trim() {
+    match trim(text) {
         "" => Ok(Err(RejectReason::MissingDate)),
         trimmed => Err(trimmed),
     }
@@ -246,6 +257,13 @@ impl RecordSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #[test]
+        fn trim_is_str_trim(s in "[ \t\u{a0}\u{3000}\u{1c}a-z0-9\u{e9}]{0,6}") {
+            proptest::prop_assert_eq!(trim(&s), s.trim());
+        }
+    }
     use jiff::civil::date;
 
     use crate::check::pseudonymizer;
