@@ -109,6 +109,17 @@ fn count_pairs(bencher: Bencher) {
         .bench(|| engine::build(&f.loans, &params).map(|r| r.pairs.len()));
 }
 
+/// Naming a batch: the SHA-256 of its whole payload, one thread, between
+/// extract and ingest in `run`.
+#[divan::bench(sample_count = 10)]
+fn batch_identify(bencher: Bencher) {
+    let f = &*FIXTURE;
+    let key = pseudonymizer().master_fingerprint();
+    bencher.counter(ItemsCount::new(f.loans.len())).bench(|| {
+        batch::identify(&f.loans, "bench-library", "related-titles", key).expect("naming the batch")
+    });
+}
+
 /// The record of the fixture's extraction as one batch.
 fn batch_record(loans: &Loans) -> store::BatchRecord {
     store::BatchRecord {

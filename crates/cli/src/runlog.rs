@@ -280,8 +280,6 @@ impl RunLog {
     }
 }
 
-/// Appends one record as one line with one `write` (O_APPEND), creating the
-/// file owner-only; refuses to follow a symbolic link.
 /// CPU time the process has used so far, all threads, user and system.
 pub(crate) fn process_cpu() -> Duration {
     let t = rustix::time::clock_gettime(rustix::time::ClockId::ProcessCPUTime);
@@ -291,6 +289,8 @@ pub(crate) fn process_cpu() -> Duration {
     )
 }
 
+/// Appends one record as one line with one `write` (O_APPEND), creating the
+/// file owner-only; refuses to follow a symbolic link.
 fn append(path: &Path, r: &Record) -> std::io::Result<()> {
     let mut line = serde_json::to_vec(r).map_err(std::io::Error::other)?;
     line.push(b'\n');

@@ -145,8 +145,6 @@ impl Chunk {
     }
 }
 
-/// A text date: `Err` with the trimmed text to parse, or `Ok(Err(..))` when
-/// it is blank.
 /// `s` without leading and trailing white space, as `str::trim`; a field
 /// that starts and ends with a visible ASCII character (nearly every one) is
 /// returned as it is, without decoding its ends (a trim was 3 % of extract).
@@ -158,6 +156,8 @@ pub(crate) fn trim(s: &str) -> &str {
     }
 }
 
+/// A text date: `Err` with the trimmed text to parse, or `Ok(Err(..))` when
+/// it is blank.
 fn text_date(text: &str) -> Result<Result<Date, RejectReason>, &str> {
     match trim(text) {
         "" => Ok(Err(RejectReason::MissingDate)),
@@ -257,13 +257,6 @@ impl RecordSink {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    proptest::proptest! {
-        #[test]
-        fn trim_is_str_trim(s in "[ \t\u{a0}\u{3000}\u{1c}a-z0-9\u{e9}]{0,6}") {
-            proptest::prop_assert_eq!(trim(&s), s.trim());
-        }
-    }
     use jiff::civil::date;
 
     use crate::check::pseudonymizer;
@@ -339,5 +332,12 @@ mod tests {
             sink.finish(&pseudonymizer(), &mut |_| {}),
             Err(ExtractError::NoValidRows { .. })
         ));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn trim_is_str_trim(s in "[ \t\u{a0}\u{3000}\u{1c}a-z0-9\u{e9}]{0,6}") {
+            proptest::prop_assert_eq!(trim(&s), s.trim());
+        }
     }
 }
