@@ -154,6 +154,7 @@ fn runlog(path: &Path) -> Vec<serde_json::Value> {
                         "duration_s",
                         "counts",
                         "timings",
+                        "cpu_timings",
                         "release",
                         "reason",
                         "exit_code"
