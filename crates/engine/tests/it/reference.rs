@@ -60,16 +60,25 @@ pub fn capped_sets(loans: &Loans, cap: u32) -> HashMap<Pseudonym, BTreeMap<u32, 
     sets
 }
 
-/// The relations `build` must return, computed the slow, obvious way.
-pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
-    let sets = capped_sets(loans, params.max_titles_per_borrower);
-    let titles = loans.title_ids.len();
+/// Each title's borrowers among the capped sets.
+fn holders(
+    sets: &HashMap<Pseudonym, BTreeMap<u32, i32>>,
+    titles: usize,
+) -> Vec<HashSet<Pseudonym>> {
     let mut holders: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles];
-    for (p, set) in &sets {
+    for (p, set) in sets {
         for &t in set.keys() {
             holders[t as usize].insert(*p);
         }
     }
+    holders
+}
+
+/// The relations `build` must return, computed the slow, obvious way.
+pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
+    let sets = capped_sets(loans, params.max_titles_per_borrower);
+    let titles = loans.title_ids.len();
+    let holders = holders(&sets, titles);
     let borrowers = sets.len() as u64;
     let mut by_a: Vec<(String, Vec<ScoredPair>)> = Vec::new();
     for a in 0..titles {
@@ -139,12 +148,7 @@ pub fn reference_withheld(loans: &Loans, params: &EngineParams) -> (u64, u64, u6
         .sum();
     let sets = capped_sets(loans, params.max_titles_per_borrower);
     let titles = loans.title_ids.len();
-    let mut holders: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles];
-    for (p, set) in &sets {
-        for &t in set.keys() {
-            holders[t as usize].insert(*p);
-        }
-    }
+    let holders = holders(&sets, titles);
     let k = params.min_support as usize;
     let titles_below_k = holders
         .iter()
