@@ -209,7 +209,7 @@ fn llr(bencher: Bencher) {
 fn leak_scan(bencher: Bencher) {
     let f = &*FIXTURE;
     let mut forbidden = publish::Forbidden::new();
-    forbidden.add_pseudonyms(&f.loans.pseudonyms);
+    forbidden.add_pseudonyms(&f.loans.borrower_pseudonyms);
     let params =
         synth::SynthParams::for_loans(1_000_000, kernels::SEED, kernels::first_month(), 24);
     for i in 0..params.borrowers {

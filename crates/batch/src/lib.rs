@@ -786,11 +786,15 @@ fn encode_payload(
         put_str(out, "work id", w)?;
     }
     out.extend_from_slice(&(loans.len() as u64).to_le_bytes());
-    put_rows(out, &loans.pseudonyms, |p, b: &mut [u8; 16]| {
-        *b = *p.as_bytes();
+    // Each row's pseudonym, as version 1 of the payload has always held
+    // them: a batch's bytes, and so its id, do not depend on how the loans
+    // are held in memory.
+    let dictionary = &loans.borrower_pseudonyms;
+    put_rows(out, &loans.borrowers, |&i, b: &mut [u8; 16]| {
+        *b = *dictionary[i as usize].as_bytes();
     });
     if let Cow::Owned(l) = loans {
-        l.pseudonyms = Vec::new();
+        l.borrowers = Vec::new();
     }
     put_rows(out, &loans.titles, |t, b: &mut [u8; 4]| {
         *b = t.to_le_bytes();
@@ -852,7 +856,7 @@ fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
         .filter(|&n| n.checked_mul(ROW_LEN) == Some(r.remaining()))
         .ok_or_else(|| r.malformed("row count does not match the payload length"))?;
 
-    let mut pseudonyms = Vec::with_capacity(n);
+    let mut row_pseudonyms = Vec::with_capacity(n);
     for chunk in r
         .take(n * PSEUDONYM_LEN)
         .map_err(ShortRead::into_error)?
@@ -860,7 +864,7 @@ fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
     {
         let mut p = [0u8; PSEUDONYM_LEN];
         p.copy_from_slice(chunk);
-        pseudonyms.push(Pseudonym(p));
+        row_pseudonyms.push(Pseudonym(p));
     }
     let mut title_col = Vec::with_capacity(n);
     for chunk in r
@@ -889,13 +893,7 @@ fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
         pseudonym_key,
         library,
         purpose,
-        loans: Loans {
-            pseudonyms,
-            titles: title_col,
-            months,
-            title_ids,
-            work_ids,
-        },
+        loans: Loans::from_rows(&row_pseudonyms, title_col, months, title_ids, work_ids),
     })
 }
 
@@ -991,13 +989,13 @@ mod tests {
 
     fn sample() -> Loans {
         let m = LoanMonth::new(2024, 3).unwrap();
-        Loans {
-            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
-            titles: vec![0, 1, 1],
-            months: vec![m, m, m.plus(1).unwrap()],
-            title_ids: vec!["isbn:9780140449136".into(), "isbn:9780199535569".into()],
-            work_ids: vec!["work:a".into(), "work:b".into()],
-        }
+        Loans::from_rows(
+            &[Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
+            vec![0, 1, 1],
+            vec![m, m, m.plus(1).unwrap()],
+            vec!["isbn:9780140449136".into(), "isbn:9780199535569".into()],
+            vec!["work:a".into(), "work:b".into()],
+        )
     }
 
     fn encoded(loans: &Loans) -> Vec<u8> {
@@ -1033,7 +1031,10 @@ mod tests {
         // the piece boundaries are crossed.
         let rows = 40_000u32;
         let large = Loans {
-            pseudonyms: (0..rows)
+            // A dictionary in another order than the rows' first
+            // appearance: the payload holds each row's pseudonym all the same.
+            borrowers: (0..rows).map(|i| (i * 7 + 3) % (rows / 2)).collect(),
+            borrower_pseudonyms: (0..rows / 2)
                 .map(|i| {
                     let mut p = [0u8; 16];
                     p[..4].copy_from_slice(&i.to_le_bytes());
@@ -1057,8 +1058,7 @@ mod tests {
             let n = loans.len();
             let mut columns = Vec::new();
             loans
-                .pseudonyms
-                .iter()
+                .row_pseudonyms()
                 .for_each(|p| columns.extend_from_slice(p.as_bytes()));
             loans
                 .titles

@@ -1,12 +1,9 @@
 //! Borrower-by-title incidence in compressed sparse row (CSR) form.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use loans::{Loans, Pseudonym};
+use loans::Loans;
 use rayon::prelude::*;
-
-use crate::EngineError;
 
 /// Lists of items grouped by a dense key, in CSR form.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
@@ -211,17 +208,20 @@ impl BorrowerIndex {
     /// Groups rows by borrower, de-duplicates each borrower's titles (keeping
     /// the latest month of each) and keeps at most `cap` of them: the most
     /// recently borrowed, ties broken by [`tie_key`] and then title id bytes.
-    pub fn build(loans: &Loans, cap: u32) -> Result<BorrowerIndex, EngineError> {
-        let ids = dense_ids(&loans.pseudonyms)?;
-        let borrowers = ids.iter().map(|&i| i as usize + 1).max().unwrap_or(0);
+    pub fn build(loans: &Loans, cap: u32) -> BorrowerIndex {
+        // The loans' borrower indices are dense ids already (the dictionary
+        // holds each pseudonym once, checked by `Loans::validate`); a
+        // dictionary entry without rows in the window is an empty set.
+        let ids = &loans.borrowers;
+        let groups = loans.borrower_pseudonyms.len();
         let first = loans.months.iter().map(|m| m.index()).min().unwrap_or(0);
         let months = &loans.months;
         let titles = &loans.titles;
         // Month indices lie within years 1..=9999, so the difference fits u32.
-        let mut sets = Csr::from_pairs(borrowers, &ids, |i| {
+        let mut sets = Csr::from_pairs(groups, ids, |i| {
             pack(titles[i], (months[i].index() - first) as u32)
         });
-        drop(ids);
+        let borrowers = sets.offsets.windows(2).filter(|w| w[0] < w[1]).count();
         let cap = cap as usize;
         let title_ids = &loans.title_ids;
         let (capped_borrowers, capped_titles) = (AtomicU64::new(0), AtomicU64::new(0));
@@ -263,14 +263,14 @@ impl BorrowerIndex {
             title_borrowers[title_of(x) as usize] += 1;
             last_month = last_month.max(month_of(x));
         }
-        Ok(BorrowerIndex {
+        BorrowerIndex {
             borrowers: borrowers as u64,
             sets,
             title_borrowers,
             last_month,
             capped_borrowers: capped_borrowers.into_inner(),
             capped_titles: capped_titles.into_inner(),
-        })
+        }
     }
 
     /// Renames every title `t` in the sets to `new_of_old[t]`, dropping those
@@ -319,23 +319,6 @@ fn dedup_latest(xs: &mut [u64]) -> usize {
         }
     }
     w
-}
-
-/// Maps every row's pseudonym to a dense borrower id (in order of first
-/// appearance).
-fn dense_ids(pseudonyms: &[Pseudonym]) -> Result<Vec<u32>, EngineError> {
-    let mut map: HashMap<u128, u32, loans::BuildPseudonymHasher> = HashMap::default();
-    let mut ids = Vec::with_capacity(pseudonyms.len());
-    for p in pseudonyms {
-        let next = map.len();
-        // Ids index u32 columns; a wrap would silently merge borrowers.
-        if next > u32::MAX as usize {
-            return Err(EngineError::TooManyBorrowers);
-        }
-        let id = *map.entry(p.as_u128()).or_insert(next as u32);
-        ids.push(id);
-    }
-    Ok(ids)
 }
 
 #[cfg(test)]
@@ -390,12 +373,5 @@ mod tests {
         });
         assert_eq!(csr.offsets, [0, 1, 2, 4]);
         assert_eq!(csr.items, [pack(3, 1), pack(4, 2), pack(8, 5), pack(9, 7)]);
-    }
-
-    #[test]
-    fn dense_ids_follow_first_appearance() {
-        let p = |b| Pseudonym([b; 16]);
-        let ids = dense_ids(&[p(7), p(3), p(7), p(9)]).unwrap();
-        assert_eq!(ids, [0, 1, 0, 2]);
     }
 }

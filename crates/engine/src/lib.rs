@@ -4,9 +4,11 @@
 //! borrowed this also borrowed" relations: for every title, the titles that at
 //! least `k` distinct borrowers also borrowed, scored by a chosen [`Measure`]
 //! over their time-weighted co-borrowing and cut to the best `N`. Only title
-//! indices, counts and scores leave this crate; pseudonyms are used only to
-//! tell borrowers apart (so the output does not depend on the key they were
-//! made with), and never appear in an output or an error.
+//! indices, counts and scores leave this crate. Borrowers are told apart by
+//! their index into the loans' pseudonym dictionary, which holds each
+//! pseudonym once; the pseudonyms themselves are never read (so the output
+//! does not depend on the key they were made with) and never appear in an
+//! output or an error.
 //!
 //! It runs in two stages that can be reproduced separately: [`count`] makes
 //! the plain per-pair statistics ([`PairTable`]: distinct-borrower support,
@@ -138,9 +140,6 @@ pub enum EngineError {
     /// The measure is newer than this engine.
     #[error("measure {} is not supported by this engine", .0.name())]
     UnsupportedMeasure(Measure),
-    /// More distinct borrowers than 32-bit ids can number.
-    #[error("more than {} distinct borrowers", u32::MAX)]
-    TooManyBorrowers,
     /// More titles than 32-bit indices can address.
     #[error("more than {} titles in the dictionary", u32::MAX)]
     TooManyTitles,
@@ -233,7 +232,7 @@ pub fn build_with_stats(
 
 /// The counting stage: the per-pair statistics of the window's loans.
 ///
-/// Each distinct pseudonym is one borrower with the set of distinct titles
+/// Each entry of the pseudonym dictionary is one borrower, with the set of distinct titles
 /// they borrowed, each at the last month they borrowed it, cut to their
 /// `max_titles_per_borrower` most recent titles (ties by a hash of the title
 /// id, then the id). For every pair of titles of different works held by at
@@ -248,7 +247,7 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
     }
     let k = params.min_support;
 
-    let mut index = BorrowerIndex::build(loans, params.max_titles_per_borrower)?;
+    let mut index = BorrowerIndex::build(loans, params.max_titles_per_borrower);
     let borrowers = index.borrowers;
     let (capped_borrowers, capped_titles) = (index.capped_borrowers, index.capped_titles);
     let decay = decay_table(params.time_decay, index.last_month);

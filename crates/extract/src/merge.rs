@@ -183,12 +183,11 @@ impl Assembler {
         row_titles.shrink_to_fit();
         months.shrink_to_fit();
         let distinct_borrowers = borrowers.len() as u64;
-        let pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
-        let pseudonyms: Vec<_> = row_borrowers
-            .par_iter()
-            .map(|&b| pseudonyms[b as usize])
-            .collect();
-        drop(row_borrowers);
+        // Distinct canonical ids, so distinct pseudonyms: the interner's
+        // numbering is the loans' borrower dictionary as it is.
+        let borrower_pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
+        let mut row_borrowers = row_borrowers;
+        row_borrowers.shrink_to_fit();
         // Titles were checked to be UTF-8 when read, so this never replaces.
         let title_ids: Vec<String> = titles
             .iter()
@@ -197,7 +196,8 @@ impl Assembler {
         let first_month = months.par_iter().min().copied();
         let last_month = months.par_iter().max().copied();
         let loans = Loans {
-            pseudonyms,
+            borrowers: row_borrowers,
+            borrower_pseudonyms,
             titles: row_titles,
             months,
             work_ids: title_ids.clone(),

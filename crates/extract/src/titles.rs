@@ -206,7 +206,8 @@ mod tests {
     fn loans() -> Loans {
         let ids: Vec<String> = ["i1", "i2", "i3"].map(String::from).to_vec();
         Loans {
-            pseudonyms: vec![loans::Pseudonym([1; 16]); 4],
+            borrowers: vec![0; 4],
+            borrower_pseudonyms: vec![loans::Pseudonym([1; 16])],
             titles: vec![0, 1, 2, 1],
             months: vec!["2024-01".parse().unwrap(); 4],
             work_ids: ids.clone(),

@@ -224,20 +224,30 @@ impl From<LoanMonth> for String {
     }
 }
 
-/// Pseudonymous loans in columnar form, titles dictionary-encoded.
+/// Pseudonymous loans in columnar form, borrowers and titles
+/// dictionary-encoded.
 ///
-/// Row `i` is the loan of `pseudonyms[i]` of title `title_ids[titles[i]]` in
-/// `months[i]`. `work_ids[t]` is the work that title `t` belongs to (equal to
-/// the title id when no work mapping was given); titles of one work never
-/// recommend each other.
+/// Row `i` is the loan of borrower `borrower_pseudonyms[borrowers[i]]` of
+/// title `title_ids[titles[i]]` in `months[i]`. `work_ids[t]` is the work
+/// that title `t` belongs to (equal to the title id when no work mapping was
+/// given); titles of one work never recommend each other.
+///
+/// Each row carries a 4-byte borrower index instead of its 16-byte
+/// pseudonym: stages that group, deduplicate or count borrowers compare
+/// integers and never hash a pseudonym per row, and a 100M-loan batch is
+/// 1.2 GB smaller in memory. Both dictionaries hold each entry once
+/// ([`Loans::validate`]), so equal indices are exactly equal pseudonyms; a
+/// dictionary may hold entries no row refers to.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loans {
-    /// Borrower pseudonym of each row.
-    pub pseudonyms: Vec<Pseudonym>,
+    /// Borrower of each row, an index into `borrower_pseudonyms`.
+    pub borrowers: Vec<u32>,
     /// Title of each row, an index into `title_ids`.
     pub titles: Vec<u32>,
     /// Loan month of each row.
     pub months: Vec<LoanMonth>,
+    /// Borrower dictionary: pseudonyms, each once.
+    pub borrower_pseudonyms: Vec<Pseudonym>,
     /// Title dictionary: catalogue identifiers, each once.
     pub title_ids: Vec<String>,
     /// Work of each dictionary title, parallel to `title_ids`.
@@ -249,10 +259,10 @@ pub struct Loans {
 #[non_exhaustive]
 pub enum LoansError {
     /// Row columns differ in length.
-    #[error("columns differ in length: {pseudonyms} pseudonyms, {titles} titles, {months} months")]
+    #[error("columns differ in length: {borrowers} borrowers, {titles} titles, {months} months")]
     RaggedColumns {
-        /// Length of the pseudonym column.
-        pseudonyms: usize,
+        /// Length of the borrower column.
+        borrowers: usize,
         /// Length of the title column.
         titles: usize,
         /// Length of the month column.
@@ -276,29 +286,107 @@ pub enum LoansError {
         /// Dictionary length.
         len: usize,
     },
+    /// A row refers past the end of the borrower dictionary.
+    #[error("row {row} refers to borrower {borrower}, past the dictionary of {len}")]
+    BorrowerOutOfRange {
+        /// Row index.
+        row: usize,
+        /// Borrower index found.
+        borrower: u32,
+        /// Dictionary length.
+        len: usize,
+    },
     /// A title id appears twice in the dictionary.
     #[error("title dictionary holds a title twice")]
     DuplicateTitle,
+    /// A pseudonym appears twice in the borrower dictionary: one borrower
+    /// would count as two.
+    #[error("borrower dictionary holds a pseudonym twice")]
+    DuplicatePseudonym,
+}
+
+/// Numbers the distinct pseudonyms of `rows` in order of first appearance:
+/// each row's index, and the dictionary. One hash lookup a row; for loans
+/// read from where only per-row pseudonyms exist (sealed batches, files).
+pub fn intern_pseudonyms(rows: &[Pseudonym]) -> (Vec<u32>, Vec<Pseudonym>) {
+    let mut index: std::collections::HashMap<u128, u32, BuildPseudonymHasher> =
+        std::collections::HashMap::default();
+    let mut dictionary = Vec::new();
+    let borrowers = rows
+        .iter()
+        .map(|p| {
+            *index.entry(p.as_u128()).or_insert_with(|| {
+                dictionary.push(*p);
+                // Fewer than 2^32 rows, so fewer distinct pseudonyms.
+                (dictionary.len() - 1) as u32
+            })
+        })
+        .collect();
+    (borrowers, dictionary)
 }
 
 impl Loans {
+    /// Loans from per-row pseudonyms, numbering the borrowers in order of
+    /// first appearance. Fewer than 2^32 rows.
+    pub fn from_rows(
+        pseudonyms: &[Pseudonym],
+        titles: Vec<u32>,
+        months: Vec<LoanMonth>,
+        title_ids: Vec<String>,
+        work_ids: Vec<String>,
+    ) -> Loans {
+        let (borrowers, borrower_pseudonyms) = intern_pseudonyms(pseudonyms);
+        Loans {
+            borrowers,
+            titles,
+            months,
+            borrower_pseudonyms,
+            title_ids,
+            work_ids,
+        }
+    }
+
+    /// Replaces the borrower column and dictionary by those of per-row
+    /// pseudonyms (see [`Loans::from_rows`]).
+    pub fn set_row_pseudonyms(&mut self, pseudonyms: &[Pseudonym]) {
+        (self.borrowers, self.borrower_pseudonyms) = intern_pseudonyms(pseudonyms);
+    }
+
     /// Number of loan rows.
     pub fn len(&self) -> usize {
-        self.pseudonyms.len()
+        self.borrowers.len()
     }
 
     /// Whether there are no rows.
     pub fn is_empty(&self) -> bool {
-        self.pseudonyms.is_empty()
+        self.borrowers.is_empty()
+    }
+
+    /// The pseudonym of row `row`'s borrower.
+    ///
+    /// # Panics
+    /// If `row` or its borrower index is out of range (see [`Loans::validate`]).
+    pub fn pseudonym(&self, row: usize) -> Pseudonym {
+        self.borrower_pseudonyms[self.borrowers[row] as usize]
+    }
+
+    /// Each row's pseudonym, in row order.
+    ///
+    /// # Panics
+    /// If a borrower index is out of range (see [`Loans::validate`]).
+    pub fn row_pseudonyms(&self) -> impl ExactSizeIterator<Item = Pseudonym> + '_ {
+        self.borrowers
+            .iter()
+            .map(|&b| self.borrower_pseudonyms[b as usize])
     }
 
     /// Checks that the columns fit together (lengths, dictionary references,
     /// unique dictionary entries). Stages call this on data they did not make.
     pub fn validate(&self) -> Result<(), LoansError> {
-        let (p, t, m) = (self.pseudonyms.len(), self.titles.len(), self.months.len());
-        if p != t || p != m {
+        let (b, t, m) = (self.borrowers.len(), self.titles.len(), self.months.len());
+        if b != t || b != m {
             return Err(LoansError::RaggedColumns {
-                pseudonyms: p,
+                borrowers: b,
                 titles: t,
                 months: m,
             });
@@ -318,15 +406,33 @@ impl Loans {
         {
             return Err(LoansError::TitleOutOfRange { row, title, len });
         }
+        let len = self.borrower_pseudonyms.len();
+        if let Some((row, &borrower)) = self
+            .borrowers
+            .iter()
+            .enumerate()
+            .find(|&(_, &b)| b as usize >= len)
+        {
+            return Err(LoansError::BorrowerOutOfRange { row, borrower, len });
+        }
         let mut seen: Vec<&str> = self.title_ids.iter().map(String::as_str).collect();
         seen.sort_unstable();
         if seen.windows(2).any(|w| w[0] == w[1]) {
             return Err(LoansError::DuplicateTitle);
         }
+        let mut seen: Vec<u128> = self
+            .borrower_pseudonyms
+            .iter()
+            .map(Pseudonym::as_u128)
+            .collect();
+        seen.sort_unstable();
+        if seen.windows(2).any(|w| w[0] == w[1]) {
+            return Err(LoansError::DuplicatePseudonym);
+        }
         Ok(())
     }
 
-    /// Appends the rows of `other`, merging its title dictionary into ours.
+    /// Appends the rows of `other`, merging its dictionaries into ours.
     pub fn append(&mut self, other: &Loans) {
         let mut index: std::collections::HashMap<&str, u32> = std::collections::HashMap::new();
         for (i, t) in self.title_ids.iter().enumerate() {
@@ -349,7 +455,24 @@ impl Loans {
             self.title_ids.push(t);
             self.work_ids.push(w);
         }
-        self.pseudonyms.extend_from_slice(&other.pseudonyms);
+        let mut index: std::collections::HashMap<u128, u32, BuildPseudonymHasher> = self
+            .borrower_pseudonyms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_u128(), i as u32))
+            .collect();
+        let borrower_remap: Vec<u32> = other
+            .borrower_pseudonyms
+            .iter()
+            .map(|p| {
+                *index.entry(p.as_u128()).or_insert_with(|| {
+                    self.borrower_pseudonyms.push(*p);
+                    (self.borrower_pseudonyms.len() - 1) as u32
+                })
+            })
+            .collect();
+        self.borrowers
+            .extend(other.borrowers.iter().map(|&b| borrower_remap[b as usize]));
         self.months.extend_from_slice(&other.months);
         self.titles
             .extend(other.titles.iter().map(|&t| remap[t as usize]));
@@ -397,26 +520,50 @@ mod tests {
 
     #[test]
     fn append_merges_dictionaries() {
-        let p = Pseudonym([1; 16]);
+        let (p, q) = (Pseudonym([1; 16]), Pseudonym([2; 16]));
         let m = LoanMonth::new(2024, 1).unwrap();
-        let mut a = Loans {
-            pseudonyms: vec![p],
-            titles: vec![0],
-            months: vec![m],
-            title_ids: vec!["x".into()],
-            work_ids: vec!["x".into()],
-        };
-        let b = Loans {
-            pseudonyms: vec![p, p],
-            titles: vec![1, 0],
-            months: vec![m, m],
-            title_ids: vec!["y".into(), "x".into()],
-            work_ids: vec!["y".into(), "x".into()],
-        };
+        let mut a = Loans::from_rows(&[p], vec![0], vec![m], vec!["x".into()], vec!["x".into()]);
+        let b = Loans::from_rows(
+            &[q, p, p],
+            vec![1, 0, 1],
+            vec![m, m, m],
+            vec!["y".into(), "x".into()],
+            vec!["y".into(), "x".into()],
+        );
         a.append(&b);
         a.validate().unwrap();
         assert_eq!(a.title_ids, ["x", "y"]);
-        assert_eq!(a.titles, [0, 0, 1]);
+        assert_eq!(a.titles, [0, 0, 1, 0]);
+        assert_eq!(a.borrower_pseudonyms, [p, q]);
+        assert_eq!(a.borrowers, [0, 1, 0, 0]);
+        assert_eq!(a.row_pseudonyms().collect::<Vec<_>>(), [p, q, p, p]);
+    }
+
+    #[test]
+    fn validate_refuses_a_pseudonym_twice_and_an_index_past_the_dictionary() {
+        let p = Pseudonym([1; 16]);
+        let m = LoanMonth::new(2024, 1).unwrap();
+        let mut l = Loans::from_rows(
+            &[p, p],
+            vec![0, 0],
+            vec![m, m],
+            vec!["x".into()],
+            vec!["x".into()],
+        );
+        l.validate().unwrap();
+        assert_eq!(l.borrowers, [0, 0]);
+        l.borrower_pseudonyms.push(p);
+        assert_eq!(l.validate(), Err(LoansError::DuplicatePseudonym));
+        l.borrower_pseudonyms.pop();
+        l.borrowers[1] = 1;
+        assert!(matches!(
+            l.validate(),
+            Err(LoansError::BorrowerOutOfRange {
+                row: 1,
+                borrower: 1,
+                len: 1
+            })
+        ));
     }
 
     proptest! {

@@ -278,7 +278,7 @@ impl Forbidden {
     pub fn add_pseudonyms(&mut self, p: &[Pseudonym]) {
         use rayon::prelude::*;
         self.filters = OnceLock::new();
-        // Callers pass loan rows, where most pseudonyms repeat: the sets are
+        // Callers may pass loan rows, where most pseudonyms repeat: the sets are
         // sized by the distinct ones. Reserving one slot per row cost 365 MB
         // at 10M loans and 3.5 GB at 100M, and encoding every repeat again
         // cost seconds.

@@ -1281,18 +1281,13 @@ fn list_files(dir: &Path, prefix: &str, out: &mut Vec<String>) -> Result<(), Pub
 fn recount(loans: &Loans, window: (LoanMonth, LoanMonth), pairs: &[(&str, &str)]) -> Vec<u32> {
     let wanted: HashSet<&str> = pairs.iter().flat_map(|&(a, b)| [a, b]).collect();
     let mut borrowers: HashMap<&str, HashSet<Pseudonym>> = HashMap::new();
-    for ((p, &t), m) in loans
-        .pseudonyms
-        .iter()
-        .zip(&loans.titles)
-        .zip(&loans.months)
-    {
+    for ((p, &t), m) in loans.row_pseudonyms().zip(&loans.titles).zip(&loans.months) {
         if *m < window.0 || *m > window.1 {
             continue;
         }
         let title = loans.title_ids[t as usize].as_str();
         if wanted.contains(title) {
-            borrowers.entry(title).or_default().insert(*p);
+            borrowers.entry(title).or_default().insert(p);
         }
     }
     let empty = HashSet::new();

@@ -12,7 +12,16 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let titles = 100_000usize;
     let borrowers = 500_000u64;
     let start = LoanMonth::new(2024, 1)?;
+    // Borrower `who` is dictionary entry `who`: every pseudonym below differs.
     let mut loans = Loans {
+        borrower_pseudonyms: (0..borrowers)
+            .map(|who| {
+                let mut p = [0u8; 16];
+                p[..8].copy_from_slice(&who.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
+                p[8..].copy_from_slice(&who.to_le_bytes());
+                Pseudonym(p)
+            })
+            .collect(),
         title_ids: (0..titles).map(|t| format!("title-{t:08}")).collect(),
         work_ids: (0..titles).map(|t| format!("work-{:08}", t / 2)).collect(),
         ..Loans::default()
@@ -26,11 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         x
     };
     for _ in 0..rows {
-        let who = next() % borrowers;
-        let mut p = [0u8; 16];
-        p[..8].copy_from_slice(&who.wrapping_mul(0x2545_f491_4f6c_dd1d).to_le_bytes());
-        p[8..].copy_from_slice(&who.to_le_bytes());
-        loans.pseudonyms.push(Pseudonym(p));
+        loans.borrowers.push((next() % borrowers) as u32);
         loans.titles.push((next() % titles as u64) as u32);
         loans.months.push(start.plus((next() % 12) as i32)?);
     }

@@ -195,7 +195,7 @@ fn month_batch(
     let mut local_of_work = vec![u32::MAX; works.works];
     for &r in rows {
         let r = r as usize;
-        pseudonyms.extend_from_slice(loans.pseudonyms[r].as_bytes());
+        pseudonyms.extend_from_slice(loans.pseudonym(r).as_bytes());
         let t = loans.titles[r] as usize;
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
@@ -235,14 +235,61 @@ fn month_batch(
 /// The loans of one data file, with a file-local title dictionary.
 #[derive(Debug, Default)]
 pub(crate) struct FilePart {
-    /// Pseudonym of each row.
-    pub pseudonyms: Vec<Pseudonym>,
+    /// The borrower of each row.
+    pub borrowers: Borrowers,
     /// Title of each row, an index into `dict`.
     pub titles: Vec<u32>,
     /// Each local title, in first-appearance order. A title may appear more
     /// than once (once per column chunk dictionary holding it); the first
     /// entry is the one of its first row.
     pub dict: Vec<Local>,
+}
+
+/// The borrowers of a [`FilePart`]'s rows.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Borrowers {
+    /// Read from the file: each row's index into `dictionary`, the file's
+    /// pseudonyms each once, in order of first appearance.
+    Own {
+        /// Each row's index into `dictionary`.
+        rows: Vec<u32>,
+        /// The file's pseudonyms, each once.
+        dictionary: Vec<Pseudonym>,
+    },
+    /// Made from loans in memory: each row's index into their borrower
+    /// dictionary, taken as it is.
+    OfLoans(Vec<u32>),
+}
+
+impl Default for Borrowers {
+    fn default() -> Self {
+        Borrowers::OfLoans(Vec::new())
+    }
+}
+
+impl Borrowers {
+    /// Number of rows.
+    pub(crate) fn len(&self) -> usize {
+        match self {
+            Borrowers::Own { rows, .. } | Borrowers::OfLoans(rows) => rows.len(),
+        }
+    }
+
+    /// Each row's pseudonym; `loans` are those an [`Borrowers::OfLoans`]
+    /// part was made from.
+    pub(crate) fn pseudonyms<'a>(
+        &'a self,
+        loans: &'a Loans,
+    ) -> Box<dyn Iterator<Item = Pseudonym> + 'a> {
+        match self {
+            Borrowers::Own { rows, dictionary } => {
+                Box::new(rows.iter().map(|&b| dictionary[b as usize]))
+            }
+            Borrowers::OfLoans(rows) => {
+                Box::new(rows.iter().map(|&b| loans.borrower_pseudonyms[b as usize]))
+            }
+        }
+    }
 }
 
 /// A local title of a [`FilePart`].
@@ -375,23 +422,24 @@ pub(crate) fn part_of_rows(
     rows: &[u32],
     known: &dyn Fn(&str) -> Option<u32>,
 ) -> Option<FilePart> {
-    let n = loans.pseudonyms.len().min(loans.titles.len());
+    let n = loans.borrowers.len().min(loans.titles.len());
     let in_range = |&r: &u32| {
         (r as usize) < n
             && (loans.titles[r as usize] as usize) < loans.title_ids.len().min(loans.work_ids.len())
+            && (loans.borrowers[r as usize] as usize) < loans.borrower_pseudonyms.len()
     };
     if !rows.iter().all(in_range) {
         return None;
     }
     let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
+    let mut borrowers = Vec::with_capacity(rows.len());
     let mut part = FilePart {
-        pseudonyms: Vec::with_capacity(rows.len()),
         titles: Vec::with_capacity(rows.len()),
-        dict: Vec::new(),
+        ..FilePart::default()
     };
     for &r in rows {
         let r = r as usize;
-        part.pseudonyms.push(loans.pseudonyms[r]);
+        borrowers.push(loans.borrowers[r]);
         let t = loans.titles[r] as usize;
         if local_of_title[t] == u32::MAX {
             // Below 2^31: the store takes fewer than 2^31 titles a batch.
@@ -404,6 +452,7 @@ pub(crate) fn part_of_rows(
         }
         part.titles.push(local_of_title[t]);
     }
+    part.borrowers = Borrowers::OfLoans(borrowers);
     Some(part)
 }
 
@@ -417,10 +466,14 @@ pub(crate) fn read_loans(
 ) -> Result<FilePart, StoreError> {
     let cap = usize::try_from(rows).unwrap_or(0);
     let mut part = FilePart {
-        pseudonyms: Vec::with_capacity(cap),
         titles: Vec::with_capacity(cap),
-        dict: Vec::new(),
+        ..FilePart::default()
     };
+    // The file's borrowers numbered here, on the reading thread, so that a
+    // caller merging files looks up each pseudonym once a file, not a row.
+    let mut borrowers: Vec<u32> = Vec::with_capacity(cap);
+    let mut dictionary: Vec<Pseudonym> = Vec::new();
+    let mut index: HashMap<u128, u32, loans::BuildPseudonymHasher> = HashMap::default();
     // Local ids of the titles of plain string columns: one allocation per
     // distinct title, never per row.
     let mut plain: HashMap<String, u32> = HashMap::new();
@@ -443,8 +496,14 @@ pub(crate) fn read_loans(
         let titles = StrCol::new(path, &batch, TITLE)?;
         let works = StrCol::new(path, &batch, WORK)?;
         let n = batch.num_rows();
-        part.pseudonyms
-            .extend((0..n).map(|i| pseudonym_at(pseudonyms, i)));
+        borrowers.extend((0..n).map(|i| {
+            let p = pseudonym_at(pseudonyms, i);
+            *index.entry(p.as_u128()).or_insert_with(|| {
+                dictionary.push(p);
+                // Below the row count, which the manifest holds below 2^32.
+                (dictionary.len() - 1) as u32
+            })
+        }));
         match titles {
             StrCol::Plain(s) => {
                 for i in 0..n {
@@ -493,15 +552,19 @@ pub(crate) fn read_loans(
             }
         }
     }
-    if part.pseudonyms.len() as u64 != rows {
+    if borrowers.len() as u64 != rows {
         return Err(corrupt(
             path,
             format!(
                 "file holds {} rows but the manifest says {rows}",
-                part.pseudonyms.len()
+                borrowers.len()
             ),
         ));
     }
+    part.borrowers = Borrowers::Own {
+        rows: borrowers,
+        dictionary,
+    };
     Ok(part)
 }
 
@@ -550,7 +613,8 @@ mod tests {
             let m = LoanMonth::new(2024, 1).unwrap();
             let n = titles.len();
             let loans = Loans {
-                pseudonyms: vec![Pseudonym([0; 16]); n],
+                borrowers: vec![0; n],
+                borrower_pseudonyms: vec![Pseudonym([0; 16])],
                 titles: titles.clone(),
                 months: vec![m; n],
                 title_ids: (0..dictionary).map(|t| format!("t{t}")).collect(),
@@ -569,13 +633,13 @@ mod tests {
 
     fn sample() -> Loans {
         let m = LoanMonth::new(2024, 1).unwrap();
-        Loans {
-            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
-            titles: vec![2, 0, 2],
-            months: vec![m; 3],
-            title_ids: vec!["t0".into(), "t1".into(), "t2".into()],
-            work_ids: vec!["w0".into(), "w1".into(), "w0".into()],
-        }
+        Loans::from_rows(
+            &[Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([1; 16])],
+            vec![2, 0, 2],
+            vec![m; 3],
+            vec!["t0".into(), "t1".into(), "t2".into()],
+            vec!["w0".into(), "w1".into(), "w0".into()],
+        )
     }
 
     #[test]
@@ -614,7 +678,17 @@ mod tests {
         let works = WorkIndex::of(&loans);
         write_month(&p, &loans, &works, &[0, 1, 2], loans.months[0]).unwrap();
         let part = read_loans(&p, 3, &|_| None).unwrap();
-        assert_eq!(part.pseudonyms, loans.pseudonyms);
+        assert_eq!(
+            part.borrowers,
+            Borrowers::Own {
+                rows: vec![0, 1, 0],
+                dictionary: vec![Pseudonym([1; 16]), Pseudonym([2; 16])]
+            }
+        );
+        assert_eq!(
+            part.borrowers.pseudonyms(&loans).collect::<Vec<_>>(),
+            loans.row_pseudonyms().collect::<Vec<_>>()
+        );
         assert_eq!(part.titles, [0, 1, 0]);
         assert_eq!(
             part.dict,

@@ -67,7 +67,7 @@ pub(crate) fn new_rows(
     let key = |r: u32| {
         let r = r as usize;
         (
-            loans.pseudonyms[r].as_u128(),
+            loans.pseudonym(r).as_u128(),
             titles.canon[loans.titles[r] as usize],
         )
     };
@@ -86,7 +86,7 @@ pub(crate) fn new_rows(
     let mut parts = Vec::with_capacity(held.len());
     for (path, n) in held {
         let part = columns::read_loans(path, *n, &known)?;
-        for (p, &t) in part.pseudonyms.iter().zip(&part.titles) {
+        for (p, &t) in part.borrowers.pseudonyms(loans).zip(&part.titles) {
             // Titles the batch does not hold cannot repeat one of its loans.
             if let Some(Local::Known(id)) = part.dict.get(t as usize) {
                 any_held |= fresh.remove(&(p.as_u128(), *id));
@@ -105,26 +105,27 @@ pub(crate) fn new_rows(
 }
 
 /// The rows of `ordered` (in title order, batch order within a title)
-/// whose pseudonym is not earlier in the run of rows of its title: the first
+/// whose borrower is not earlier in the run of rows of its title: the first
 /// loan of each (pseudonym, title) pair. Runs are a handful of rows, so most
 /// are checked by comparing with the rows before; long ones (a bestseller's)
-/// with a set.
+/// with a set. Borrowers are compared by index: the batch's dictionary holds
+/// each pseudonym once (`Loans::validate`, called by ingest).
 fn first_of_each_title_run(loans: &Loans, ordered: &[u32]) -> Vec<u32> {
     const SHORT: usize = 16;
     let mut kept = Vec::with_capacity(ordered.len());
-    let mut seen: HashSet<u128> = HashSet::new();
-    let pseudonym = |r: u32| loans.pseudonyms[r as usize].as_u128();
+    let mut seen: HashSet<u32> = HashSet::new();
+    let borrower = |r: u32| loans.borrowers[r as usize];
     for run in ordered.chunk_by(|&a, &b| loans.titles[a as usize] == loans.titles[b as usize]) {
         if run.len() <= SHORT {
             for (i, &r) in run.iter().enumerate() {
-                let p = pseudonym(r);
-                if !run[..i].iter().any(|&e| pseudonym(e) == p) {
+                let b = borrower(r);
+                if !run[..i].iter().any(|&e| borrower(e) == b) {
                     kept.push(r);
                 }
             }
         } else {
             seen.clear();
-            kept.extend(run.iter().copied().filter(|&r| seen.insert(pseudonym(r))));
+            kept.extend(run.iter().copied().filter(|&r| seen.insert(borrower(r))));
         }
     }
     kept
@@ -148,14 +149,15 @@ fn merged_month(
     kept: &[u32],
     month: LoanMonth,
 ) -> Loans {
-    let held: usize = parts.iter().map(|p| p.pseudonyms.len()).sum();
+    let held: usize = parts.iter().map(|p| p.borrowers.len()).sum();
     let n = held + kept.len();
+    let mut pseudonyms = Vec::with_capacity(n);
     let mut out = Loans {
-        pseudonyms: Vec::with_capacity(n),
         titles: Vec::with_capacity(n),
         months: vec![month; n],
         title_ids: loans.title_ids.clone(),
         work_ids: loans.work_ids.clone(),
+        ..Loans::default()
     };
     let mut extra: HashMap<String, u32> = HashMap::new();
     for part in parts {
@@ -171,14 +173,17 @@ fn merged_month(
                 }),
             })
             .collect();
-        out.pseudonyms.extend_from_slice(&part.pseudonyms);
+        pseudonyms.extend(part.borrowers.pseudonyms(loans));
         out.titles
             .extend(part.titles.iter().map(|&t| ids[t as usize]));
     }
     for &r in kept {
-        out.pseudonyms.push(loans.pseudonyms[r as usize]);
+        pseudonyms.push(loans.pseudonym(r as usize));
         out.titles.push(loans.titles[r as usize]);
     }
+    // One month, numbered on its own: a merge is rare, and its file holds
+    // only these rows.
+    out.set_row_pseudonyms(&pseudonyms);
     out
 }
 
@@ -205,13 +210,13 @@ mod tests {
             let n = rows.len();
             // With `twice`, titles 2k and 2k + 1 are one string.
             let name = |t: u32| if twice { format!("t{}", t / 2) } else { format!("t{t}") };
-            let loans = Loans {
-                pseudonyms: rows.iter().map(|&(p, _)| Pseudonym([p; 16])).collect(),
-                titles: rows.iter().map(|&(_, t)| t).collect(),
-                months: vec![m; n],
-                title_ids: (0..30).map(name).collect(),
-                work_ids: (0..30).map(|t| format!("w{t}")).collect(),
-            };
+            let loans = Loans::from_rows(
+                &rows.iter().map(|&(p, _)| Pseudonym([p; 16])).collect::<Vec<_>>(),
+                rows.iter().map(|&(_, t)| t).collect(),
+                vec![m; n],
+                (0..30).map(name).collect(),
+                (0..30).map(|t| format!("w{t}")).collect(),
+            );
             let of_month: Vec<u32> = (0..n as u32).filter(|&r| keep[r as usize]).collect();
             let canon = CanonicalTitles::of(&loans);
             let got = new_rows(&loans, &canon, &of_month, &[], false, m).unwrap();

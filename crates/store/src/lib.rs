@@ -730,7 +730,9 @@ impl Store {
     /// [`Store::scan`], taking the rows of the data files that `fresh`'s
     /// ingest wrote (and that are still live) from its loans in memory
     /// instead of decoding them: the same loans, in the same order, with
-    /// the same dictionary.
+    /// the same title dictionary. The borrower dictionary is `fresh`'s as it
+    /// is (its rows keep their indices, and it may hold borrowers without a
+    /// loan in the window), followed by the other files' pseudonyms.
     ///
     /// `fresh` is the batch's loans as given to [`Store::ingest_written`]
     /// and what it returned.
@@ -749,12 +751,19 @@ impl Store {
         files.sort_by(|a, b| (a.month, &a.path).cmp(&(b.month, &b.path)));
         let total = usize::try_from(files.iter().map(|f| f.rows).sum::<u64>()).unwrap_or(0);
         let mut out = Loans {
-            pseudonyms: Vec::with_capacity(total),
+            borrowers: Vec::with_capacity(total),
             titles: Vec::with_capacity(total),
             months: Vec::with_capacity(total),
+            borrower_pseudonyms: fresh
+                .map(|(loans, _)| loans.borrower_pseudonyms.clone())
+                .unwrap_or_default(),
             ..Loans::default()
         };
         let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
+        // Pseudonyms to window borrower indices, made when the first file is
+        // decoded: a window taken from memory alone needs no lookup at all.
+        let mut borrower_index: Option<hashbrown::HashMap<u128, u32, loans::BuildPseudonymHasher>> =
+            None;
         // Read a few files at a time in parallel and merge them in order, so
         // the decoded parts never hold more than a window beside the result.
         let window = rayon::current_num_threads().max(1) * 2;
@@ -809,9 +818,38 @@ impl Store {
                 // Local ids index the file's dictionary, so all are in range.
                 out.titles
                     .extend(part.titles.iter().map(|&t| remap[t as usize]));
-                out.pseudonyms.extend_from_slice(&part.pseudonyms);
-                out.months
-                    .resize(out.months.len() + part.pseudonyms.len(), f.month);
+                let rows = part.borrowers.len();
+                match part.borrowers {
+                    columns::Borrowers::OfLoans(rows) => out.borrowers.extend_from_slice(&rows),
+                    columns::Borrowers::Own { rows, dictionary } => {
+                        let known = &mut out.borrower_pseudonyms;
+                        let index = borrower_index.get_or_insert_with(|| {
+                            known
+                                .iter()
+                                .enumerate()
+                                .map(|(i, p)| (p.as_u128(), i as u32))
+                                .collect()
+                        });
+                        let remap = dictionary
+                            .iter()
+                            .map(|p| {
+                                let next = u32::try_from(known.len()).map_err(|_| {
+                                    StoreError::Corrupt {
+                                        path: self.root.join(&f.path),
+                                        reason: "too many distinct pseudonyms".to_owned(),
+                                    }
+                                })?;
+                                Ok(*index.entry(p.as_u128()).or_insert_with(|| {
+                                    known.push(*p);
+                                    next
+                                }))
+                            })
+                            .collect::<Result<Vec<u32>, StoreError>>()?;
+                        out.borrowers
+                            .extend(rows.iter().map(|&b| remap[b as usize]));
+                    }
+                }
+                out.months.resize(out.months.len() + rows, f.month);
             }
         }
         Ok(out)
@@ -1011,13 +1049,13 @@ mod tests {
     }
 
     fn batch() -> (BatchRecord, Loans) {
-        let loans = Loans {
-            pseudonyms: vec![Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([3; 16])],
-            titles: vec![0, 1, 0],
-            months: vec![month(2024, 1), month(2024, 2), month(2024, 2)],
-            title_ids: vec!["a".into(), "b".into()],
-            work_ids: vec!["a".into(), "b".into()],
-        };
+        let loans = Loans::from_rows(
+            &[Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([3; 16])],
+            vec![0, 1, 0],
+            vec![month(2024, 1), month(2024, 2), month(2024, 2)],
+            vec!["a".into(), "b".into()],
+            vec!["a".into(), "b".into()],
+        );
         let rec = BatchRecord {
             id: "ab".repeat(32),
             pseudonym_key: "00112233aabbccdd".into(),

@@ -208,7 +208,8 @@ fn refuse_mixed_keys(store: &Store, first: loans::LoanMonth, last: loans::LoanMo
 }
 
 /// Everything that must never appear in published output and that this host
-/// can know: the window's pseudonyms, whichever key files are present, and
+/// can know: the pseudonyms of the window's borrower dictionary (in `run`
+/// also the fresh batch's borrowers outside the window), whichever key files are present, and
 /// the borrower ids of the loans file when it is on this host.
 ///
 /// `ids` is a set already holding the borrower ids (lent by `run`'s own
@@ -222,7 +223,7 @@ pub(crate) fn forbidden(
 ) -> Result<Forbidden> {
     let have_ids = ids.is_some();
     let mut f = ids.unwrap_or_default();
-    f.add_pseudonyms(&loans.pseudonyms);
+    f.add_pseudonyms(&loans.borrower_pseudonyms);
     // The keys as stored and the keys actually used (derived per purpose).
     if let Some(k) = optional_key(&p.keys.pseudonym)? {
         f.add_secret(k.expose_secret());

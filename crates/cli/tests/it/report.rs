@@ -81,8 +81,8 @@ fn forbidden(sb: &Sandbox) -> publish::Forbidden {
     let loans = store
         .scan(months[0].month, months[months.len() - 1].month)
         .unwrap();
-    assert!(!loans.pseudonyms.is_empty());
-    f.add_pseudonyms(&loans.pseudonyms);
+    assert!(!loans.borrower_pseudonyms.is_empty());
+    f.add_pseudonyms(&loans.borrower_pseudonyms);
     for key in ["keys/pseudonym.key", "keys/transfer.key"] {
         let k = keys::load_key_file(&sb.path(key)).unwrap();
         f.add_secret(k.expose_secret());

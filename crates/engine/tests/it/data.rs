@@ -21,6 +21,7 @@ pub fn month(m: u32) -> LoanMonth {
 /// Loans from `(borrower byte, title id)` rows; every title is its own work.
 pub fn loans_from(rows: &[(u8, &str)]) -> Loans {
     let mut loans = Loans::default();
+    let mut pseudonyms = Vec::with_capacity(rows.len());
     for &(p, t) in rows {
         let idx = match loans.title_ids.iter().position(|x| x == t) {
             Some(i) => i,
@@ -30,10 +31,11 @@ pub fn loans_from(rows: &[(u8, &str)]) -> Loans {
                 loans.title_ids.len() - 1
             }
         };
-        loans.pseudonyms.push(Pseudonym([p; 16]));
+        pseudonyms.push(Pseudonym([p; 16]));
         loans.titles.push(idx as u32);
         loans.months.push(month(1));
     }
+    loans.set_row_pseudonyms(&pseudonyms);
     loans
 }
 
@@ -63,13 +65,17 @@ pub fn arb_loans() -> impl Strategy<Value = Loans> {
                     }
                 })
                 .collect();
-            Loans {
-                pseudonyms: rows.iter().map(|r| Pseudonym(pseudonyms[r.0])).collect(),
-                titles: rows.iter().map(|r| r.1 as u32).collect(),
-                months: rows.iter().map(|r| month(r.2)).collect(),
+            // Shrinking can draw one pseudonym for two borrowers: they are
+            // then one borrower, as in the store.
+            let row_pseudonyms: Vec<Pseudonym> =
+                rows.iter().map(|r| Pseudonym(pseudonyms[r.0])).collect();
+            Loans::from_rows(
+                &row_pseudonyms,
+                rows.iter().map(|r| r.1 as u32).collect(),
+                rows.iter().map(|r| month(r.2)).collect(),
                 title_ids,
                 work_ids,
-            }
+            )
         })
 }
 
@@ -129,7 +135,8 @@ pub fn synthetic(rows: usize, titles: usize, seed: u64) -> Loans {
     let genres = 64;
     let per_genre = titles.div_ceil(genres);
     let mut loans = Loans {
-        pseudonyms: Vec::with_capacity(rows),
+        borrowers: Vec::with_capacity(rows),
+        borrower_pseudonyms: Vec::new(),
         titles: Vec::with_capacity(rows),
         months: Vec::with_capacity(rows),
         title_ids,
@@ -141,6 +148,9 @@ pub fn synthetic(rows: usize, titles: usize, seed: u64) -> Loans {
         let mut p = [0u8; 16];
         p[..8].copy_from_slice(&rng.next_u64().to_le_bytes());
         p[8..].copy_from_slice(&borrower.to_le_bytes());
+        // The counter makes every pseudonym distinct.
+        let index = loans.borrower_pseudonyms.len() as u32;
+        loans.borrower_pseudonyms.push(Pseudonym(p));
         let genre = rng.below(genres);
         let count = if rng.unit() < 0.01 {
             300 + rng.below(1200)
@@ -156,7 +166,7 @@ pub fn synthetic(rows: usize, titles: usize, seed: u64) -> Loans {
             } else {
                 (skew * titles as f64) as usize
             };
-            loans.pseudonyms.push(Pseudonym(p));
+            loans.borrowers.push(index);
             loans.titles.push(t as u32);
             loans.months.push(month(1 + rng.below(12) as u32));
         }

@@ -285,6 +285,22 @@ fn bad_loans_are_typed_errors() {
         err,
         EngineError::InvalidLoans(LoansError::TitleOutOfRange { .. })
     ));
+    let mut no_borrower = library();
+    no_borrower.borrowers[0] = no_borrower.borrower_pseudonyms.len() as u32;
+    let err = build(&no_borrower, &params(Measure::Llr, 2, 10, 10)).unwrap_err();
+    assert!(matches!(
+        err,
+        EngineError::InvalidLoans(LoansError::BorrowerOutOfRange { .. })
+    ));
+    // One borrower under two indices would count twice, past what k promises.
+    let mut twice = library();
+    let first = twice.borrower_pseudonyms[0];
+    twice.borrower_pseudonyms.push(first);
+    let err = build(&twice, &params(Measure::Llr, 2, 10, 10)).unwrap_err();
+    assert_eq!(
+        err,
+        EngineError::InvalidLoans(LoansError::DuplicatePseudonym)
+    );
 }
 
 #[test]
@@ -301,8 +317,9 @@ fn support_beyond_16_bits_is_exact() {
         p[..4].copy_from_slice(&i.to_le_bytes());
         // Every third borrower also reads Z.
         let titles: &[u32] = if i % 3 == 0 { &[0, 1, 2] } else { &[1, 0] };
+        loans.borrower_pseudonyms.push(Pseudonym(p));
         for &t in titles {
-            loans.pseudonyms.push(Pseudonym(p));
+            loans.borrowers.push(i);
             loans.titles.push(t);
             loans.months.push(month(5));
         }

@@ -89,8 +89,11 @@ proptest! {
         }
         let mut rows: Vec<usize> = (0..loans.len()).collect();
         rows.sort_by_key(|&i| (i as u64).wrapping_mul(seed | 1).rotate_left(17));
+        // The borrower dictionary reversed as well.
+        let last = loans.borrower_pseudonyms.len().saturating_sub(1);
+        permuted.borrower_pseudonyms = loans.borrower_pseudonyms.iter().rev().copied().collect();
         for i in rows {
-            permuted.pseudonyms.push(loans.pseudonyms[i]);
+            permuted.borrowers.push((last - loans.borrowers[i] as usize) as u32);
             permuted.titles.push(new_of_old[loans.titles[i] as usize] as u32);
             permuted.months.push(loans.months[i]);
         }
@@ -109,7 +112,7 @@ proptest! {
         // A fresh key maps every borrower to another pseudonym, one to one:
         // XOR with a constant is such a map.
         let mut rekeyed = loans.clone();
-        for p in &mut rekeyed.pseudonyms {
+        for p in &mut rekeyed.borrower_pseudonyms {
             for (b, s) in p.0.iter_mut().zip(salt) {
                 *b ^= s;
             }
@@ -128,13 +131,13 @@ proptest! {
         let gamma = DECAYS[d];
         let (before, n_before) = stats(&loans, k, cap, gamma);
         let mut heavy = loans.clone();
-        let mut extra = Loans::default();
+        let mut extra = Loans { borrower_pseudonyms: vec![Pseudonym([0xee; 16])], ..Loans::default() };
         for i in 0..1000 {
             // The heavy borrower reads every existing title and new ones up to 1,000.
             let id = heavy.title_ids.get(i).cloned().unwrap_or_else(|| format!("new{i}"));
             extra.title_ids.push(id.clone());
             extra.work_ids.push(heavy.work_ids.get(i).cloned().unwrap_or(id));
-            extra.pseudonyms.push(Pseudonym([0xee; 16]));
+            extra.borrowers.push(0);
             extra.titles.push(i as u32);
             extra.months.push(month(if i % 2 == 0 { heavy_month } else { 3 }));
         }

@@ -34,13 +34,8 @@ pub fn decay(gamma: f64, gap: i32) -> u64 {
 /// they last borrowed it, the `cap` most recent kept (ties by tie key, then id).
 pub fn capped_sets(loans: &Loans, cap: u32) -> HashMap<Pseudonym, BTreeMap<u32, i32>> {
     let mut sets: HashMap<Pseudonym, BTreeMap<u32, i32>> = HashMap::new();
-    for ((p, &t), m) in loans
-        .pseudonyms
-        .iter()
-        .zip(&loans.titles)
-        .zip(&loans.months)
-    {
-        let month = sets.entry(*p).or_default().entry(t).or_insert(m.index());
+    for ((p, &t), m) in loans.row_pseudonyms().zip(&loans.titles).zip(&loans.months) {
+        let month = sets.entry(p).or_default().entry(t).or_insert(m.index());
         *month = (*month).max(m.index());
     }
     for set in sets.values_mut() {
@@ -137,8 +132,8 @@ pub fn reference(loans: &Loans, params: &EngineParams) -> Related {
 #[allow(dead_code)]
 pub fn reference_withheld(loans: &Loans, params: &EngineParams) -> (u64, u64, u64, u64) {
     let mut full: HashMap<Pseudonym, HashSet<u32>> = HashMap::new();
-    for (p, &t) in loans.pseudonyms.iter().zip(&loans.titles) {
-        full.entry(*p).or_default().insert(t);
+    for (p, &t) in loans.row_pseudonyms().zip(&loans.titles) {
+        full.entry(p).or_default().insert(t);
     }
     let cap = params.max_titles_per_borrower as usize;
     let capped = full.values().filter(|s| s.len() > cap).count() as u64;

@@ -42,21 +42,21 @@ fn pseudonym(i: u32) -> Pseudonym {
 
 /// Loans from (borrower, title) pairs, all in one month of the window.
 fn loans(titles: &[&str], rows: &[(u32, usize)], m: LoanMonth) -> Loans {
-    Loans {
-        pseudonyms: rows.iter().map(|&(b, _)| pseudonym(b)).collect(),
-        titles: rows.iter().map(|&(_, t)| t as u32).collect(),
-        months: rows.iter().map(|_| m).collect(),
-        title_ids: titles.iter().map(|t| t.to_string()).collect(),
-        work_ids: titles.iter().map(|t| t.to_string()).collect(),
-    }
+    Loans::from_rows(
+        &rows.iter().map(|&(b, _)| pseudonym(b)).collect::<Vec<_>>(),
+        rows.iter().map(|&(_, t)| t as u32).collect(),
+        rows.iter().map(|_| m).collect(),
+        titles.iter().map(|t| t.to_string()).collect(),
+        titles.iter().map(|t| t.to_string()).collect(),
+    )
 }
 
 /// A naive stand-in for the engine: support of every title pair, kept when
 /// >= k, score = support, sorted by title then score, at most n per title.
 fn naive_related(l: &Loans, k: u32, n: usize) -> Related {
     let mut sets: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); l.title_ids.len()];
-    for (p, &t) in l.pseudonyms.iter().zip(&l.titles) {
-        sets[t as usize].insert(*p);
+    for (p, &t) in l.row_pseudonyms().zip(&l.titles) {
+        sets[t as usize].insert(p);
     }
     let mut order: Vec<u32> = (0..l.title_ids.len() as u32).collect();
     order.sort_by(|&x, &y| l.title_ids[x as usize].cmp(&l.title_ids[y as usize]));
@@ -80,7 +80,7 @@ fn naive_related(l: &Loans, k: u32, n: usize) -> Related {
         row.truncate(n);
         pairs.extend(row);
     }
-    let borrowers = l.pseudonyms.iter().collect::<HashSet<_>>().len() as u64;
+    let borrowers = l.row_pseudonyms().collect::<HashSet<_>>().len() as u64;
     Related {
         title_ids: l.title_ids.clone(),
         borrowers,
@@ -860,7 +860,7 @@ fn verify_accepts_a_good_release() {
     let out = tempfile::tempdir().unwrap();
     export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
     let mut forbidden = Forbidden::new();
-    forbidden.add_pseudonyms(&l.pseudonyms);
+    forbidden.add_pseudonyms(&l.borrower_pseudonyms);
     let report = verify(out.path(), &l, 3, &forbidden).unwrap();
     assert_eq!(report.pairs_checked, related.pairs.len() as u64);
     assert_eq!(
@@ -884,8 +884,8 @@ fn verify_recounts_support_from_the_loans() {
     export(&related, &meta(3, 20), out.path(), &Forbidden::new()).unwrap();
     // The loans of borrower 2 of title 3 fall outside the window: pairs
     // with title 3 drop to support 2.
-    for (i, (p, &t)) in l.pseudonyms.iter().zip(&l.titles).enumerate() {
-        if *p == pseudonym(2) && t == 3 {
+    for i in 0..l.len() {
+        if l.pseudonym(i) == pseudonym(2) && l.titles[i] == 3 {
             l.months[i] = month(2023, 12);
         }
     }
@@ -1263,7 +1263,7 @@ proptest! {
         for id in &ids {
             forbidden.add_identifier(id);
         }
-        forbidden.add_pseudonyms(&l.pseudonyms);
+        forbidden.add_pseudonyms(&l.borrower_pseudonyms);
         let layout = if sharded { FeedLayout::Shards } else { FeedLayout::Titles };
         let m = ExportMeta { layout, measure, ..meta(3, 20) };
         let out = tempfile::tempdir().unwrap();
@@ -1356,11 +1356,11 @@ fn no_published_file_lets_support_counts_be_recomputed() {
     let l = loans(&title_refs, &rows, month(2024, 5));
     let mut related = naive_related(&l, 5, 20);
     let mut sets: Vec<HashSet<Pseudonym>> = vec![HashSet::new(); titles.len()];
-    for (p, &t) in l.pseudonyms.iter().zip(&l.titles) {
-        sets[t as usize].insert(*p);
+    for (p, &t) in l.row_pseudonyms().zip(&l.titles) {
+        sets[t as usize].insert(p);
     }
     let counts: Vec<u64> = sets.iter().map(|s| s.len() as u64).collect();
-    let n = l.pseudonyms.iter().collect::<HashSet<_>>().len() as u64;
+    let n = l.row_pseudonyms().collect::<HashSet<_>>().len() as u64;
     for p in &mut related.pairs {
         p.score = engine::score(
             Measure::Llr,

@@ -107,7 +107,7 @@ fn batches_merge_into_one_dictionary() {
     want.sort();
     assert_eq!(multiset(&back), want);
     // Within January, batch 0101.. comes before batch 0202.. (file-name order).
-    assert_eq!(back.pseudonyms[0], p(3));
+    assert_eq!(back.pseudonym(0), p(3));
 
     let st = store.status().unwrap();
     assert_eq!(st.rows, 4);
@@ -367,31 +367,36 @@ fn scan_reusing_takes_the_rows_the_ingest_wrote_from_memory() {
         .unwrap();
     let (first, last) = all();
     let read = store.scan(first, last).unwrap();
-    assert_eq!(
-        store
-            .scan_reusing(first, last, Some((&loans, &written)))
-            .unwrap(),
-        read
-    );
+    // The same rows and title dictionary; the borrower dictionary is the
+    // batch's own.
+    let same = |a: &Loans, b: &Loans| {
+        a.validate().unwrap();
+        rows_in_order(a) == rows_in_order(b) && a.title_ids == b.title_ids
+    };
+    let from_memory = store
+        .scan_reusing(first, last, Some((&loans, &written)))
+        .unwrap();
+    assert!(same(&from_memory, &read));
+    assert_eq!(from_memory.borrower_pseudonyms, loans.borrower_pseudonyms);
     // Proof that the rows came from memory: a changed copy shows through.
     let mut changed = loans.clone();
-    changed.pseudonyms[0] = p(99);
+    changed.borrower_pseudonyms[changed.borrowers[0] as usize] = p(99);
     let reused = store
         .scan_reusing(first, last, Some((&changed, &written)))
         .unwrap();
-    assert!(reused.pseudonyms.contains(&p(99)));
+    assert!(reused.row_pseudonyms().any(|x| x == p(99)));
     assert_eq!(reused.len(), read.len());
     // Loans too short for the rows recorded: those files are read instead.
     let mut short = loans.clone();
-    short.pseudonyms.truncate(1);
+    short.borrowers.truncate(1);
     short.titles.truncate(1);
     short.months.truncate(1);
-    assert_eq!(
-        store
+    assert!(same(
+        &store
             .scan_reusing(first, last, Some((&short, &written)))
             .unwrap(),
-        read
-    );
+        &read
+    ));
     // Another batch's record takes nothing from memory.
     let (_, other) = store
         .ingest_written(&lock, &record(2, loans.len()), &loans, m(2020, 1))
@@ -399,5 +404,43 @@ fn scan_reusing_takes_the_rows_the_ingest_wrote_from_memory() {
     let reused = store
         .scan_reusing(first, last, Some((&changed, &other)))
         .unwrap();
-    assert_eq!(reused, read);
+    assert!(same(&reused, &read));
+}
+
+#[test]
+fn a_window_from_memory_and_files_holds_each_borrower_once() {
+    let (_d, _root, store) = fresh();
+    let lock = store.lock().unwrap();
+    let january = m(2024, 1);
+    let february = m(2024, 2);
+    // Borrowers 1 and 2 in an earlier batch's file; 2 and 3 in this one's.
+    let earlier = loans_of(&[(1, "a", "a", january), (2, "b", "b", january)]);
+    store
+        .ingest(&lock, &record(1, earlier.len()), &earlier, m(2020, 1))
+        .unwrap();
+    let now = loans_of(&[
+        (3, "a", "a", february),
+        (2, "a", "a", february),
+        (2, "c", "c", february),
+    ]);
+    let (_, written) = store
+        .ingest_written(&lock, &record(2, now.len()), &now, m(2020, 1))
+        .unwrap();
+    let read = store.scan(january, february).unwrap();
+    let window = store
+        .scan_reusing(january, february, Some((&now, &written)))
+        .unwrap();
+    window.validate().unwrap();
+    assert_eq!(rows_in_order(&window), rows_in_order(&read));
+    let mut dictionary = window.borrower_pseudonyms.clone();
+    dictionary.sort();
+    assert_eq!(dictionary, [p(1), p(2), p(3)]);
+    // Borrower 2 has one index in both months.
+    let of = |who| {
+        (0..window.len())
+            .filter(|&i| window.pseudonym(i) == p(who))
+            .map(|i| window.borrowers[i])
+            .collect::<std::collections::BTreeSet<_>>()
+    };
+    assert_eq!(of(2).len(), 1);
 }

@@ -39,6 +39,7 @@ pub fn record(tag: u8, rows: usize) -> BatchRecord {
 /// Builds columnar loans from rows, with a dictionary in first-appearance order.
 pub fn loans_of(rows: &[Row<'_>]) -> Loans {
     let mut l = Loans::default();
+    let mut pseudonyms = Vec::with_capacity(rows.len());
     for &(who, title, work, month) in rows {
         let t = match l.title_ids.iter().position(|x| x == title) {
             Some(t) => t,
@@ -48,10 +49,11 @@ pub fn loans_of(rows: &[Row<'_>]) -> Loans {
                 l.title_ids.len() - 1
             }
         };
-        l.pseudonyms.push(p(who));
+        pseudonyms.push(p(who));
         l.titles.push(t as u32);
         l.months.push(month);
     }
+    l.set_row_pseudonyms(&pseudonyms);
     l
 }
 
@@ -71,7 +73,7 @@ pub fn rows_in_order(loans: &Loans) -> Vec<Flat> {
         .map(|i| {
             let t = loans.titles[i] as usize;
             (
-                loans.pseudonyms[i].0,
+                loans.pseudonym(i).0,
                 loans.title_ids[t].clone(),
                 loans.work_ids[t].clone(),
                 loans.months[i],
