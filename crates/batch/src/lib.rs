@@ -28,8 +28,9 @@ pub const MAGIC: &[u8; 8] = b"ABBATCH1";
 /// Envelope version written by this crate.
 pub const ENVELOPE_VERSION: u16 = 1;
 
-/// Payload encoding version written by this crate.
-pub const PAYLOAD_VERSION: u32 = 1;
+/// Payload encoding version written by this crate. Version 1 (each row's
+/// pseudonym) is still read.
+pub const PAYLOAD_VERSION: u32 = 2;
 
 /// HKDF info of the batch sealing key, derived from the transfer key.
 pub const PURPOSE_BATCH_SEAL: &[u8] = b"batch-seal";
@@ -41,8 +42,10 @@ pub const MAX_LABEL_LEN: usize = 1024;
 pub const BATCH_EXTENSION: &str = "batch";
 
 const TAG_LEN: usize = 16;
-/// Bytes of one row in the payload: pseudonym, title index, month index.
-const ROW_LEN: usize = PSEUDONYM_LEN + 4 + 4;
+/// Bytes of one row in the payload: borrower index, title index, month index.
+const ROW_LEN: usize = 4 + 4 + 4;
+/// Bytes of one row in a version 1 payload: pseudonym, title index, month index.
+const ROW_LEN_V1: usize = PSEUDONYM_LEN + 4 + 4;
 /// Envelope header up to the variable-length labels.
 const FIXED_HEADER_LEN: usize = 8 + 2 + 32 + 8 + 8 + 8 + NONCE_LEN + 8;
 
@@ -677,7 +680,8 @@ fn payload_len(loans: &Loans, library: &str, purpose: &str) -> Result<usize, Bat
         .len()
         .checked_mul(ROW_LEN)
         .ok_or(BatchError::TooLarge { what: "row count" })?;
-    Ok(4 + 8 + 4 + library.len() + 4 + purpose.len() + 4 + dict + 8 + rows)
+    let borrowers = loans.borrower_pseudonyms.len() * PSEUDONYM_LEN;
+    Ok(4 + 8 + 4 + library.len() + 4 + purpose.len() + 4 + dict + 4 + borrowers + 8 + rows)
 }
 
 /// Encodes the payload; an owned `loans` loses each row column once it is
@@ -785,13 +789,21 @@ fn encode_payload(
         put_str(out, "title id", t)?;
         put_str(out, "work id", w)?;
     }
+    let borrowers =
+        u32::try_from(loans.borrower_pseudonyms.len()).map_err(|_| BatchError::TooLarge {
+            what: "borrower dictionary",
+        })?;
+    out.extend_from_slice(&borrowers.to_le_bytes());
+    put_rows(
+        out,
+        &loans.borrower_pseudonyms,
+        |p, b: &mut [u8; PSEUDONYM_LEN]| {
+            *b = *p.as_bytes();
+        },
+    );
     out.extend_from_slice(&(loans.len() as u64).to_le_bytes());
-    // Each row's pseudonym, as version 1 of the payload has always held
-    // them: a batch's bytes, and so its id, do not depend on how the loans
-    // are held in memory.
-    let dictionary = &loans.borrower_pseudonyms;
-    put_rows(out, &loans.borrowers, |&i, b: &mut [u8; 16]| {
-        *b = *dictionary[i as usize].as_bytes();
+    put_rows(out, &loans.borrowers, |i, b: &mut [u8; 4]| {
+        *b = i.to_le_bytes();
     });
     if let Cow::Owned(l) = loans {
         l.borrowers = Vec::new();
@@ -833,7 +845,7 @@ struct Decoded {
 fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
     let mut r = Reader::new(plain);
     let version = r.u32().map_err(ShortRead::into_error)?;
-    if version != PAYLOAD_VERSION {
+    if version != PAYLOAD_VERSION && version != 1 {
         return Err(BatchError::UnsupportedPayloadVersion(version));
     }
     let pseudonym_key = Fingerprint(r.array().map_err(ShortRead::into_error)?);
@@ -850,32 +862,28 @@ fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
         title_ids.push(r.string("title id is not utf-8")?);
         work_ids.push(r.string("work id is not utf-8")?);
     }
+    // Version 2 holds the borrower dictionary here and each row's index
+    // into it; version 1 held each row's pseudonym instead.
+    let dictionary = if version == 1 {
+        None
+    } else {
+        let borrowers = r.u32().map_err(ShortRead::into_error)? as usize;
+        if borrowers > r.remaining() / PSEUDONYM_LEN {
+            return Err(r.malformed("borrower count exceeds the payload"));
+        }
+        Some(pseudonyms(&mut r, borrowers)?)
+    };
+    let row_len = if version == 1 { ROW_LEN_V1 } else { ROW_LEN };
     let rows = r.u64().map_err(ShortRead::into_error)?;
     let n = usize::try_from(rows)
         .ok()
-        .filter(|&n| n.checked_mul(ROW_LEN) == Some(r.remaining()))
+        .filter(|&n| n.checked_mul(row_len) == Some(r.remaining()))
         .ok_or_else(|| r.malformed("row count does not match the payload length"))?;
-
-    let mut row_pseudonyms = Vec::with_capacity(n);
-    for chunk in r
-        .take(n * PSEUDONYM_LEN)
-        .map_err(ShortRead::into_error)?
-        .chunks_exact(PSEUDONYM_LEN)
-    {
-        let mut p = [0u8; PSEUDONYM_LEN];
-        p.copy_from_slice(chunk);
-        row_pseudonyms.push(Pseudonym(p));
-    }
-    let mut title_col = Vec::with_capacity(n);
-    for chunk in r
-        .take(n * 4)
-        .map_err(ShortRead::into_error)?
-        .chunks_exact(4)
-    {
-        let mut b = [0u8; 4];
-        b.copy_from_slice(chunk);
-        title_col.push(u32::from_le_bytes(b));
-    }
+    let (borrower_col, row_pseudonyms) = match dictionary {
+        Some(_) => (u32_column(&mut r, n)?, None),
+        None => (Vec::new(), Some(pseudonyms(&mut r, n)?)),
+    };
+    let title_col = u32_column(&mut r, n)?;
     let mut months = Vec::with_capacity(n);
     for (row, chunk) in r
         .take(n * 4)
@@ -889,12 +897,60 @@ fn decode_payload(plain: &[u8]) -> Result<Decoded, BatchError> {
             .map_err(|_| BatchError::InvalidMonth { row: row as u64 })?;
         months.push(month);
     }
+    let loans = match dictionary {
+        Some(borrower_pseudonyms) => Loans {
+            borrowers: borrower_col,
+            titles: title_col,
+            months,
+            borrower_pseudonyms,
+            title_ids,
+            work_ids,
+        },
+        // A version 1 batch: its borrowers are numbered here.
+        None => Loans::from_rows(
+            &row_pseudonyms.unwrap_or_default(),
+            title_col,
+            months,
+            title_ids,
+            work_ids,
+        ),
+    };
     Ok(Decoded {
         pseudonym_key,
         library,
         purpose,
-        loans: Loans::from_rows(&row_pseudonyms, title_col, months, title_ids, work_ids),
+        loans,
     })
+}
+
+/// `n` little-endian `u32`s; the caller has checked that they fit.
+fn u32_column(r: &mut Reader<'_>, n: usize) -> Result<Vec<u32>, BatchError> {
+    let mut out = Vec::with_capacity(n);
+    for chunk in r
+        .take(n * 4)
+        .map_err(ShortRead::into_error)?
+        .chunks_exact(4)
+    {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(chunk);
+        out.push(u32::from_le_bytes(b));
+    }
+    Ok(out)
+}
+
+/// `n` pseudonyms, 16 bytes each; the caller has checked that they fit.
+fn pseudonyms(r: &mut Reader<'_>, n: usize) -> Result<Vec<Pseudonym>, BatchError> {
+    let mut out = Vec::with_capacity(n);
+    for chunk in r
+        .take(n * PSEUDONYM_LEN)
+        .map_err(ShortRead::into_error)?
+        .chunks_exact(PSEUDONYM_LEN)
+    {
+        let mut p = [0u8; PSEUDONYM_LEN];
+        p.copy_from_slice(chunk);
+        out.push(Pseudonym(p));
+    }
+    Ok(out)
 }
 
 /// Writes into a slice of known length.
@@ -1032,7 +1088,7 @@ mod tests {
         let rows = 40_000u32;
         let large = Loans {
             // A dictionary in another order than the rows' first
-            // appearance: the payload holds each row's pseudonym all the same.
+            // appearance, and longer than one piece.
             borrowers: (0..rows).map(|i| (i * 7 + 3) % (rows / 2)).collect(),
             borrower_pseudonyms: (0..rows / 2)
                 .map(|i| {
@@ -1053,13 +1109,14 @@ mod tests {
             assert_eq!(meta, sealed_meta);
             let payload = encoded(&loans);
             assert_eq!(meta.id.0, <[u8; 32]>::from(Sha256::digest(&payload)));
-            // The rows' layout: every pseudonym, then every title, then
-            // every month, little-endian, after the header.
+            // The rows' layout: every borrower index, then every title,
+            // then every month, little-endian, after the dictionaries.
             let n = loans.len();
             let mut columns = Vec::new();
             loans
-                .row_pseudonyms()
-                .for_each(|p| columns.extend_from_slice(p.as_bytes()));
+                .borrowers
+                .iter()
+                .for_each(|b| columns.extend_from_slice(&b.to_le_bytes()));
             loans
                 .titles
                 .iter()
@@ -1068,7 +1125,7 @@ mod tests {
                 .months
                 .iter()
                 .for_each(|m| columns.extend_from_slice(&m.index().to_le_bytes()));
-            assert_eq!(&payload[payload.len() - 24 * n..], &columns[..]);
+            assert_eq!(&payload[payload.len() - ROW_LEN * n..], &columns[..]);
         }
         let too_long = "x".repeat(MAX_LABEL_LEN + 1);
         assert!(identify(&sample(), &too_long, "loans", Fingerprint([9; 8])).is_err());
@@ -1092,6 +1149,62 @@ mod tests {
         assert_eq!(d.pseudonym_key, Fingerprint([9; 8]));
     }
 
+    /// The version 1 payload of `loans` (each row's pseudonym), as batches
+    /// sealed before version 2 hold it.
+    fn encoded_v1(loans: &Loans) -> Vec<u8> {
+        let v2 = encoded(loans);
+        let rows = loans.len();
+        let dictionary = 4 + PSEUDONYM_LEN * loans.borrower_pseudonyms.len();
+        let head = v2.len() - 8 - rows * ROW_LEN - dictionary;
+        let mut out = 1u32.to_le_bytes().to_vec();
+        out.extend_from_slice(&v2[4..head]);
+        out.extend_from_slice(&(rows as u64).to_le_bytes());
+        loans
+            .row_pseudonyms()
+            .for_each(|p| out.extend_from_slice(p.as_bytes()));
+        out.extend_from_slice(&v2[v2.len() - 8 * rows..]);
+        out
+    }
+
+    #[test]
+    fn a_borrower_index_past_the_dictionary_is_refused() {
+        let key = SecretKey::from_bytes([3; 32]);
+        let mut loans = sample();
+        let (_, sealed) = seal(&loans, "lib", "loans", Fingerprint([9; 8]), &key).unwrap();
+        assert_eq!(open(&sealed, &key).unwrap().1, loans);
+        loans.borrowers[2] = 2;
+        let mut p = encoded(&loans);
+        assert!(matches!(
+            decode_payload(&p).unwrap().loans.validate(),
+            Err(LoansError::BorrowerOutOfRange { row: 2, .. })
+        ));
+        // A pseudonym twice in the dictionary would count one borrower twice.
+        loans.borrowers[2] = 0;
+        let first = loans.borrower_pseudonyms[0];
+        loans.borrower_pseudonyms[1] = first;
+        p = encoded(&loans);
+        assert!(matches!(
+            decode_payload(&p).unwrap().loans.validate(),
+            Err(LoansError::DuplicatePseudonym)
+        ));
+    }
+
+    #[test]
+    fn version_1_payloads_are_still_read() {
+        for loans in [sample(), Loans::default()] {
+            let d = decode_payload(&encoded_v1(&loans)).unwrap();
+            assert_eq!(d.loans, loans);
+            assert_eq!(d.pseudonym_key, Fingerprint([9; 8]));
+        }
+        // Its rows' length is checked as version 1's.
+        let mut p = encoded_v1(&sample());
+        p.pop();
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::MalformedPayload { .. })
+        ));
+    }
+
     #[test]
     fn payload_layout_is_little_endian_columnar() {
         let loans = sample();
@@ -1100,8 +1213,16 @@ mod tests {
         assert_eq!(&p[4..12], &[9; 8]);
         let rows_start = p.len() - 3 * ROW_LEN;
         assert_eq!(&p[rows_start - 8..rows_start], &3u64.to_le_bytes());
-        assert_eq!(&p[rows_start..rows_start + 16], &[1; 16]);
-        let titles = rows_start + 3 * 16;
+        // The borrower dictionary (two pseudonyms) before the row count.
+        let dictionary = rows_start - 8 - 2 * 16;
+        assert_eq!(&p[dictionary - 4..dictionary], &2u32.to_le_bytes());
+        assert_eq!(&p[dictionary..dictionary + 16], &[1; 16]);
+        assert_eq!(&p[dictionary + 16..dictionary + 32], &[2; 16]);
+        assert_eq!(
+            &p[rows_start..rows_start + 12],
+            &[0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0]
+        );
+        let titles = rows_start + 12;
         assert_eq!(
             &p[titles..titles + 12],
             &[0, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0]
@@ -1141,6 +1262,13 @@ mod tests {
             decode_payload(&p),
             Err(BatchError::MalformedPayload { .. })
         ));
+        let mut p = encoded(&Loans::default());
+        let borrowers_at = p.len() - 8 - 4;
+        p[borrowers_at..borrowers_at + 4].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert!(matches!(
+            decode_payload(&p),
+            Err(BatchError::MalformedPayload { .. })
+        ));
     }
 
     #[test]
@@ -1170,10 +1298,10 @@ mod tests {
     #[test]
     fn unknown_payload_version_is_refused() {
         let mut p = encoded(&sample());
-        p[0] = 2;
+        p[0] = 3;
         assert!(matches!(
             decode_payload(&p),
-            Err(BatchError::UnsupportedPayloadVersion(2))
+            Err(BatchError::UnsupportedPayloadVersion(3))
         ));
     }
 
