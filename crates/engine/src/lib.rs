@@ -232,10 +232,10 @@ pub fn build_with_stats(
 
 /// The counting stage: the per-pair statistics of the window's loans.
 ///
-/// Each entry of the pseudonym dictionary is one borrower, with the set of distinct titles
-/// they borrowed, each at the last month they borrowed it, cut to their
-/// `max_titles_per_borrower` most recent titles (ties by a hash of the title
-/// id, then the id). For every pair of titles of different works held by at
+/// Each entry of the pseudonym dictionary is one borrower, with the set of
+/// distinct titles they borrowed, each at the last month they borrowed it,
+/// cut to their `max_titles_per_borrower` most recent titles (ties by a hash
+/// of the title id, then the id). For every pair of titles of different works held by at
 /// least `min_support` of these sets it records the support, the
 /// time-weighted co-borrowing and, for every title, its borrowers.
 pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineError> {
