@@ -121,6 +121,39 @@ proptest! {
     }
 
     #[test]
+    fn borrowers_without_a_loan_in_the_window_change_nothing(
+        loans in arb_loans(),
+        params in arb_params(),
+        extra in prop::collection::vec(any::<[u8; 16]>(), 1..20),
+        at_front in any::<bool>(),
+    ) {
+        // A window made from a batch's loans in memory shares its borrower
+        // dictionary, which holds borrowers of other months too: they must
+        // not count as borrowers (the LLR's n) or change a list.
+        let mut wider = loans.clone();
+        let known: std::collections::HashSet<_> = loans.borrower_pseudonyms.iter().copied().collect();
+        let mut unused: Vec<Pseudonym> = Vec::new();
+        for p in extra.into_iter().map(Pseudonym) {
+            if !known.contains(&p) && !unused.contains(&p) {
+                unused.push(p);
+            }
+        }
+        if at_front {
+            let shift = unused.len() as u32;
+            unused.extend_from_slice(&wider.borrower_pseudonyms);
+            wider.borrower_pseudonyms = unused;
+            for b in &mut wider.borrowers {
+                *b += shift;
+            }
+        } else {
+            wider.borrower_pseudonyms.extend(unused);
+        }
+        let (a, b) = (build(&loans, &params).unwrap(), build(&wider, &params).unwrap());
+        prop_assert_eq!(a.borrowers, b.borrowers);
+        prop_assert_eq!(a, b);
+    }
+
+    #[test]
     fn one_heavy_borrower_moves_each_pair_and_title_by_at_most_one_borrower(
         loans in arb_loans(),
         k in 2u32..4,
