@@ -305,24 +305,66 @@ pub enum LoansError {
     DuplicatePseudonym,
 }
 
+/// Whether some value occurs twice in `values`.
+fn holds_twice<T: Ord>(mut values: Vec<T>) -> bool {
+    values.sort_unstable();
+    values.windows(2).any(|w| w[0] == w[1])
+}
+
+/// A borrower dictionary being built: each pseudonym once, numbered in order
+/// of first appearance. The one place where pseudonyms are looked up by
+/// value to give them an index (sealed batches of version 1, store files,
+/// merged windows).
+#[derive(Default)]
+pub struct BorrowerNumbering {
+    index: std::collections::HashMap<u128, u32, BuildPseudonymHasher>,
+    pseudonyms: Vec<Pseudonym>,
+}
+
+impl BorrowerNumbering {
+    /// Continues a dictionary that holds each pseudonym once: entry `i`
+    /// keeps index `i`.
+    pub fn continuing(pseudonyms: Vec<Pseudonym>) -> Self {
+        let index = pseudonyms
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (p.as_u128(), i as u32))
+            .collect();
+        BorrowerNumbering { index, pseudonyms }
+    }
+
+    /// The index of `p`, added at the end if it is new; `None` once 2^32
+    /// pseudonyms are numbered.
+    pub fn number(&mut self, p: Pseudonym) -> Option<u32> {
+        let next = u32::try_from(self.pseudonyms.len()).ok();
+        match self.index.entry(p.as_u128()) {
+            std::collections::hash_map::Entry::Occupied(e) => Some(*e.get()),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let next = next?;
+                e.insert(next);
+                self.pseudonyms.push(p);
+                Some(next)
+            }
+        }
+    }
+
+    /// The dictionary: index `i` is the `i`-th pseudonym numbered.
+    pub fn into_pseudonyms(self) -> Vec<Pseudonym> {
+        self.pseudonyms
+    }
+}
+
 /// Numbers the distinct pseudonyms of `rows` in order of first appearance:
 /// each row's index, and the dictionary. One hash lookup a row; for loans
 /// read from where only per-row pseudonyms exist (sealed batches, files).
+/// Fewer than 2^32 rows, so every pseudonym gets an index.
 pub fn intern_pseudonyms(rows: &[Pseudonym]) -> (Vec<u32>, Vec<Pseudonym>) {
-    let mut index: std::collections::HashMap<u128, u32, BuildPseudonymHasher> =
-        std::collections::HashMap::default();
-    let mut dictionary = Vec::new();
+    let mut numbering = BorrowerNumbering::default();
     let borrowers = rows
         .iter()
-        .map(|p| {
-            *index.entry(p.as_u128()).or_insert_with(|| {
-                dictionary.push(*p);
-                // Fewer than 2^32 rows, so fewer distinct pseudonyms.
-                (dictionary.len() - 1) as u32
-            })
-        })
+        .map(|&p| numbering.number(p).unwrap_or(u32::MAX))
         .collect();
-    (borrowers, dictionary)
+    (borrowers, numbering.into_pseudonyms())
 }
 
 impl Loans {
@@ -415,18 +457,15 @@ impl Loans {
         {
             return Err(LoansError::BorrowerOutOfRange { row, borrower, len });
         }
-        let mut seen: Vec<&str> = self.title_ids.iter().map(String::as_str).collect();
-        seen.sort_unstable();
-        if seen.windows(2).any(|w| w[0] == w[1]) {
+        if holds_twice(self.title_ids.iter().map(String::as_str).collect()) {
             return Err(LoansError::DuplicateTitle);
         }
-        let mut seen: Vec<u128> = self
-            .borrower_pseudonyms
-            .iter()
-            .map(Pseudonym::as_u128)
-            .collect();
-        seen.sort_unstable();
-        if seen.windows(2).any(|w| w[0] == w[1]) {
+        if holds_twice(
+            self.borrower_pseudonyms
+                .iter()
+                .map(Pseudonym::as_u128)
+                .collect(),
+        ) {
             return Err(LoansError::DuplicatePseudonym);
         }
         Ok(())
@@ -455,22 +494,14 @@ impl Loans {
             self.title_ids.push(t);
             self.work_ids.push(w);
         }
-        let mut index: std::collections::HashMap<u128, u32, BuildPseudonymHasher> = self
-            .borrower_pseudonyms
-            .iter()
-            .enumerate()
-            .map(|(i, p)| (p.as_u128(), i as u32))
-            .collect();
+        let mut numbering =
+            BorrowerNumbering::continuing(std::mem::take(&mut self.borrower_pseudonyms));
         let borrower_remap: Vec<u32> = other
             .borrower_pseudonyms
             .iter()
-            .map(|p| {
-                *index.entry(p.as_u128()).or_insert_with(|| {
-                    self.borrower_pseudonyms.push(*p);
-                    (self.borrower_pseudonyms.len() - 1) as u32
-                })
-            })
+            .map(|&p| numbering.number(p).unwrap_or(u32::MAX))
             .collect();
+        self.borrower_pseudonyms = numbering.into_pseudonyms();
         self.borrowers
             .extend(other.borrowers.iter().map(|&b| borrower_remap[b as usize]));
         self.months.extend_from_slice(&other.months);
@@ -516,6 +547,21 @@ mod tests {
     fn pseudonym_debug_is_redacted() {
         let p = Pseudonym([0xab; 16]);
         assert_eq!(format!("{p:?}"), "Pseudonym(<redacted>)");
+    }
+
+    #[test]
+    fn numbering_continues_a_dictionary_in_order_of_first_appearance() {
+        let p = |b| Pseudonym([b; 16]);
+        let mut n = BorrowerNumbering::continuing(vec![p(5), p(3)]);
+        assert_eq!(n.number(p(3)), Some(1));
+        assert_eq!(n.number(p(9)), Some(2));
+        assert_eq!(n.number(p(5)), Some(0));
+        assert_eq!(n.number(p(9)), Some(2));
+        assert_eq!(n.into_pseudonyms(), [p(5), p(3), p(9)]);
+        assert_eq!(
+            intern_pseudonyms(&[p(7), p(3), p(7)]),
+            (vec![0, 1, 0], vec![p(7), p(3)])
+        );
     }
 
     #[test]

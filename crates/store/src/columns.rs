@@ -14,7 +14,7 @@ use arrow_array::{
 };
 use arrow_buffer::Buffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use loans::{LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym};
+use loans::{BorrowerNumbering, LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -472,8 +472,7 @@ pub(crate) fn read_loans(
     // The file's borrowers numbered here, on the reading thread, so that a
     // caller merging files looks up each pseudonym once a file, not a row.
     let mut borrowers: Vec<u32> = Vec::with_capacity(cap);
-    let mut dictionary: Vec<Pseudonym> = Vec::new();
-    let mut index: HashMap<u128, u32, loans::BuildPseudonymHasher> = HashMap::default();
+    let mut numbering = BorrowerNumbering::default();
     // Local ids of the titles of plain string columns: one allocation per
     // distinct title, never per row.
     let mut plain: HashMap<String, u32> = HashMap::new();
@@ -496,14 +495,12 @@ pub(crate) fn read_loans(
         let titles = StrCol::new(path, &batch, TITLE)?;
         let works = StrCol::new(path, &batch, WORK)?;
         let n = batch.num_rows();
-        borrowers.extend((0..n).map(|i| {
-            let p = pseudonym_at(pseudonyms, i);
-            *index.entry(p.as_u128()).or_insert_with(|| {
-                dictionary.push(p);
-                // Below the row count, which the manifest holds below 2^32.
-                (dictionary.len() - 1) as u32
-            })
-        }));
+        for i in 0..n {
+            let b = numbering
+                .number(pseudonym_at(pseudonyms, i))
+                .ok_or_else(|| corrupt(path, "too many distinct pseudonyms"))?;
+            borrowers.push(b);
+        }
         match titles {
             StrCol::Plain(s) => {
                 for i in 0..n {
@@ -563,7 +560,7 @@ pub(crate) fn read_loans(
     }
     part.borrowers = Borrowers::Own {
         rows: borrowers,
-        dictionary,
+        dictionary: numbering.into_pseudonyms(),
     };
     Ok(part)
 }

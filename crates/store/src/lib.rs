@@ -762,8 +762,7 @@ impl Store {
         let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
         // Pseudonyms to window borrower indices, made when the first file is
         // decoded: a window taken from memory alone needs no lookup at all.
-        let mut borrower_index: Option<hashbrown::HashMap<u128, u32, loans::BuildPseudonymHasher>> =
-            None;
+        let mut numbering: Option<loans::BorrowerNumbering> = None;
         // Read a few files at a time in parallel and merge them in order, so
         // the decoded parts never hold more than a window beside the result.
         let window = rayon::current_num_threads().max(1) * 2;
@@ -822,27 +821,18 @@ impl Store {
                 match part.borrowers {
                     columns::Borrowers::OfLoans(rows) => out.borrowers.extend_from_slice(&rows),
                     columns::Borrowers::Own { rows, dictionary } => {
-                        let known = &mut out.borrower_pseudonyms;
-                        let index = borrower_index.get_or_insert_with(|| {
-                            known
-                                .iter()
-                                .enumerate()
-                                .map(|(i, p)| (p.as_u128(), i as u32))
-                                .collect()
+                        let numbering = numbering.get_or_insert_with(|| {
+                            loans::BorrowerNumbering::continuing(std::mem::take(
+                                &mut out.borrower_pseudonyms,
+                            ))
                         });
                         let remap = dictionary
                             .iter()
-                            .map(|p| {
-                                let next = u32::try_from(known.len()).map_err(|_| {
-                                    StoreError::Corrupt {
-                                        path: self.root.join(&f.path),
-                                        reason: "too many distinct pseudonyms".to_owned(),
-                                    }
-                                })?;
-                                Ok(*index.entry(p.as_u128()).or_insert_with(|| {
-                                    known.push(*p);
-                                    next
-                                }))
+                            .map(|&p| {
+                                numbering.number(p).ok_or_else(|| StoreError::Corrupt {
+                                    path: self.root.join(&f.path),
+                                    reason: "too many distinct pseudonyms".to_owned(),
+                                })
                             })
                             .collect::<Result<Vec<u32>, StoreError>>()?;
                         out.borrowers
@@ -851,6 +841,9 @@ impl Store {
                 }
                 out.months.resize(out.months.len() + rows, f.month);
             }
+        }
+        if let Some(numbering) = numbering {
+            out.borrower_pseudonyms = numbering.into_pseudonyms();
         }
         Ok(out)
     }
