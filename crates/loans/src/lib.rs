@@ -305,6 +305,16 @@ pub enum LoansError {
     DuplicatePseudonym,
 }
 
+/// The first row of an index column that points past a dictionary of `len`
+/// entries, and its index.
+fn first_past(column: &[u32], len: usize) -> Option<(usize, u32)> {
+    column
+        .iter()
+        .enumerate()
+        .find(|&(_, &i)| i as usize >= len)
+        .map(|(row, &i)| (row, i))
+}
+
 /// Whether some value occurs twice in `values`.
 fn holds_twice<T: Ord>(mut values: Vec<T>) -> bool {
     values.sort_unstable();
@@ -440,21 +450,11 @@ impl Loans {
             });
         }
         let len = self.title_ids.len();
-        if let Some((row, &title)) = self
-            .titles
-            .iter()
-            .enumerate()
-            .find(|&(_, &t)| t as usize >= len)
-        {
+        if let Some((row, title)) = first_past(&self.titles, len) {
             return Err(LoansError::TitleOutOfRange { row, title, len });
         }
         let len = self.borrower_pseudonyms.len();
-        if let Some((row, &borrower)) = self
-            .borrowers
-            .iter()
-            .enumerate()
-            .find(|&(_, &b)| b as usize >= len)
-        {
+        if let Some((row, borrower)) = first_past(&self.borrowers, len) {
             return Err(LoansError::BorrowerOutOfRange { row, borrower, len });
         }
         if holds_twice(self.title_ids.iter().map(String::as_str).collect()) {
