@@ -12,7 +12,7 @@ use arrow_array::{
     Array, ArrayRef, Date32Array, DictionaryArray, FixedSizeBinaryArray, Int32Array, RecordBatch,
     StringArray,
 };
-use arrow_buffer::Buffer;
+use arrow_buffer::{Buffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use loans::{BorrowerNumbering, LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym};
 use parquet::arrow::ArrowWriter;
@@ -28,14 +28,16 @@ use crate::{StoreError, fsx};
 pub(crate) const PSEUDONYM: &str = "pseudonym";
 /// Column of title ids, dictionary-encoded `Utf8`.
 pub(crate) const TITLE: &str = "title";
-/// Column of work ids, dictionary-encoded `Utf8`.
+/// Column of work ids, dictionary-encoded `Utf8`; null where the work is
+/// the title itself (always, without a works mapping), so that those rows
+/// cost the writer neither a dictionary lookup nor a string.
 pub(crate) const WORK: &str = "work";
 /// Column of loan months, `Date32` of the first day of the month.
 pub(crate) const MONTH: &str = "month";
 
 /// `created_by` written into every file: fixed, so bytes do not change with
 /// the parquet crate's version string.
-pub(crate) const CREATED_BY: &str = "alsoborrowed-store format 1";
+pub(crate) const CREATED_BY: &str = "alsoborrowed-store format 2";
 
 const PSEUDONYM_WIDTH: i32 = PSEUDONYM_LEN as i32;
 const READ_BATCH_ROWS: usize = 64 * 1024;
@@ -47,7 +49,7 @@ pub(crate) fn schema() -> SchemaRef {
         Arc::new(Schema::new(vec![
             Field::new(PSEUDONYM, DataType::FixedSizeBinary(PSEUDONYM_WIDTH), false),
             Field::new(TITLE, dict.clone(), false),
-            Field::new(WORK, dict, false),
+            Field::new(WORK, dict, true),
             Field::new(MONTH, DataType::Date32, false),
         ]))
     });
@@ -154,6 +156,8 @@ pub(crate) fn order_by_title(loans: &Loans, rows: &mut [u32]) {
 /// the months of a batch group titles by work without hashing work names.
 pub(crate) struct WorkIndex {
     of_title: Vec<u32>,
+    /// Whether each dictionary title is its own work (stored as a null).
+    own: Vec<bool>,
     works: usize,
 }
 
@@ -169,8 +173,15 @@ impl WorkIndex {
                 *index.entry(w.as_str()).or_insert(next)
             })
             .collect();
+        let own = loans
+            .title_ids
+            .iter()
+            .zip(&loans.work_ids)
+            .map(|(t, w)| t == w)
+            .collect();
         WorkIndex {
             of_title,
+            own,
             works: index.len(),
         }
     }
@@ -187,7 +198,8 @@ fn month_batch(
     let n = rows.len();
     let mut pseudonyms = Vec::with_capacity(n * PSEUDONYM_LEN);
     let mut title_keys = Vec::with_capacity(n);
-    let mut work_keys = Vec::with_capacity(n);
+    // Below zero: the title is its own work, a null.
+    let mut work_keys: Vec<i32> = Vec::with_capacity(n);
     let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
     let mut title_values: Vec<&str> = Vec::new();
     let mut work_of_local: Vec<i32> = Vec::new();
@@ -200,12 +212,16 @@ fn month_batch(
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
             title_values.push(&loans.title_ids[t]);
-            let w = works.of_title[t] as usize;
-            if local_of_work[w] == u32::MAX {
-                local_of_work[w] = work_values.len() as u32;
-                work_values.push(&loans.work_ids[t]);
+            if works.own[t] {
+                work_of_local.push(-1);
+            } else {
+                let w = works.of_title[t] as usize;
+                if local_of_work[w] == u32::MAX {
+                    local_of_work[w] = work_values.len() as u32;
+                    work_values.push(&loans.work_ids[t]);
+                }
+                work_of_local.push(local_of_work[w] as i32);
             }
-            work_of_local.push(local_of_work[w] as i32);
         }
         let local = local_of_title[t];
         title_keys.push(local as i32);
@@ -215,8 +231,12 @@ fn month_batch(
         Int32Array::from(title_keys),
         Arc::new(StringArray::from(title_values)),
     )?;
+    let own = NullBuffer::from_iter(work_keys.iter().map(|&k| k >= 0));
+    for k in &mut work_keys {
+        *k = (*k).max(0);
+    }
     let works = DictionaryArray::<Int32Type>::try_new(
-        Int32Array::from(work_keys),
+        Int32Array::new(work_keys.into(), Some(own).filter(|n| n.null_count() > 0)),
         Arc::new(StringArray::from(work_values)),
     )?;
     let columns: Vec<ArrayRef> = vec![
@@ -368,9 +388,39 @@ enum StrCol<'a> {
     Plain(&'a StringArray),
 }
 
+/// The work column: each row's work, null (since store format 2) where the
+/// work is the row's title.
+struct WorkCol<'a> {
+    values: StrCol<'a>,
+    own: Option<&'a NullBuffer>,
+}
+
+impl<'a> WorkCol<'a> {
+    fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self, StoreError> {
+        let col = batch
+            .column_by_name(WORK)
+            .ok_or_else(|| corrupt(path, format!("missing column {WORK}")))?;
+        Ok(WorkCol {
+            values: StrCol::of(path, col, WORK)?,
+            own: col.nulls(),
+        })
+    }
+
+    /// The work of row `i`, whose title is `title`.
+    fn at(&self, i: usize, title: &'a str) -> Option<&'a str> {
+        match self.own {
+            Some(own) if i < own.len() && own.is_null(i) => Some(title),
+            _ => self.values.str_at(i),
+        }
+    }
+}
+
 impl<'a> StrCol<'a> {
     fn new(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<Self, StoreError> {
-        let col = column(path, batch, name)?;
+        StrCol::of(path, column(path, batch, name)?, name)
+    }
+
+    fn of(path: &Path, col: &'a ArrayRef, name: &str) -> Result<Self, StoreError> {
         if let Some(s) = col.as_any().downcast_ref::<StringArray>() {
             return Ok(StrCol::Plain(s));
         }
@@ -493,7 +543,7 @@ pub(crate) fn read_loans(
         })?;
         let pseudonyms = pseudonym_column(path, &batch)?;
         let titles = StrCol::new(path, &batch, TITLE)?;
-        let works = StrCol::new(path, &batch, WORK)?;
+        let works = WorkCol::new(path, &batch)?;
         let n = batch.num_rows();
         for i in 0..n {
             let b = numbering
@@ -509,8 +559,9 @@ pub(crate) fn read_loans(
                         Some(&id) => id,
                         None => {
                             let id = u32::try_from(part.dict.len()).map_err(|_| too_many())?;
-                            part.dict
-                                .push(local(title, works.str_at(i), known).ok_or_else(bad_title)?);
+                            part.dict.push(
+                                local(title, works.at(i, title), known).ok_or_else(bad_title)?,
+                            );
                             plain.insert(title.to_owned(), id);
                             id
                         }
@@ -539,9 +590,9 @@ pub(crate) fn read_loans(
                             .ok()
                             .filter(|&id| id != u32::MAX)
                             .ok_or_else(too_many)?;
-                        part.dict.push(
-                            local(values.value(k), works.str_at(i), known).ok_or_else(bad_title)?,
-                        );
+                        let title = values.value(k);
+                        part.dict
+                            .push(local(title, works.at(i, title), known).ok_or_else(bad_title)?);
                         *slot = id;
                     }
                     part.titles.push(*slot);
@@ -712,6 +763,108 @@ mod tests {
             for_each_pseudonym(&p, 2, |_| ()),
             Err(StoreError::Corrupt { .. })
         ));
+    }
+
+    /// Loans where t0 and t1 are their own works and t2 belongs to work w0.
+    fn own_works() -> Loans {
+        let m = LoanMonth::new(2024, 1).unwrap();
+        Loans::from_rows(
+            &[Pseudonym([1; 16]), Pseudonym([2; 16]), Pseudonym([3; 16])],
+            vec![2, 0, 1],
+            vec![m; 3],
+            vec!["t0".into(), "t1".into(), "t2".into()],
+            vec!["t0".into(), "t1".into(), "w0".into()],
+        )
+    }
+
+    #[test]
+    fn a_title_that_is_its_own_work_is_stored_as_a_null_work() {
+        let loans = own_works();
+        let b = month_batch(&loans, &WorkIndex::of(&loans), &[0, 1, 2], loans.months[0]).unwrap();
+        let works = b.column(2);
+        assert_eq!(
+            (0..3).map(|i| works.is_null(i)).collect::<Vec<_>>(),
+            [false, true, true]
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.parquet");
+        write_month(
+            &p,
+            &loans,
+            &WorkIndex::of(&loans),
+            &[0, 1, 2],
+            loans.months[0],
+        )
+        .unwrap();
+        let part = read_loans(&p, 3, &|_| None).unwrap();
+        assert_eq!(
+            part.dict,
+            [
+                Local::New("t2".into(), "w0".into()),
+                Local::New("t0".into(), "t0".into()),
+                Local::New("t1".into(), "t1".into())
+            ]
+        );
+        // Without a works mapping the column is all nulls, with no values.
+        let mut plain = own_works();
+        plain.work_ids = plain.title_ids.clone();
+        let b = month_batch(&plain, &WorkIndex::of(&plain), &[0, 1, 2], plain.months[0]).unwrap();
+        assert_eq!(b.column(2).null_count(), 3);
+    }
+
+    /// Store format 1 wrote every row's work, its title included: such files
+    /// read exactly as the format 2 file of the same rows.
+    #[test]
+    fn format_1_files_with_every_work_written_read_alike() {
+        let loans = own_works();
+        let dir = tempfile::tempdir().unwrap();
+        let new = dir.path().join("new.parquet");
+        write_month(
+            &new,
+            &loans,
+            &WorkIndex::of(&loans),
+            &[0, 1, 2],
+            loans.months[0],
+        )
+        .unwrap();
+        let old = dir.path().join("old.parquet");
+        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+        let schema = Arc::new(Schema::new(vec![
+            Field::new(PSEUDONYM, DataType::FixedSizeBinary(16), false),
+            Field::new(TITLE, dict.clone(), false),
+            Field::new(WORK, dict, false),
+            Field::new(MONTH, DataType::Date32, false),
+        ]));
+        let mut pseudonyms = Vec::new();
+        for r in 0..3 {
+            pseudonyms.extend_from_slice(loans.pseudonym(r).as_bytes());
+        }
+        let titles = ["t2", "t0", "t1"];
+        let works = ["w0", "t0", "t1"];
+        let cols: Vec<ArrayRef> = vec![
+            Arc::new(
+                FixedSizeBinaryArray::try_new(16, Buffer::from_vec(pseudonyms), None).unwrap(),
+            ),
+            Arc::new(titles.into_iter().collect::<DictionaryArray<Int32Type>>()),
+            Arc::new(works.into_iter().collect::<DictionaryArray<Int32Type>>()),
+            Arc::new(Date32Array::from(vec![
+                loans.months[0]
+                    .first_day_since_epoch();
+                3
+            ])),
+        ];
+        let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&old).unwrap(), schema, None).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        let (old, new) = (
+            read_loans(&old, 3, &|_| None).unwrap(),
+            read_loans(&new, 3, &|_| None).unwrap(),
+        );
+        assert_eq!(old.dict, new.dict);
+        assert_eq!(old.titles, new.titles);
+        assert_eq!(old.borrowers, new.borrowers);
     }
 
     #[test]
