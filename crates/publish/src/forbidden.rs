@@ -624,6 +624,69 @@ mod tests {
             prop_assert_eq!(f.classify_value(&text), Some(FindingKind::Pseudonym));
         }
 
+        /// The scan finds what a window-by-window comparison with every form
+        /// of every needle finds, at the same offset (the first raw
+        /// pseudonym, else the first in hex, else in base64, else the first
+        /// key material), in bytes full of hex and base64 runs with needles
+        /// planted anywhere (overlapping each other and the ends included).
+        #[test]
+        fn scan_agrees_with_comparing_every_form_at_every_offset(
+            base in proptest::collection::vec(
+                prop_oneof![any::<u8>(), proptest::sample::select(b"0aF9+/-_=\"".to_vec())],
+                0..200,
+            ),
+            plants in proptest::collection::vec((0usize..9, any::<u8>(), 0usize..200), 0..3),
+        ) {
+            let pseudonyms: Vec<Pseudonym> = (0..20).map(pseudonym).collect();
+            let key = [0x3eu8, 0xff, 0xfb, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60, 0x70, 0x80, 0x90];
+            let short_key = [0xfeu8, 0xed];
+            let mut f = Forbidden::new();
+            f.add_pseudonyms(&pseudonyms);
+            f.add_secret(&key);
+            f.add_secret(&short_key);
+            let secret_forms: Vec<Vec<u8>> = [&key[..], &short_key[..]]
+                .iter()
+                .flat_map(|k| {
+                    [
+                        k.to_vec(),
+                        hex::encode(k).into_bytes(),
+                        hex::encode_upper(k).into_bytes(),
+                        STANDARD_NO_PAD.encode(k).into_bytes(),
+                        URL_SAFE_NO_PAD.encode(k).into_bytes(),
+                    ]
+                })
+                .collect();
+            let mut bytes = base;
+            for (form, seed, at) in plants {
+                let needle = match form {
+                    0..7 => forms(&pseudonyms[usize::from(seed) % pseudonyms.len()])[form].clone(),
+                    _ => secret_forms[usize::from(seed) % secret_forms.len()].clone(),
+                };
+                let at = at.min(bytes.len());
+                bytes.splice(at..at, needle);
+            }
+            let std_b64 = |w: &[u8]| w.iter().map(|&b| b64_std(b)).collect::<Vec<u8>>();
+            let first = |form: &dyn Fn(&[u8], &[u8]) -> bool| {
+                (0..bytes.len()).find(|&i| pseudonyms.iter().any(|p| form(&bytes[i..], p.as_bytes())))
+            };
+            let raw = |rest: &[u8], b: &[u8]| rest.starts_with(b);
+            let hex = |rest: &[u8], b: &[u8]| {
+                rest.get(..HEX_LEN)
+                    .is_some_and(|w| w.eq_ignore_ascii_case(hex::encode(b).as_bytes()))
+            };
+            let b64 = |rest: &[u8], b: &[u8]| {
+                rest.get(..B64_LEN)
+                    .is_some_and(|w| std_b64(w) == STANDARD_NO_PAD.encode(b).into_bytes())
+            };
+            let expected = match first(&raw).or_else(|| first(&hex)).or_else(|| first(&b64)) {
+                Some(i) => Some((FindingKind::Pseudonym, i)),
+                None => (0..bytes.len())
+                    .find(|&i| secret_forms.iter().any(|s| bytes[i..].starts_with(s)))
+                    .map(|i| (FindingKind::Secret, i)),
+            };
+            prop_assert_eq!(f.find_raw(&bytes), expected);
+        }
+
         #[test]
         fn random_bytes_never_hold_a_pseudonym_or_secret(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
             let mut f = Forbidden::new();
