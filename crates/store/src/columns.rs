@@ -320,6 +320,9 @@ pub(crate) enum Local {
     Known(u32),
     /// A title the caller did not know, with the work of its first row.
     New(String, String),
+    /// A title of the loans a part was made from in memory, by its index
+    /// in their dictionary: no string is looked up or copied per file.
+    OfLoans(u32),
 }
 
 fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
@@ -461,17 +464,13 @@ fn local(title: &str, work: Option<&str>, known: &dyn Fn(&str) -> Option<u32>) -
 }
 
 /// The [`FilePart`] that [`read_loans`] gives for a file [`write_month`]
-/// wrote from the rows `rows` of `loans`, made from `loans` in memory.
+/// wrote from the rows `rows` of `loans`, made from `loans` in memory, with
+/// each title as [`Local::OfLoans`].
 ///
 /// Local titles are numbered in first-appearance order by dictionary index,
-/// as the file's dictionary is, and each new one carries its own work.
-/// `None` if a row or its title is out of range (loans other than the ones
-/// ingested): the caller then reads the file.
-pub(crate) fn part_of_rows(
-    loans: &Loans,
-    rows: &[u32],
-    known: &dyn Fn(&str) -> Option<u32>,
-) -> Option<FilePart> {
+/// as the file's dictionary is. `None` if a row or its title is out of range
+/// (loans other than the ones ingested): the caller then reads the file.
+pub(crate) fn part_of_rows(loans: &Loans, rows: &[u32]) -> Option<FilePart> {
     let n = loans.borrowers.len().min(loans.titles.len());
     let in_range = |&r: &u32| {
         (r as usize) < n
@@ -490,17 +489,14 @@ pub(crate) fn part_of_rows(
     for &r in rows {
         let r = r as usize;
         borrowers.push(loans.borrowers[r]);
-        let t = loans.titles[r] as usize;
-        if local_of_title[t] == u32::MAX {
+        let t = loans.titles[r];
+        let local = &mut local_of_title[t as usize];
+        if *local == u32::MAX {
             // Below 2^31: the store takes fewer than 2^31 titles a batch.
-            local_of_title[t] = part.dict.len() as u32;
-            let title = &loans.title_ids[t];
-            part.dict.push(match known(title) {
-                Some(id) => Local::Known(id),
-                None => Local::New(title.clone(), loans.work_ids[t].clone()),
-            });
+            *local = part.dict.len() as u32;
+            part.dict.push(Local::OfLoans(t));
         }
-        part.titles.push(local_of_title[t]);
+        part.titles.push(*local);
     }
     part.borrowers = Borrowers::OfLoans(borrowers);
     Some(part)

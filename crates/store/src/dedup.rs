@@ -88,7 +88,8 @@ pub(crate) fn new_rows(
         let part = columns::read_loans(path, *n, &known)?;
         for (p, &t) in part.borrowers.pseudonyms(loans).zip(&part.titles) {
             // Titles the batch does not hold cannot repeat one of its loans.
-            if let Some(Local::Known(id)) = part.dict.get(t as usize) {
+            // (Parts read from files: a title is `Known` or `New`.)
+            if let Some(Local::Known(id) | Local::OfLoans(id)) = part.dict.get(t as usize) {
                 any_held |= fresh.remove(&(p.as_u128(), *id));
             }
         }
@@ -165,7 +166,9 @@ fn merged_month(
             .dict
             .iter()
             .map(|local| match local {
-                Local::Known(id) => *id,
+                // Both are indices into `loans`' dictionary, which `out`'s
+                // begins with.
+                Local::Known(id) | Local::OfLoans(id) => *id,
                 Local::New(title, work) => *extra.entry(title.clone()).or_insert_with(|| {
                     out.title_ids.push(title.clone());
                     out.work_ids.push(work.clone());

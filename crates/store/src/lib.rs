@@ -760,6 +760,10 @@ impl Store {
             ..Loans::default()
         };
         let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
+        // The window id of each title of the fresh batch, once it has one:
+        // parts made from memory name titles by batch index, so each batch
+        // title's string is looked up once, not once a file.
+        let mut of_batch: Vec<u32> = vec![u32::MAX; fresh.map_or(0, |(l, _)| l.title_ids.len())];
         // Pseudonyms to window borrower indices, made when the first file is
         // decoded: a window taken from memory alone needs no lookup at all.
         let mut numbering: Option<loans::BorrowerNumbering> = None;
@@ -777,7 +781,7 @@ impl Store {
                 .map(|f| {
                     let in_memory = fresh.and_then(|(loans, written)| {
                         let rows = written.rows_of(f)?;
-                        columns::part_of_rows(loans, rows, &known)
+                        columns::part_of_rows(loans, rows)
                     });
                     match in_memory {
                         Some(part) => Ok(part),
@@ -789,27 +793,38 @@ impl Store {
                 let part = part?;
                 let mut remap = Vec::with_capacity(part.dict.len());
                 for local in part.dict {
-                    let (title, work) = match local {
-                        columns::Local::Known(id) => {
-                            remap.push(id);
-                            continue;
+                    let id = match local {
+                        columns::Local::Known(id) => id,
+                        columns::Local::New(title, work) => {
+                            window_title(&mut index, &mut out, title, work, f, &self.root)?
                         }
-                        columns::Local::New(title, work) => (title, work),
-                    };
-                    let id = match index.get(&title) {
-                        Some(&known) => known,
-                        None => {
-                            let new = u32::try_from(out.title_ids.len())
-                                .ok()
-                                .filter(|&n| n != u32::MAX)
-                                .ok_or_else(|| StoreError::Corrupt {
+                        columns::Local::OfLoans(t) => {
+                            // Always both: `part_of_rows` made the part from
+                            // the fresh loans and checked its titles.
+                            let batch = fresh.zip(of_batch.get_mut(t as usize));
+                            let Some(((loans, _), slot)) = batch else {
+                                return Err(StoreError::Corrupt {
                                     path: self.root.join(&f.path),
-                                    reason: "too many distinct titles".to_owned(),
-                                })?;
-                            index.insert(title.clone(), new);
-                            out.title_ids.push(title);
-                            out.work_ids.push(work);
-                            new
+                                    reason: "a title of the loans in memory is out of range"
+                                        .to_owned(),
+                                });
+                            };
+                            if *slot == u32::MAX {
+                                let (title, work) =
+                                    (&loans.title_ids[t as usize], &loans.work_ids[t as usize]);
+                                *slot = match index.get(title) {
+                                    Some(&id) => id,
+                                    None => window_title(
+                                        &mut index,
+                                        &mut out,
+                                        title.clone(),
+                                        work.clone(),
+                                        f,
+                                        &self.root,
+                                    )?,
+                                };
+                            }
+                            *slot
                         }
                     };
                     remap.push(id);
@@ -1004,6 +1019,32 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The window id of `title`, a title of file `f`: its id in `index`, or
+/// else the next one, with the title and its work added to `out`.
+fn window_title(
+    index: &mut hashbrown::HashMap<String, u32>,
+    out: &mut Loans,
+    title: String,
+    work: String,
+    f: &FileEntry,
+    root: &Path,
+) -> Result<u32, StoreError> {
+    if let Some(&id) = index.get(&title) {
+        return Ok(id);
+    }
+    let new = u32::try_from(out.title_ids.len())
+        .ok()
+        .filter(|&n| n != u32::MAX)
+        .ok_or_else(|| StoreError::Corrupt {
+            path: root.join(&f.path),
+            reason: "too many distinct titles".to_owned(),
+        })?;
+    index.insert(title.clone(), new);
+    out.title_ids.push(title);
+    out.work_ids.push(work);
+    Ok(new)
 }
 
 #[cfg(test)]
