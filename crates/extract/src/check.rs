@@ -28,6 +28,7 @@ pub(crate) fn stream(block: usize, piece: usize) -> Mode {
     Mode::Stream(How {
         block,
         piece: Some(piece),
+        ids_only: false,
     })
 }
 

@@ -52,6 +52,10 @@ pub(crate) struct Chunk {
     pub(crate) newlines: u64,
     /// Latest loan day kept.
     pub(crate) newest: Option<Date>,
+    /// Only the distinct borrower ids of the kept rows are wanted (lent to
+    /// a leak check): the rows and their titles are checked as always, but
+    /// not kept.
+    pub(crate) ids_only: bool,
 }
 
 /// How big a chunk's dictionaries and columns grew: a parsed block's pieces
@@ -97,6 +101,7 @@ impl Chunk {
             base_line,
             newlines: 0,
             newest: None,
+            ids_only: false,
         }
     }
 
@@ -263,8 +268,9 @@ fn split_at_lines(body: &[u8], target: usize) -> Vec<&[u8]> {
 }
 
 /// Parses the lines of one quote-free piece; line numbers are piece-local.
-fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes) -> Chunk {
+fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes, ids_only: bool) -> Chunk {
     let mut chunk = Chunk::with_sizes(0, sizes);
+    chunk.ids_only = ids_only;
     let mut local = 0u64;
     let mut pos = 0usize;
     // Counted here rather than by a second pass over the piece.
@@ -344,18 +350,20 @@ fn text_fields<'a>(text: &'a str, layout: &Layout) -> Option<(usize, [&'a str; 3
 }
 
 /// Parses quote-free `body` (starting at line `body_line`) in pieces of about
-/// `target` bytes, in parallel, each chunk with room for `sizes`; the chunks
-/// come back in file order.
+/// `target` bytes, in parallel, each chunk with room for `sizes` (and
+/// keeping borrower ids only with `ids_only`); the chunks come back in file
+/// order.
 pub(crate) fn parse_fast(
     body: &[u8],
     body_line: u64,
     layout: &Layout,
     target: usize,
     sizes: Sizes,
+    ids_only: bool,
 ) -> Vec<Chunk> {
     let mut chunks: Vec<Chunk> = split_at_lines(body, target)
         .par_iter()
-        .map(|piece| parse_piece(piece, layout, sizes))
+        .map(|piece| parse_piece(piece, layout, sizes, ids_only))
         .collect();
     let mut line = body_line;
     for chunk in &mut chunks {

@@ -135,6 +135,9 @@ impl Chunk {
         let Some(b) = self.borrowers.intern(borrower) else {
             return self.reject(line, RejectReason::MissingBorrowerId);
         };
+        if self.ids_only {
+            return;
+        }
         let t = self.titles.intern(title.as_bytes());
         self.row_borrowers.push(b);
         self.row_titles.push(t);
