@@ -19,6 +19,7 @@ use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
 use parquet::basic::Compression;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
 use parquet::schema::types::ColumnPath;
 
@@ -34,6 +35,12 @@ pub(crate) const TITLE: &str = "title";
 pub(crate) const WORK: &str = "work";
 /// Column of loan months, `Date32` of the first day of the month.
 pub(crate) const MONTH: &str = "month";
+
+/// Footer key of a file whose every row's work is its title (its `work`
+/// column holds nulls only), so that readers skip the column: the Parquet
+/// reader would rebuild a dictionary from such a column row by row (its
+/// dictionary is empty), which doubled the time to read the file.
+pub(crate) const WORKS_ARE_TITLES: &str = "alsoborrowed.works_are_titles";
 
 /// `created_by` written into every file: fixed, so bytes do not change with
 /// the parquet crate's version string.
@@ -56,10 +63,17 @@ pub(crate) fn schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
-/// Writer settings pinned explicitly so that equal input gives equal bytes.
-fn writer_properties() -> WriterProperties {
+/// Writer settings pinned explicitly so that equal input gives equal bytes;
+/// `works_are_titles` marks a file whose `work` column is all nulls.
+fn writer_properties(works_are_titles: bool) -> WriterProperties {
     let pseudonym = ColumnPath::from(PSEUDONYM);
     WriterProperties::builder()
+        .set_key_value_metadata(works_are_titles.then(|| {
+            vec![KeyValue::new(
+                WORKS_ARE_TITLES.to_owned(),
+                "true".to_owned(),
+            )]
+        }))
         .set_created_by(CREATED_BY.to_owned())
         .set_writer_version(WriterVersion::PARQUET_1_0)
         .set_compression(Compression::SNAPPY)
@@ -103,9 +117,13 @@ pub(crate) fn write_month(
         source,
     };
     let file = fsx::create_new(path)?;
-    let mut writer =
-        ArrowWriter::try_new(BufWriter::new(file), schema(), Some(writer_properties()))
-            .map_err(parquet_err)?;
+    let works_are_titles = batch.column(2).null_count() == batch.num_rows();
+    let mut writer = ArrowWriter::try_new(
+        BufWriter::new(file),
+        schema(),
+        Some(writer_properties(works_are_titles)),
+    )
+    .map_err(parquet_err)?;
     writer.write(&batch).map_err(parquet_err)?;
     let file = writer
         .into_inner()
@@ -332,8 +350,13 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
     }
 }
 
-/// Opens `path` reading only the named columns.
-fn open_columns(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReader, StoreError> {
+/// Opens `path` reading only the named columns (`work` only where the
+/// file may hold a work that is not its row's title: see
+/// [`WORKS_ARE_TITLES`]); says whether `work` is read.
+fn open_columns(
+    path: &Path,
+    columns: &[&str],
+) -> Result<(ParquetRecordBatchReader, bool), StoreError> {
     let parquet_err = |source| StoreError::Parquet {
         path: path.to_path_buf(),
         source,
@@ -345,12 +368,26 @@ fn open_columns(path: &Path, columns: &[&str]) -> Result<ParquetRecordBatchReade
             return Err(corrupt(path, format!("missing column {c}")));
         }
     }
-    let mask = ProjectionMask::columns(builder.parquet_schema(), columns.iter().copied());
-    builder
+    let titles_only = builder
+        .metadata()
+        .file_metadata()
+        .key_value_metadata()
+        .is_some_and(|kv| {
+            kv.iter()
+                .any(|e| e.key == WORKS_ARE_TITLES && e.value.as_deref() == Some("true"))
+        });
+    let read: Vec<&str> = columns
+        .iter()
+        .copied()
+        .filter(|&c| !(titles_only && c == WORK))
+        .collect();
+    let mask = ProjectionMask::columns(builder.parquet_schema(), read.iter().copied());
+    let reader = builder
         .with_projection(mask)
         .with_batch_size(READ_BATCH_ROWS)
         .build()
-        .map_err(parquet_err)
+        .map_err(parquet_err)?;
+    Ok((reader, read.contains(&WORK)))
 }
 
 fn column<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, StoreError> {
@@ -394,26 +431,34 @@ enum StrCol<'a> {
 /// The work column: each row's work, null (since store format 2) where the
 /// work is the row's title.
 struct WorkCol<'a> {
-    values: StrCol<'a>,
+    /// `None` for a file whose every work is its title (not read).
+    values: Option<StrCol<'a>>,
     own: Option<&'a NullBuffer>,
 }
 
 impl<'a> WorkCol<'a> {
+    /// Every row's work is its title.
+    const TITLES: WorkCol<'static> = WorkCol {
+        values: None,
+        own: None,
+    };
+
     fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self, StoreError> {
         let col = batch
             .column_by_name(WORK)
             .ok_or_else(|| corrupt(path, format!("missing column {WORK}")))?;
         Ok(WorkCol {
-            values: StrCol::of(path, col, WORK)?,
+            values: Some(StrCol::of(path, col, WORK)?),
             own: col.nulls(),
         })
     }
 
     /// The work of row `i`, whose title is `title`.
     fn at(&self, i: usize, title: &'a str) -> Option<&'a str> {
-        match self.own {
-            Some(own) if i < own.len() && own.is_null(i) => Some(title),
-            _ => self.values.str_at(i),
+        match (&self.values, self.own) {
+            (None, _) => Some(title),
+            (Some(_), Some(own)) if i < own.len() && own.is_null(i) => Some(title),
+            (Some(values), _) => values.str_at(i),
         }
     }
 }
@@ -532,14 +577,19 @@ pub(crate) fn read_loans(
     let mut remap_for: Option<StringArray> = None;
     let bad_title = || corrupt(path, "column title refers past its dictionary");
     let too_many = || corrupt(path, "too many distinct titles");
-    for batch in open_columns(path, &[PSEUDONYM, TITLE, WORK])? {
+    let (reader, reads_work) = open_columns(path, &[PSEUDONYM, TITLE, WORK])?;
+    for batch in reader {
         let batch = batch.map_err(|source| StoreError::Arrow {
             path: path.to_path_buf(),
             source,
         })?;
         let pseudonyms = pseudonym_column(path, &batch)?;
         let titles = StrCol::new(path, &batch, TITLE)?;
-        let works = WorkCol::new(path, &batch)?;
+        let works = if reads_work {
+            WorkCol::new(path, &batch)?
+        } else {
+            WorkCol::TITLES
+        };
         let n = batch.num_rows();
         for i in 0..n {
             let b = numbering
@@ -619,7 +669,7 @@ pub(crate) fn for_each_pseudonym(
     mut each: impl FnMut(Pseudonym),
 ) -> Result<(), StoreError> {
     let mut seen = 0u64;
-    for batch in open_columns(path, &[PSEUDONYM])? {
+    for batch in open_columns(path, &[PSEUDONYM])?.0 {
         let batch = batch.map_err(|source| StoreError::Arrow {
             path: path.to_path_buf(),
             source,
@@ -801,11 +851,52 @@ mod tests {
                 Local::New("t1".into(), "t1".into())
             ]
         );
-        // Without a works mapping the column is all nulls, with no values.
+        assert!(!works_are_titles(&p));
+        // Without a works mapping the column is all nulls, and the footer
+        // says so, so that readers skip it.
         let mut plain = own_works();
         plain.work_ids = plain.title_ids.clone();
         let b = month_batch(&plain, &WorkIndex::of(&plain), &[0, 1, 2], plain.months[0]).unwrap();
         assert_eq!(b.column(2).null_count(), 3);
+        let q = dir.path().join("titles.parquet");
+        write_month(
+            &q,
+            &plain,
+            &WorkIndex::of(&plain),
+            &[0, 1, 2],
+            plain.months[0],
+        )
+        .unwrap();
+        assert!(works_are_titles(&q));
+        assert!(!open_columns(&q, &[PSEUDONYM, TITLE, WORK]).unwrap().1);
+        let expected = [
+            Local::New("t2".into(), "t2".into()),
+            Local::New("t0".into(), "t0".into()),
+            Local::New("t1".into(), "t1".into()),
+        ];
+        assert_eq!(read_loans(&q, 3, &|_| None).unwrap().dict, expected);
+        // The same file without the footer key (rewritten by another tool)
+        // reads the same, the column read and its nulls taken as titles.
+        let r = dir.path().join("no-key.parquet");
+        let mut w =
+            ArrowWriter::try_new(std::fs::File::create(&r).unwrap(), schema(), None).unwrap();
+        w.write(&b).unwrap();
+        w.close().unwrap();
+        assert!(open_columns(&r, &[PSEUDONYM, TITLE, WORK]).unwrap().1);
+        assert_eq!(read_loans(&r, 3, &|_| None).unwrap().dict, expected);
+    }
+
+    fn works_are_titles(path: &Path) -> bool {
+        let file = std::fs::File::open(path).unwrap();
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
+        let kv = builder
+            .metadata()
+            .file_metadata()
+            .key_value_metadata()
+            .cloned();
+        kv.unwrap_or_default()
+            .iter()
+            .any(|e| e.key == WORKS_ARE_TITLES)
     }
 
     /// Store format 1 wrote every row's work, its title included: such files
