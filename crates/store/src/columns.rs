@@ -117,7 +117,9 @@ pub(crate) fn write_month(
         source,
     };
     let file = fsx::create_new(path)?;
-    let works_are_titles = batch.column(2).null_count() == batch.num_rows();
+    let works_are_titles = batch
+        .column_by_name(WORK)
+        .is_some_and(|w| w.null_count() == batch.num_rows());
     let mut writer = ArrowWriter::try_new(
         BufWriter::new(file),
         schema(),
