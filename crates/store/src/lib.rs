@@ -796,7 +796,7 @@ impl Store {
                     let id = match local {
                         columns::Local::Known(id) => id,
                         columns::Local::New(title, work) => {
-                            window_title(&mut index, &mut out, title, work, f, &self.root)?
+                            window_title(&mut index, &mut out, &title, &work, f, &self.root)?
                         }
                         columns::Local::OfLoans(t) => {
                             // Always both: `part_of_rows` made the part from
@@ -812,17 +812,8 @@ impl Store {
                             if *slot == u32::MAX {
                                 let (title, work) =
                                     (&loans.title_ids[t as usize], &loans.work_ids[t as usize]);
-                                *slot = match index.get(title) {
-                                    Some(&id) => id,
-                                    None => window_title(
-                                        &mut index,
-                                        &mut out,
-                                        title.clone(),
-                                        work.clone(),
-                                        f,
-                                        &self.root,
-                                    )?,
-                                };
+                                *slot =
+                                    window_title(&mut index, &mut out, title, work, f, &self.root)?;
                             }
                             *slot
                         }
@@ -1022,16 +1013,16 @@ impl Store {
 }
 
 /// The window id of `title`, a title of file `f`: its id in `index`, or
-/// else the next one, with the title and its work added to `out`.
+/// else the next one, with the title and its work copied into `out`.
 fn window_title(
     index: &mut hashbrown::HashMap<String, u32>,
     out: &mut Loans,
-    title: String,
-    work: String,
+    title: &str,
+    work: &str,
     f: &FileEntry,
     root: &Path,
 ) -> Result<u32, StoreError> {
-    if let Some(&id) = index.get(&title) {
+    if let Some(&id) = index.get(title) {
         return Ok(id);
     }
     let new = u32::try_from(out.title_ids.len())
@@ -1041,9 +1032,9 @@ fn window_title(
             path: root.join(&f.path),
             reason: "too many distinct titles".to_owned(),
         })?;
-    index.insert(title.clone(), new);
-    out.title_ids.push(title);
-    out.work_ids.push(work);
+    index.insert(title.to_owned(), new);
+    out.title_ids.push(title.to_owned());
+    out.work_ids.push(work.to_owned());
     Ok(new)
 }
 
