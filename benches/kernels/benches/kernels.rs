@@ -229,6 +229,36 @@ fn leak_scan(bencher: Bencher) {
         .bench(|| forbidden.find_raw(&published).is_some());
 }
 
+/// The same scan as `run` makes it at national scale: the pseudonyms of
+/// about 4M borrowers (100M loans), whose prefilter outgrows the L2 cache,
+/// and four keys (the pseudonym and transfer keys, as stored and derived).
+#[divan::bench(sample_count = 5, sample_size = 1)]
+fn leak_scan_national(bencher: Bencher) {
+    let p = pseudonymizer();
+    let pseudonyms: Vec<loans::Pseudonym> = (0..4_000_000u32)
+        .map(|i| p.pseudonymize(format!("{i:08}").as_bytes()))
+        .collect();
+    let mut forbidden = publish::Forbidden::new();
+    forbidden.add_pseudonyms(&pseudonyms);
+    for key in 1..=4u8 {
+        let bytes: Vec<u8> = (0..32u8)
+            .map(|i| i.wrapping_mul(97) ^ key.wrapping_mul(61))
+            .collect();
+        forbidden.add_secret(&bytes);
+    }
+    let dir = tempfile::tempdir().expect("creating a temporary directory");
+    export_release(
+        &kernels::synthetic_related(10_000, 20),
+        dir.path(),
+        FeedLayout::Titles,
+    );
+    let mut published = Vec::new();
+    collect_files(dir.path(), &mut published);
+    bencher
+        .counter(BytesCount::new(published.len()))
+        .bench(|| forbidden.find_raw(&published).is_some());
+}
+
 /// Writing a release (Parquet, CSV, the JSON feed, checks) of 2,000 titles x
 /// 20 related titles into a fresh directory, in both feed layouts: one file
 /// per title, or about 32 titles per shard file.

@@ -10,7 +10,7 @@
 use loans::Pseudonym;
 use pseudonym::Pseudonymizer;
 use rayon::prelude::*;
-use zeroize::Zeroizing;
+use zeroize::{Zeroize, Zeroizing};
 
 use crate::interner::Interner;
 
@@ -28,6 +28,12 @@ impl<'a> BorrowerId<'a> {
         }
         if trimmed.bytes().any(|b| b.is_ascii_lowercase()) {
             scratch.clear();
+            if scratch.capacity() < trimmed.len() {
+                // Grown by hand, so that the previous id is wiped rather
+                // than left in freed memory by a reallocation.
+                let larger = Vec::with_capacity(trimmed.len().max(32));
+                std::mem::replace(scratch, larger).zeroize();
+            }
             scratch.extend(trimmed.bytes().map(|b| b.to_ascii_uppercase()));
             Some(BorrowerId(scratch.as_slice()))
         } else {
@@ -42,10 +48,15 @@ impl<'a> BorrowerId<'a> {
 }
 
 /// Distinct canonical borrower ids, numbered in order of first appearance.
-#[derive(Default)]
 pub(crate) struct BorrowerInterner {
     ids: Interner,
     scratch: Zeroizing<Vec<u8>>,
+}
+
+impl Default for BorrowerInterner {
+    fn default() -> Self {
+        BorrowerInterner::with_capacity(0, 0)
+    }
 }
 
 impl Drop for BorrowerInterner {
@@ -58,7 +69,7 @@ impl BorrowerInterner {
     /// An empty interner with room for `ids` ids of `bytes` bytes in all.
     pub(crate) fn with_capacity(ids: usize, bytes: usize) -> Self {
         BorrowerInterner {
-            ids: Interner::with_capacity(ids, bytes),
+            ids: Interner::secret_with_capacity(ids, bytes),
             scratch: Zeroizing::default(),
         }
     }

@@ -7,6 +7,10 @@
 //! hash is recomputed from the slot when the table grows. All keys are also
 //! appended to one arena, which keeps them in index order without an
 //! allocation per key.
+//!
+//! A set of secret keys (raw borrower ids) grows by hand: `hashbrown` and
+//! `Vec` free what they outgrow without overwriting it, which would leave
+//! copies of ids in freed memory.
 
 use std::hash::BuildHasher;
 
@@ -56,6 +60,9 @@ pub(crate) struct Interner {
     /// End offset in `arena` of each key; key `i` starts where `i - 1` ends.
     ends: Vec<usize>,
     hasher: DefaultHashBuilder,
+    /// The keys are secret: the table and arena a growth leaves behind are
+    /// overwritten with zeros before they are freed.
+    secret: bool,
 }
 
 fn key<'k>(arena: &'k [u8], ends: &[usize], index: u32) -> &'k [u8] {
@@ -72,6 +79,16 @@ impl Interner {
             arena: Vec::with_capacity(bytes),
             ends: Vec::with_capacity(keys),
             hasher: DefaultHashBuilder::default(),
+            secret: false,
+        }
+    }
+
+    /// [`Interner::with_capacity`] for secret keys: no copy survives a
+    /// growth, and [`Interner::wipe`] clears the rest.
+    pub(crate) fn secret_with_capacity(keys: usize, bytes: usize) -> Self {
+        Interner {
+            secret: true,
+            ..Interner::with_capacity(keys, bytes)
         }
     }
 
@@ -87,11 +104,20 @@ impl Interner {
 
     /// Index of `k`, added at the end if it is new.
     pub(crate) fn intern(&mut self, k: &[u8]) -> u32 {
+        // `entry` grows a full table even for a key it holds, so a secret
+        // table that is full grows first, here.
+        if self.secret && self.table.len() == self.table.capacity() {
+            self.grow_secret_table();
+        }
+        if self.secret && self.arena.capacity() - self.arena.len() < k.len() {
+            self.grow_secret_arena(k.len());
+        }
         let Interner {
             table,
             arena,
             ends,
             hasher,
+            ..
         } = self;
         let hash = hasher.hash_one(k);
         // A short key is compared as its whole padded slot, a fixed-size
@@ -124,6 +150,44 @@ impl Interner {
         }
     }
 
+    /// Moves a secret table to one twice as large, wiping the old slots.
+    #[cold]
+    fn grow_secret_table(&mut self) {
+        let Interner {
+            table,
+            arena,
+            ends,
+            hasher,
+            ..
+        } = self;
+        let rehash = |s: &Slot| {
+            if s.len == LONG {
+                hasher.hash_one(key(arena, ends, s.index))
+            } else {
+                hasher.hash_one(&s.bytes[..usize::from(s.len)])
+            }
+        };
+        let mut larger = HashTable::with_capacity((2 * table.capacity()).max(16));
+        for s in table.iter() {
+            larger.insert_unique(rehash(s), *s, rehash);
+        }
+        let mut old = std::mem::replace(table, larger);
+        for s in old.iter_mut() {
+            s.bytes.zeroize();
+        }
+    }
+
+    /// Moves a secret arena to one with room for `more` bytes (at least
+    /// twice as large), wiping the old one.
+    #[cold]
+    fn grow_secret_arena(&mut self, more: usize) {
+        let want = (self.arena.len() + more).max(2 * self.arena.capacity());
+        let mut larger = Vec::with_capacity(want);
+        larger.extend_from_slice(&self.arena);
+        let mut old = std::mem::replace(&mut self.arena, larger);
+        old.zeroize();
+    }
+
     /// The keys in index order.
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         (0..self.ends.len() as u32).map(|i| key(&self.arena, &self.ends, i))
@@ -153,18 +217,21 @@ mod tests {
         fn numbers_keys_by_first_appearance(
             keys in prop::collection::vec("[a-c]{0,3}|[a-c]{18,21}|[a-c]{24,31}", 0..300),
         ) {
-            let mut interner = Interner::default();
-            let mut order: Vec<&str> = Vec::new();
-            for k in &keys {
-                let expected = order.iter().position(|o| o == k).unwrap_or(order.len());
-                if expected == order.len() {
-                    order.push(k);
+            // A secret set grows by hand (from no room at all), the other
+            // as hashbrown and Vec do.
+            for mut interner in [Interner::default(), Interner::secret_with_capacity(0, 0)] {
+                let mut order: Vec<&str> = Vec::new();
+                for k in &keys {
+                    let expected = order.iter().position(|o| o == k).unwrap_or(order.len());
+                    if expected == order.len() {
+                        order.push(k);
+                    }
+                    prop_assert_eq!(interner.intern(k.as_bytes()) as usize, expected);
                 }
-                prop_assert_eq!(interner.intern(k.as_bytes()) as usize, expected);
+                let stored: Vec<&[u8]> = interner.iter().collect();
+                let order: Vec<&[u8]> = order.iter().map(|o| o.as_bytes()).collect();
+                prop_assert_eq!(stored, order);
             }
-            let stored: Vec<&[u8]> = interner.iter().collect();
-            let order: Vec<&[u8]> = order.iter().map(|o| o.as_bytes()).collect();
-            prop_assert_eq!(stored, order);
         }
     }
 
