@@ -71,6 +71,16 @@ fn key<'k>(arena: &'k [u8], ends: &[usize], index: u32) -> &'k [u8] {
     &arena[start..ends[i]]
 }
 
+/// The hash of the key in slot `s`: from the slot itself, or from the
+/// arena for a long key.
+fn slot_hash(hasher: &DefaultHashBuilder, arena: &[u8], ends: &[usize], s: &Slot) -> u64 {
+    if s.len == LONG {
+        hasher.hash_one(key(arena, ends, s.index))
+    } else {
+        hasher.hash_one(&s.bytes[..usize::from(s.len)])
+    }
+}
+
 impl Interner {
     /// An empty set with room for `keys` keys of about `bytes` bytes in all.
     pub(crate) fn with_capacity(keys: usize, bytes: usize) -> Self {
@@ -130,13 +140,7 @@ impl Interner {
                 s.len == len && s.bytes == bytes
             }
         };
-        let rehash = |s: &Slot| {
-            if s.len == LONG {
-                hasher.hash_one(key(arena, ends, s.index))
-            } else {
-                hasher.hash_one(&s.bytes[..usize::from(s.len)])
-            }
-        };
+        let rehash = |s: &Slot| slot_hash(hasher, arena, ends, s);
         match table.entry(hash, eq, rehash) {
             Entry::Occupied(e) => e.get().index,
             Entry::Vacant(v) => {
@@ -160,13 +164,7 @@ impl Interner {
             hasher,
             ..
         } = self;
-        let rehash = |s: &Slot| {
-            if s.len == LONG {
-                hasher.hash_one(key(arena, ends, s.index))
-            } else {
-                hasher.hash_one(&s.bytes[..usize::from(s.len)])
-            }
-        };
+        let rehash = |s: &Slot| slot_hash(hasher, arena, ends, s);
         let mut larger = HashTable::with_capacity((2 * table.capacity()).max(16));
         for s in table.iter() {
             larger.insert_unique(rehash(s), *s, rehash);
