@@ -469,7 +469,6 @@ impl Forbidden {
         if hex_hit.is_some() {
             return hex_hit;
         }
-        let b64_char = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_');
         runs(bytes, b64_char, B64_LEN).find_map(|(at, run)| {
             run.windows(B64_LEN)
                 .position(|w| {
@@ -523,12 +522,44 @@ impl Forbidden {
         None
     }
 
+    /// The first offset of any form of key material in `bytes`.
+    ///
+    /// A form written in the base64 alphabets (hex digits are among them)
+    /// can only occur inside a run of such characters at least as long as
+    /// itself, so those forms are searched in such runs only; the raw forms
+    /// are searched everywhere.
     fn find_secret(&self, bytes: &[u8]) -> Option<usize> {
-        self.secrets
+        let (text, raw): (Vec<&[u8]>, Vec<&[u8]>) = self
+            .secrets
+            .iter()
+            .map(Vec::as_slice)
+            .partition(|s| s.iter().all(b64_char));
+        let first = raw
             .iter()
             .filter_map(|s| memchr::memmem::find(bytes, s))
-            .min()
+            .min();
+        let Some(shortest) = text.iter().map(|s| s.len()).min() else {
+            return first;
+        };
+        for (at, run) in runs(bytes, b64_char, shortest) {
+            if first.is_some_and(|f| f < at) {
+                break;
+            }
+            if let Some(i) = text
+                .iter()
+                .filter_map(|s| memchr::memmem::find(run, s))
+                .min()
+            {
+                return Some(first.map_or(at + i, |f| f.min(at + i)));
+            }
+        }
+        first
     }
+}
+
+/// Whether `b` is in the standard or the url-safe base64 alphabet.
+fn b64_char(b: &u8) -> bool {
+    b.is_ascii_alphanumeric() || matches!(b, b'+' | b'/' | b'-' | b'_')
 }
 
 /// Maximal runs of bytes satisfying `pred` that are at least `min` long
