@@ -216,17 +216,7 @@ fn leak_scan(bencher: Bencher) {
         forbidden.add_identifier(&synth::borrower_id(&params, i));
     }
     forbidden.add_secret(&[7; 32]);
-    let dir = tempfile::tempdir().expect("creating a temporary directory");
-    export_release(
-        &kernels::synthetic_related(10_000, 20),
-        dir.path(),
-        FeedLayout::Titles,
-    );
-    let mut published = Vec::new();
-    collect_files(dir.path(), &mut published);
-    bencher
-        .counter(BytesCount::new(published.len()))
-        .bench(|| forbidden.find_raw(&published).is_some());
+    scan_release(bencher, &forbidden);
 }
 
 /// The same scan as `run` makes it at national scale: the pseudonyms of
@@ -246,6 +236,11 @@ fn leak_scan_national(bencher: Bencher) {
             .collect();
         forbidden.add_secret(&bytes);
     }
+    scan_release(bencher, &forbidden);
+}
+
+/// Times `forbidden`'s raw scan of every file of a 10k-title release.
+fn scan_release(bencher: Bencher, forbidden: &publish::Forbidden) {
     let dir = tempfile::tempdir().expect("creating a temporary directory");
     export_release(
         &kernels::synthetic_related(10_000, 20),
