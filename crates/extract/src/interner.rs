@@ -157,22 +157,12 @@ impl Interner {
     /// Moves a secret table to one twice as large, wiping the old slots.
     #[cold]
     fn grow_secret_table(&mut self) {
-        let Interner {
-            table,
-            arena,
-            ends,
-            hasher,
-            ..
-        } = self;
-        let rehash = |s: &Slot| slot_hash(hasher, arena, ends, s);
-        let mut larger = HashTable::with_capacity((2 * table.capacity()).max(16));
-        for s in table.iter() {
+        let rehash = |s: &Slot| slot_hash(&self.hasher, &self.arena, &self.ends, s);
+        let mut larger = HashTable::with_capacity((2 * self.table.capacity()).max(16));
+        for s in self.table.iter() {
             larger.insert_unique(rehash(s), *s, rehash);
         }
-        let mut old = std::mem::replace(table, larger);
-        for s in old.iter_mut() {
-            s.bytes.zeroize();
-        }
+        wipe_slots(&mut std::mem::replace(&mut self.table, larger));
     }
 
     /// Moves a secret arena to one with room for `more` bytes (at least
@@ -200,8 +190,15 @@ impl Interner {
     /// Overwrites the keys with zeros (for secret keys, before dropping).
     pub(crate) fn wipe(&mut self) {
         self.arena.zeroize();
-        // The table is dropped without its slots being read again.
-        let _ = self.table.iter_mut().map(|s| s.bytes.zeroize()).count();
+        wipe_slots(&mut self.table);
+    }
+}
+
+/// Overwrites the inline keys of `table`'s slots with zeros (the table is
+/// dropped without its slots being read again).
+fn wipe_slots(table: &mut HashTable<Slot>) {
+    for s in table.iter_mut() {
+        s.bytes.zeroize();
     }
 }
 
