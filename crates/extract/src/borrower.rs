@@ -10,7 +10,7 @@
 use loans::Pseudonym;
 use pseudonym::Pseudonymizer;
 use rayon::prelude::*;
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::interner::Interner;
 
@@ -29,10 +29,8 @@ impl<'a> BorrowerId<'a> {
         if trimmed.bytes().any(|b| b.is_ascii_lowercase()) {
             scratch.clear();
             if scratch.capacity() < trimmed.len() {
-                // Grown by hand, so that the previous id is wiped rather
-                // than left in freed memory by a reallocation.
-                let larger = Vec::with_capacity(trimmed.len().max(32));
-                std::mem::replace(scratch, larger).zeroize();
+                // So that the previous id is wiped, not freed as it is.
+                crate::interner::grow_wiping(scratch, trimmed.len().max(32));
             }
             scratch.extend(trimmed.bytes().map(|b| b.to_ascii_uppercase()));
             Some(BorrowerId(scratch.as_slice()))

@@ -170,10 +170,7 @@ impl Interner {
     #[cold]
     fn grow_secret_arena(&mut self, more: usize) {
         let want = (self.arena.len() + more).max(2 * self.arena.capacity());
-        let mut larger = Vec::with_capacity(want);
-        larger.extend_from_slice(&self.arena);
-        let mut old = std::mem::replace(&mut self.arena, larger);
-        old.zeroize();
+        grow_wiping(&mut self.arena, want);
     }
 
     /// The keys in index order.
@@ -192,6 +189,14 @@ impl Interner {
         self.arena.zeroize();
         wipe_slots(&mut self.table);
     }
+}
+
+/// Moves the bytes of `v` to a new buffer with room for `capacity` bytes
+/// and wipes the old one, which a reallocation would free as it is.
+pub(crate) fn grow_wiping(v: &mut Vec<u8>, capacity: usize) {
+    let mut larger = Vec::with_capacity(capacity);
+    larger.extend_from_slice(v);
+    std::mem::replace(v, larger).zeroize();
 }
 
 /// Overwrites the inline keys of `table`'s slots with zeros (the table is
