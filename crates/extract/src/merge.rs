@@ -86,8 +86,14 @@ impl Assembler {
         if kept > MAX_LOANS {
             return Err(TooManyLoans);
         }
-        let borrower_map = self.borrowers.absorb(&chunk.borrowers);
-        let title_map = self.titles.absorb(&chunk.titles);
+        // The two dictionaries are independent: absorbed side by side, the
+        // merge (extraction's one sequential step, its critical path once
+        // the dictionaries outgrow the cache) waits for the larger only.
+        let (borrowers, titles) = (&mut self.borrowers, &mut self.titles);
+        let (borrower_map, title_map) = rayon::join(
+            || borrowers.absorb(&chunk.borrowers),
+            || titles.absorb(&chunk.titles),
+        );
         // The chunk's raw ids are wiped here, as soon as they are merged.
         let Chunk {
             row_borrowers,
