@@ -3,10 +3,8 @@
 //! distinct borrower pseudonymized once.
 
 use std::collections::BTreeMap;
-use std::hash::BuildHasher;
 use std::path::Path;
 
-use hashbrown::{DefaultHashBuilder, HashTable};
 use jiff::civil::Date;
 use loans::{LoanMonth, Loans};
 use pseudonym::Pseudonymizer;
@@ -35,18 +33,8 @@ pub(crate) struct Assembler {
     row_titles: Vec<u32>,
     /// Per kept loan: month.
     months: Vec<LoanMonth>,
-    /// Kept loans by (borrower, title), one table per month, to find
-    /// repeats. Each stores row indexes only (4 bytes a slot); the key is
-    /// read from the columns. Exports are mostly in date order, so the rows
-    /// being merged hit one month's table, small enough to stay in cache,
-    /// where one table of all loans would cost a memory access per row.
-    seen: Vec<HashTable<u32>>,
-    /// Index in `seen` of each month's table.
-    month_table: hashbrown::HashMap<LoanMonth, usize>,
-    hasher: DefaultHashBuilder,
     rejected: BTreeMap<RejectReason, Rejections>,
     rows_read: u64,
-    duplicates: u64,
     newest: Option<Date>,
 }
 
@@ -102,53 +90,15 @@ impl Assembler {
             ..
         } = chunk;
         self.reserve(row_borrowers.len());
-        let Assembler {
-            row_borrowers: rb,
-            row_titles: rt,
-            months: rm,
-            seen,
-            month_table,
-            hasher,
-            duplicates,
-            ..
-        } = self;
-        // The table of the month of the previous row: months change rarely.
-        let mut current: Option<(LoanMonth, usize)> = None;
-        for ((b, t), m) in row_borrowers.iter().zip(&row_titles).zip(&months) {
-            let (b, t, m) = (borrower_map[*b as usize], title_map[*t as usize], *m);
-            let table = match current {
-                Some((month, table)) if month == m => table,
-                _ => {
-                    let next = seen.len();
-                    let table = *month_table.entry(m).or_insert(next);
-                    if table == next {
-                        // Sized like the month before: months of one export
-                        // hold similar numbers of loans.
-                        let like = seen.last().map_or(0, HashTable::len);
-                        seen.push(HashTable::with_capacity(like));
-                    }
-                    current = Some((m, table));
-                    table
-                }
-            };
-            // Present: pushed above or when its index was recorded.
-            let seen = &mut seen[table];
-            let hash = hasher.hash_one((b, t));
-            let eq = |&i: &u32| {
-                let i = i as usize;
-                rb[i] == b && rt[i] == t
-            };
-            if seen.find(hash, eq).is_some() {
-                *duplicates += 1;
-                continue;
-            }
-            // Fits: checked against MAX_LOANS above.
-            let index = rb.len() as u32;
-            seen.insert_unique(hash, index, |&i| key_hash(hasher, rb, rt, i));
-            rb.push(b);
-            rt.push(t);
-            rm.push(m);
-        }
+        // Repeats (the same borrower, title and month) are dropped at the
+        // end, month by month in parallel (`drop_repeats`): looked up here,
+        // in a table of all of a month's loans, each row cost a cache miss
+        // on the one thread that merges.
+        self.row_borrowers
+            .extend(row_borrowers.iter().map(|&b| borrower_map[b as usize]));
+        self.row_titles
+            .extend(row_titles.iter().map(|&t| title_map[t as usize]));
+        self.months.extend_from_slice(&months);
         Ok(())
     }
 
@@ -170,29 +120,39 @@ impl Assembler {
         let Assembler {
             borrowers,
             titles,
-            row_borrowers,
-            row_titles,
-            months,
-            seen,
-            month_table,
+            mut row_borrowers,
+            mut row_titles,
+            mut months,
             rejected,
             rows_read,
-            duplicates,
             newest,
-            ..
         } = self;
-        drop(seen);
-        drop(month_table);
+        let distinct_borrowers = borrowers.len() as u64;
+        let title_count = titles.len();
+        // Independent: the repeats are dropped (in parallel, on the pool)
+        // while this thread lends the raw ids to `audit`, which is one
+        // thread's work, and the pool pseudonymizes them.
+        let (duplicates, borrower_pseudonyms) = std::thread::scope(|s| {
+            let repeats = s.spawn(|| {
+                drop_repeats(
+                    &mut row_borrowers,
+                    &mut row_titles,
+                    &mut months,
+                    title_count,
+                )
+            });
+            // Distinct canonical ids, so distinct pseudonyms: the interner's
+            // numbering is the loans' borrower dictionary as it is.
+            let pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
+            let duplicates = repeats
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (duplicates, pseudonyms)
+        });
         // The batch is sealed from these columns while they are alive, so
         // they should hold no spare capacity at the peak.
-        let (mut row_titles, mut months) = (row_titles, months);
         row_titles.shrink_to_fit();
         months.shrink_to_fit();
-        let distinct_borrowers = borrowers.len() as u64;
-        // Distinct canonical ids, so distinct pseudonyms: the interner's
-        // numbering is the loans' borrower dictionary as it is.
-        let borrower_pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
-        let mut row_borrowers = row_borrowers;
         row_borrowers.shrink_to_fit();
         // Titles were checked to be UTF-8 when read, so this never replaces.
         let title_ids: Vec<String> = titles
@@ -225,8 +185,254 @@ impl Assembler {
     }
 }
 
-/// The hash of kept row `i` in its month's table of repeats.
-fn key_hash(hasher: &DefaultHashBuilder, b: &[u32], t: &[u32], i: u32) -> u64 {
-    let i = i as usize;
-    hasher.hash_one((b[i], t[i]))
+/// Removes every row whose (borrower, title, month) an earlier row holds,
+/// keeping the others in their order; returns how many it removed.
+/// `titles` bounds the title column.
+///
+/// Rows are grouped by month, and each month's rows by title with a stable
+/// counting sort that carries the borrower along: a repeat then sits in its
+/// title's run, after the row it repeats. The months are independent, so
+/// they are searched in parallel, and every access but the counting sort's
+/// scattered writes reads memory in order.
+fn drop_repeats(
+    borrowers: &mut Vec<u32>,
+    titles: &mut Vec<u32>,
+    months: &mut Vec<LoanMonth>,
+    title_count: usize,
+) -> u64 {
+    let by_month = MonthRows::of(months);
+    let (b, t): (&[u32], &[u32]) = (borrowers, titles);
+    let mut repeats: Vec<u32> = (0..by_month.len())
+        .into_par_iter()
+        .flat_map_iter(|m| month_repeats(by_month.rows(m), b, t, title_count))
+        .collect();
+    drop(by_month);
+    if repeats.is_empty() {
+        return 0;
+    }
+    repeats.par_sort_unstable();
+    let mut next = repeats.iter().copied().peekable();
+    let mut kept = 0;
+    for row in 0..borrowers.len() {
+        if next.next_if_eq(&(row as u32)).is_some() {
+            continue;
+        }
+        borrowers[kept] = borrowers[row];
+        titles[kept] = titles[row];
+        months[kept] = months[row];
+        kept += 1;
+    }
+    borrowers.truncate(kept);
+    titles.truncate(kept);
+    months.truncate(kept);
+    repeats.len() as u64
+}
+
+/// The rows of each month, in file order. An export in date order holds
+/// each month as a few stretches of consecutive rows, kept as ranges;
+/// otherwise the rows are listed one by one.
+enum MonthRows {
+    Stretches(Vec<Vec<std::ops::Range<u32>>>),
+    Listed { rows: Vec<u32>, starts: Vec<usize> },
+}
+
+impl MonthRows {
+    fn of(months: &[LoanMonth]) -> MonthRows {
+        let (Some(first), Some(last)) = (
+            months.par_iter().min().copied(),
+            months.par_iter().max().copied(),
+        ) else {
+            return MonthRows::Stretches(Vec::new());
+        };
+        // Valid months, so the span is below 12 * 10_000.
+        let span = (last.index() - first.index()) as usize + 1;
+        let slot = |m: LoanMonth| (m.index() - first.index()) as usize;
+        let stretches = months.chunk_by(|a, b| a == b).count();
+        // A range takes two words a stretch, a listed row one.
+        if stretches <= months.len() / 2 {
+            let mut of_month = vec![Vec::new(); span];
+            let mut start = 0u32;
+            for run in months.chunk_by(|a, b| a == b) {
+                // Row counts fit in u32 (MAX_LOANS).
+                let end = start + run.len() as u32;
+                of_month[slot(run[0])].push(start..end);
+                start = end;
+            }
+            return MonthRows::Stretches(of_month);
+        }
+        let mut starts = vec![0usize; span + 1];
+        for &m in months {
+            starts[slot(m) + 1] += 1;
+        }
+        for i in 0..span {
+            starts[i + 1] += starts[i];
+        }
+        let mut next = starts.clone();
+        let mut rows = vec![0u32; months.len()];
+        for (row, &m) in months.iter().enumerate() {
+            let at = &mut next[slot(m)];
+            rows[*at] = row as u32;
+            *at += 1;
+        }
+        MonthRows::Listed { rows, starts }
+    }
+
+    /// Months in the span, empty ones included.
+    fn len(&self) -> usize {
+        match self {
+            MonthRows::Stretches(of_month) => of_month.len(),
+            MonthRows::Listed { starts, .. } => starts.len() - 1,
+        }
+    }
+
+    /// Month `m`'s rows in file order (and their count).
+    fn rows(&self, m: usize) -> (impl Iterator<Item = u32> + Clone + '_, usize) {
+        let (stretches, listed): (&[std::ops::Range<u32>], &[u32]) = match self {
+            MonthRows::Stretches(of_month) => (&of_month[m], &[]),
+            MonthRows::Listed { rows, starts } => (&[], &rows[starts[m]..starts[m + 1]]),
+        };
+        let count = listed.len() + stretches.iter().map(ExactSizeIterator::len).sum::<usize>();
+        let rows = stretches
+            .iter()
+            .cloned()
+            .flatten()
+            .chain(listed.iter().copied());
+        (rows, count)
+    }
+}
+
+/// The rows of one month (given in file order, with their count) that
+/// repeat an earlier row's borrower and title.
+fn month_repeats(
+    (rows, count): (impl Iterator<Item = u32> + Clone, usize),
+    borrowers: &[u32],
+    titles: &[u32],
+    title_count: usize,
+) -> Vec<u32> {
+    // (borrower, row) in title order, file order within a title, and where
+    // each title's run ends.
+    let mut sorted: Vec<(u32, u32)> = Vec::with_capacity(count);
+    // Row counts fit in u32 (MAX_LOANS).
+    let mut ends: Vec<u32> = Vec::new();
+    if title_count > 4 * count {
+        // Few rows for the dictionary: a comparison sort costs less than
+        // a pass over a count per title.
+        let mut keyed: Vec<(u32, u32)> = rows.map(|r| (titles[r as usize], r)).collect();
+        keyed.sort_unstable();
+        for run in keyed.chunk_by(|a, b| a.0 == b.0) {
+            sorted.extend(run.iter().map(|&(_, r)| (borrowers[r as usize], r)));
+            ends.push(sorted.len() as u32);
+        }
+    } else {
+        // ends[t]: title t's rows, then where its run begins, then (after
+        // the scatter) where it ends.
+        ends = vec![0u32; title_count];
+        for r in rows.clone() {
+            ends[titles[r as usize] as usize] += 1;
+        }
+        let mut at = 0;
+        for e in &mut ends {
+            let n = *e;
+            *e = at;
+            at += n;
+        }
+        sorted.resize(count, (0, 0));
+        for r in rows {
+            let e = &mut ends[titles[r as usize] as usize];
+            sorted[*e as usize] = (borrowers[r as usize], r);
+            *e += 1;
+        }
+    }
+    let mut repeats = Vec::new();
+    let mut seen: hashbrown::HashSet<u32> = hashbrown::HashSet::new();
+    let mut start = 0;
+    for &end in &ends {
+        let end = end as usize;
+        let run = &sorted[start..end];
+        start = end;
+        // Runs are a handful of rows: most are checked against the rows
+        // before them; a bestseller's long run with a set.
+        if run.len() <= 16 {
+            for (i, &(b, r)) in run.iter().enumerate() {
+                if run[..i].iter().any(|&(e, _)| e == b) {
+                    repeats.push(r);
+                }
+            }
+        } else {
+            seen.clear();
+            repeats.extend(
+                run.iter()
+                    .filter(|&&(b, _)| !seen.insert(b))
+                    .map(|&(_, r)| r),
+            );
+        }
+    }
+    repeats
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    /// The definition: each (borrower, title, month) at its first row.
+    fn first_of_each(rows: &[(u32, u32, LoanMonth)]) -> Vec<(u32, u32, LoanMonth)> {
+        let mut seen = std::collections::HashSet::new();
+        rows.iter().copied().filter(|r| seen.insert(*r)).collect()
+    }
+
+    fn month(i: i32) -> LoanMonth {
+        LoanMonth::new(2024, 1).unwrap().plus(i).unwrap()
+    }
+
+    proptest! {
+        #[test]
+        fn drop_repeats_keeps_the_first_of_each_loan_in_order(
+            rows in prop::collection::vec((0u32..30, 0u32..40, 0i32..4), 0..600),
+            titles in prop_oneof![Just(3u32), Just(40u32)],
+            by_date in any::<bool>(),
+            extra_titles in prop_oneof![Just(0usize), Just(10_000usize)],
+        ) {
+            // In date order (months as stretches of rows) or not (rows
+            // listed per month); a dictionary small enough for the counting
+            // sort or too large for it; runs of a title's rows of a few rows
+            // (40 titles) and of more than 16 (3 titles).
+            let mut rows: Vec<(u32, u32, LoanMonth)> =
+                rows.into_iter().map(|(b, t, m)| (b, t % titles, month(m))).collect();
+            if by_date {
+                rows.sort_by_key(|r| r.2);
+            }
+            let want = first_of_each(&rows);
+            let mut b: Vec<u32> = rows.iter().map(|r| r.0).collect();
+            let mut t: Vec<u32> = rows.iter().map(|r| r.1).collect();
+            let mut m: Vec<LoanMonth> = rows.iter().map(|r| r.2).collect();
+            let dropped = drop_repeats(&mut b, &mut t, &mut m, titles as usize + extra_titles);
+            let got: Vec<_> = b.iter().zip(&t).zip(&m).map(|((&b, &t), &m)| (b, t, m)).collect();
+            prop_assert_eq!(dropped as usize, rows.len() - want.len());
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    #[test]
+    fn months_are_stretches_in_date_order_and_listed_otherwise() {
+        let sorted = [month(0), month(0), month(2), month(2), month(2)];
+        let m = MonthRows::of(&sorted);
+        assert!(matches!(m, MonthRows::Stretches(_)));
+        assert_eq!(m.len(), 3);
+        let rows = |m: &MonthRows, i| {
+            let (rows, n) = m.rows(i);
+            let rows: Vec<u32> = rows.collect();
+            assert_eq!(rows.len(), n);
+            rows
+        };
+        assert_eq!(rows(&m, 0), [0, 1]);
+        assert!(rows(&m, 1).is_empty());
+        assert_eq!(rows(&m, 2), [2, 3, 4]);
+        let mixed = [month(1), month(0), month(1), month(0)];
+        let m = MonthRows::of(&mixed);
+        assert!(matches!(m, MonthRows::Listed { .. }));
+        assert_eq!(rows(&m, 0), [1, 3]);
+        assert_eq!(rows(&m, 1), [0, 2]);
+        assert!(matches!(MonthRows::of(&[]), MonthRows::Stretches(ref v) if v.is_empty()));
+    }
 }
