@@ -744,19 +744,30 @@ pub fn identify(
     purpose: &str,
     pseudonym_key: Fingerprint,
 ) -> Result<BatchMeta, BatchError> {
-    loans.validate()?;
     check_label("library", library)?;
     check_label("purpose", purpose)?;
-    let mut sink = HashSink::new();
-    encode_payload(
-        &mut sink,
-        &mut Cow::Borrowed(loans),
-        library,
-        purpose,
-        pseudonym_key,
-    )?;
+    // Independent, and each one thread: the loans are checked while their
+    // encoding is hashed (encoding indexes nothing, so it is safe on loans
+    // that fail the check).
+    let (valid, hashed) = std::thread::scope(|s| {
+        let valid = s.spawn(|| loans.validate());
+        let mut sink = HashSink::new();
+        let hashed = encode_payload(
+            &mut sink,
+            &mut Cow::Borrowed(loans),
+            library,
+            purpose,
+            pseudonym_key,
+        )
+        .map(|()| sink.finish());
+        let valid = valid
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (valid, hashed)
+    });
+    valid?;
     Ok(BatchMeta {
-        id: BatchId(sink.finish()),
+        id: BatchId(hashed?),
         library: library.to_owned(),
         purpose: purpose.to_owned(),
         pseudonym_key,

@@ -315,10 +315,13 @@ fn first_past(column: &[u32], len: usize) -> Option<(usize, u32)> {
         .map(|(row, &i)| (row, i))
 }
 
-/// Whether some value occurs twice in `values`.
-fn holds_twice<T: Ord>(mut values: Vec<T>) -> bool {
-    values.sort_unstable();
-    values.windows(2).any(|w| w[0] == w[1])
+/// Whether some value occurs twice in `values`. A set, not a sort: at 100M
+/// loans (2M titles, 4M pseudonyms) sorting took twice as long, and every
+/// ingest, batch id and engine build validates its loans.
+fn holds_twice<T: std::hash::Hash + Eq>(values: impl ExactSizeIterator<Item = T>) -> bool {
+    let mut seen = hashbrown::HashSet::with_capacity(values.len());
+    let mut values = values;
+    !values.all(|v| seen.insert(v))
 }
 
 /// A borrower dictionary being built: each pseudonym once, numbered in order
@@ -457,15 +460,10 @@ impl Loans {
         if let Some((row, borrower)) = first_past(&self.borrowers, len) {
             return Err(LoansError::BorrowerOutOfRange { row, borrower, len });
         }
-        if holds_twice(self.title_ids.iter().map(String::as_str).collect()) {
+        if holds_twice(self.title_ids.iter().map(String::as_str)) {
             return Err(LoansError::DuplicateTitle);
         }
-        if holds_twice(
-            self.borrower_pseudonyms
-                .iter()
-                .map(Pseudonym::as_u128)
-                .collect(),
-        ) {
+        if holds_twice(self.borrower_pseudonyms.iter().map(Pseudonym::as_u128)) {
             return Err(LoansError::DuplicatePseudonym);
         }
         Ok(())

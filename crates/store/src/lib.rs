@@ -408,14 +408,22 @@ impl Store {
             return Ok((IngestOutcome::AlreadyIngested, Written::default()));
         }
 
-        let (by_month, expired_rows) = rows_by_month(&loans.months, oldest_kept);
+        // Three passes of one thread each, over the rows and the dictionary
+        // twice: side by side.
+        let ((by_month, expired_rows), (works, canon)) = rayon::join(
+            || rows_by_month(&loans.months, oldest_kept),
+            || {
+                rayon::join(
+                    || columns::WorkIndex::of(loans),
+                    || dedup::CanonicalTitles::of(loans),
+                )
+            },
+        );
 
         let stage = self.root.join(TMP_DIR).join(&batch.id);
         fsx::ensure_dir(&stage)?;
         // Months are independent files: encode them in parallel (each file's
         // bytes depend only on its own rows, so the result stays deterministic).
-        let works = columns::WorkIndex::of(loans);
-        let canon = dedup::CanonicalTitles::of(loans);
         let staged = by_month
             .par_iter()
             .map(|&(month, ref rows)| {
