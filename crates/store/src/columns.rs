@@ -97,15 +97,15 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         .build()
 }
 
-/// Writes the rows `rows` (indices into `loans`, in batch order) of `month`
-/// to a new owner-only file at `path` and syncs it.
+/// Writes the rows `rows` (of `loans`, in file order) of `month` to a new
+/// owner-only file at `path` and syncs it.
 ///
 /// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
 pub(crate) fn write_month(
     path: &Path,
     loans: &Loans,
     works: &WorkIndex,
-    rows: &[u32],
+    rows: &Carried,
     month: LoanMonth,
 ) -> Result<(), StoreError> {
     let batch = month_batch(loans, works, rows, month).map_err(|source| StoreError::Arrow {
@@ -172,6 +172,89 @@ pub(crate) fn order_by_title(loans: &Loans, rows: &mut [u32]) {
     rows.copy_from_slice(&sorted);
 }
 
+/// The rows of one data file (indices into a batch, in file order), each
+/// with its title and borrower index alongside: read once, while the rows
+/// are put in order, and then in order by every later pass, instead of at
+/// random places of the batch's columns (a cache miss each) by each pass.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub(crate) struct Carried {
+    pub rows: Vec<u32>,
+    pub titles: Vec<u32>,
+    pub borrowers: Vec<u32>,
+}
+
+impl Carried {
+    /// `rows` as they are, with their titles and borrowers.
+    pub(crate) fn of(loans: &Loans, rows: Vec<u32>) -> Carried {
+        let titles = rows.iter().map(|&r| loans.titles[r as usize]).collect();
+        let borrowers = rows.iter().map(|&r| loans.borrowers[r as usize]).collect();
+        Carried {
+            rows,
+            titles,
+            borrowers,
+        }
+    }
+
+    /// `rows` in the order of [`order_by_title`], with their titles and
+    /// borrowers: rows in batch order are scattered by a stable counting sort
+    /// that carries both along.
+    pub(crate) fn in_title_order(loans: &Loans, rows: &[u32]) -> Carried {
+        let titles = loans.title_ids.len();
+        if titles > 4 * rows.len() || !rows.is_sorted() {
+            let mut rows = rows.to_vec();
+            order_by_title(loans, &mut rows);
+            return Carried::of(loans, rows);
+        }
+        let mut starts = vec![0u32; titles + 1];
+        for &r in rows {
+            starts[loans.titles[r as usize] as usize + 1] += 1;
+        }
+        for t in 0..titles {
+            starts[t + 1] += starts[t];
+        }
+        let mut out = Carried {
+            rows: vec![0; rows.len()],
+            titles: vec![0; rows.len()],
+            borrowers: vec![0; rows.len()],
+        };
+        for &r in rows {
+            let t = loans.titles[r as usize];
+            let slot = &mut starts[t as usize];
+            let at = *slot as usize;
+            out.rows[at] = r;
+            out.titles[at] = t;
+            out.borrowers[at] = loans.borrowers[r as usize];
+            *slot += 1;
+        }
+        out
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.rows.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Keeps the rows `keep` says yes to, in order.
+    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u32, u32, u32) -> bool) {
+        let mut at = 0;
+        for i in 0..self.rows.len() {
+            let (r, t, b) = (self.rows[i], self.titles[i], self.borrowers[i]);
+            if keep(r, t, b) {
+                self.rows[at] = r;
+                self.titles[at] = t;
+                self.borrowers[at] = b;
+                at += 1;
+            }
+        }
+        self.rows.truncate(at);
+        self.titles.truncate(at);
+        self.borrowers.truncate(at);
+    }
+}
+
 /// Each dictionary title's work as a number, computed once per batch so that
 /// the months of a batch group titles by work without hashing work names.
 pub(crate) struct WorkIndex {
@@ -212,7 +295,7 @@ impl WorkIndex {
 fn month_batch(
     loans: &Loans,
     works: &WorkIndex,
-    rows: &[u32],
+    rows: &Carried,
     month: LoanMonth,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
@@ -225,10 +308,9 @@ fn month_batch(
     let mut work_of_local: Vec<i32> = Vec::new();
     let mut work_values: Vec<&str> = Vec::new();
     let mut local_of_work = vec![u32::MAX; works.works];
-    for &r in rows {
-        let r = r as usize;
-        pseudonyms.extend_from_slice(loans.pseudonym(r).as_bytes());
-        let t = loans.titles[r] as usize;
+    for (&b, &t) in rows.borrowers.iter().zip(&rows.titles) {
+        pseudonyms.extend_from_slice(loans.borrower_pseudonyms[b as usize].as_bytes());
+        let t = t as usize;
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
             title_values.push(&loans.title_ids[t]);
@@ -709,8 +791,8 @@ mod tests {
             let m = LoanMonth::new(2024, 1).unwrap();
             let n = titles.len();
             let loans = Loans {
-                borrowers: vec![0; n],
-                borrower_pseudonyms: vec![Pseudonym([0; 16])],
+                borrowers: (0..n as u32).map(|r| r % 3).collect(),
+                borrower_pseudonyms: (0..3).map(|b| Pseudonym([b; 16])).collect(),
                 titles: titles.clone(),
                 months: vec![m; n],
                 title_ids: (0..dictionary).map(|t| format!("t{t}")).collect(),
@@ -722,6 +804,10 @@ mod tests {
             }
             let mut expected = rows.clone();
             expected.sort_by_key(|&r| (titles[r as usize], r));
+            // Carried along: the same order, each row with its own title and
+            // borrower.
+            let carried = Carried::in_title_order(&loans, &rows);
+            prop_assert_eq!(&carried, &Carried::of(&loans, expected.clone()));
             order_by_title(&loans, &mut rows);
             prop_assert_eq!(rows, expected);
         }
@@ -742,7 +828,13 @@ mod tests {
     fn month_batch_uses_local_dictionaries_in_first_appearance_order() {
         let loans = sample();
         let m = loans.months[0];
-        let b = month_batch(&loans, &WorkIndex::of(&loans), &[0, 1, 2], m).unwrap();
+        let b = month_batch(
+            &loans,
+            &WorkIndex::of(&loans),
+            &Carried::of(&loans, vec![0, 1, 2]),
+            m,
+        )
+        .unwrap();
         assert_eq!(b.schema(), schema());
         let titles = b
             .column(1)
@@ -772,7 +864,14 @@ mod tests {
         let p = dir.path().join("f.parquet");
         let loans = sample();
         let works = WorkIndex::of(&loans);
-        write_month(&p, &loans, &works, &[0, 1, 2], loans.months[0]).unwrap();
+        write_month(
+            &p,
+            &loans,
+            &works,
+            &Carried::of(&loans, vec![0, 1, 2]),
+            loans.months[0],
+        )
+        .unwrap();
         let part = read_loans(&p, 3, &|_| None).unwrap();
         assert_eq!(
             part.borrowers,
@@ -828,7 +927,13 @@ mod tests {
     #[test]
     fn a_title_that_is_its_own_work_is_stored_as_a_null_work() {
         let loans = own_works();
-        let b = month_batch(&loans, &WorkIndex::of(&loans), &[0, 1, 2], loans.months[0]).unwrap();
+        let b = month_batch(
+            &loans,
+            &WorkIndex::of(&loans),
+            &Carried::of(&loans, vec![0, 1, 2]),
+            loans.months[0],
+        )
+        .unwrap();
         let works = b.column(2);
         assert_eq!(
             (0..3).map(|i| works.is_null(i)).collect::<Vec<_>>(),
@@ -840,7 +945,7 @@ mod tests {
             &p,
             &loans,
             &WorkIndex::of(&loans),
-            &[0, 1, 2],
+            &Carried::of(&loans, vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();
@@ -858,14 +963,20 @@ mod tests {
         // says so, so that readers skip it.
         let mut plain = own_works();
         plain.work_ids = plain.title_ids.clone();
-        let b = month_batch(&plain, &WorkIndex::of(&plain), &[0, 1, 2], plain.months[0]).unwrap();
+        let b = month_batch(
+            &plain,
+            &WorkIndex::of(&plain),
+            &Carried::of(&plain, vec![0, 1, 2]),
+            plain.months[0],
+        )
+        .unwrap();
         assert_eq!(b.column(2).null_count(), 3);
         let q = dir.path().join("titles.parquet");
         write_month(
             &q,
             &plain,
             &WorkIndex::of(&plain),
-            &[0, 1, 2],
+            &Carried::of(&plain, vec![0, 1, 2]),
             plain.months[0],
         )
         .unwrap();
@@ -912,7 +1023,7 @@ mod tests {
             &new,
             &loans,
             &WorkIndex::of(&loans),
-            &[0, 1, 2],
+            &Carried::of(&loans, vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();

@@ -59,9 +59,8 @@ pub(crate) fn new_rows(
     month: LoanMonth,
 ) -> Result<NewRows, StoreError> {
     if held.is_empty() && titles.distinct && rows.is_sorted() {
-        let mut ordered = rows.to_vec();
-        columns::order_by_title(loans, &mut ordered);
-        let kept = first_of_each_title_run(loans, &ordered);
+        let mut kept = columns::Carried::in_title_order(loans, rows);
+        first_of_each_title_run(&mut kept);
         return Ok(NewRows { kept, merged: None });
     }
     let key = |r: u32| {
@@ -78,7 +77,7 @@ pub(crate) fn new_rows(
         .filter(|&r| fresh.insert(key(r)))
         .collect();
     if held.is_empty() {
-        columns::order_by_title(loans, &mut kept);
+        let kept = columns::Carried::in_title_order(loans, &kept);
         return Ok(NewRows { kept, merged: None });
     }
     let known = |t: &str| titles.index.get(t).copied();
@@ -101,43 +100,49 @@ pub(crate) fn new_rows(
         kept.retain(|&r| fresh.contains(&key(r)));
     }
     let merged = (merge && !kept.is_empty()).then(|| merged_month(loans, &parts, &kept, month));
-    columns::order_by_title(loans, &mut kept);
+    let kept = columns::Carried::in_title_order(loans, &kept);
     Ok(NewRows { kept, merged })
 }
 
-/// The rows of `ordered` (in title order, batch order within a title)
-/// whose borrower is not earlier in the run of rows of its title: the first
-/// loan of each (pseudonym, title) pair. Runs are a handful of rows, so most
-/// are checked by comparing with the rows before; long ones (a bestseller's)
-/// with a set. Borrowers are compared by index: the batch's dictionary holds
-/// each pseudonym once (`Loans::validate`, called by ingest).
-fn first_of_each_title_run(loans: &Loans, ordered: &[u32]) -> Vec<u32> {
+/// Keeps the rows of `ordered` (in title order, batch order within a
+/// title) whose borrower is not earlier in the run of rows of its title: the
+/// first loan of each (pseudonym, title) pair. Runs are a handful of rows,
+/// so most are checked by comparing with the rows before; long ones (a
+/// bestseller's) with a set. Borrowers are compared by index: the batch's
+/// dictionary holds each pseudonym once (`Loans::validate`, called by
+/// ingest).
+fn first_of_each_title_run(ordered: &mut columns::Carried) {
     const SHORT: usize = 16;
-    let mut kept = Vec::with_capacity(ordered.len());
+    let mut keep = vec![true; ordered.len()];
     let mut seen: HashSet<u32> = HashSet::new();
-    let borrower = |r: u32| loans.borrowers[r as usize];
-    for run in ordered.chunk_by(|&a, &b| loans.titles[a as usize] == loans.titles[b as usize]) {
+    let mut start = 0;
+    for run in ordered.titles.chunk_by(|a, b| a == b) {
+        let (borrowers, keep) = (
+            &ordered.borrowers[start..start + run.len()],
+            &mut keep[start..start + run.len()],
+        );
+        start += run.len();
         if run.len() <= SHORT {
-            for (i, &r) in run.iter().enumerate() {
-                let b = borrower(r);
-                if !run[..i].iter().any(|&e| borrower(e) == b) {
-                    kept.push(r);
-                }
+            for (i, &b) in borrowers.iter().enumerate() {
+                keep[i] = !borrowers[..i].contains(&b);
             }
         } else {
             seen.clear();
-            kept.extend(run.iter().copied().filter(|&r| seen.insert(borrower(r))));
+            for (k, &b) in keep.iter_mut().zip(borrowers) {
+                *k = seen.insert(b);
+            }
         }
     }
-    kept
+    let mut keep = keep.into_iter();
+    ordered.retain(|_, _, _| keep.next().unwrap_or(true));
 }
 
 /// What [`new_rows`] found: the batch's rows to store and, when asked to
 /// merge, the month's held rows followed by them as one set of loans.
 pub(crate) struct NewRows {
     /// Rows of the batch not held yet, in title order (batch order within a
-    /// title).
-    pub kept: Vec<u32>,
+    /// title), with their titles and borrowers.
+    pub kept: columns::Carried,
     /// The held rows (file by file, in file order) and then `kept`, all of
     /// `month`, under the batch's title dictionary extended by the titles
     /// only the held files have.
@@ -230,7 +235,7 @@ mod tests {
                 .filter(|&r| seen.insert((rows[r as usize].0, name(rows[r as usize].1))))
                 .collect();
             columns::order_by_title(&loans, &mut expected);
-            prop_assert_eq!(got.kept, expected);
+            prop_assert_eq!(&got.kept, &columns::Carried::of(&loans, expected));
             prop_assert!(got.merged.is_none());
         }
     }

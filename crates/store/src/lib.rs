@@ -463,13 +463,12 @@ impl Store {
                 let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
                 let merged = match &new.merged {
                     Some(all) => {
-                        let mut every: Vec<u32> = (0..all.len() as u32).collect();
-                        columns::order_by_title(all, &mut every);
+                        let every: Vec<u32> = (0..all.len() as u32).collect();
                         columns::write_month(
                             &tmp,
                             all,
                             &columns::WorkIndex::of(all),
-                            &every,
+                            &columns::Carried::in_title_order(all, &every),
                             month,
                         )?;
                         all.len() as u64
@@ -484,7 +483,7 @@ impl Store {
                 Ok(Staged {
                     month,
                     tmp: Some(tmp),
-                    kept: new.merged.is_none().then_some(new.kept),
+                    kept: new.merged.is_none().then_some(new.kept.rows),
                     rows,
                     repeated,
                     merged,
@@ -1113,13 +1112,20 @@ mod tests {
             &stage.join("x.parquet"),
             &loans,
             &works,
-            &[0],
+            &columns::Carried::of(&loans, vec![0]),
             month(2024, 1),
         )
         .unwrap();
         let placed = root.join(manifest::data_file_path(month(2024, 2), &rec.id));
         fsx::ensure_dir(placed.parent().unwrap()).unwrap();
-        columns::write_month(&placed, &loans, &works, &[1, 2], month(2024, 2)).unwrap();
+        columns::write_month(
+            &placed,
+            &loans,
+            &works,
+            &columns::Carried::of(&loans, vec![1, 2]),
+            month(2024, 2),
+        )
+        .unwrap();
         drop(manifest);
         drop(lock);
 
