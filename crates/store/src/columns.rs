@@ -600,26 +600,26 @@ fn local(title: &str, work: Option<&str>, known: &dyn Fn(&str) -> Option<u32>) -
 /// as the file's dictionary is. `None` if a row or its title is out of range
 /// (loans other than the ones ingested): the caller then reads the file.
 pub(crate) fn part_of_rows(loans: &Loans, rows: &[u32]) -> Option<FilePart> {
-    let n = loans.borrowers.len().min(loans.titles.len());
-    let in_range = |&r: &u32| {
-        (r as usize) < n
-            && (loans.titles[r as usize] as usize) < loans.title_ids.len().min(loans.work_ids.len())
-            && (loans.borrowers[r as usize] as usize) < loans.borrower_pseudonyms.len()
-    };
-    if !rows.iter().all(in_range) {
-        return None;
-    }
-    let mut local_of_title = vec![u32::MAX; loans.title_ids.len()];
+    let (titles, pseudonyms) = (
+        loans.title_ids.len().min(loans.work_ids.len()),
+        loans.borrower_pseudonyms.len(),
+    );
+    let mut local_of_title = vec![u32::MAX; titles];
     let mut borrowers = Vec::with_capacity(rows.len());
     let mut part = FilePart {
         titles: Vec::with_capacity(rows.len()),
         ..FilePart::default()
     };
+    // Checked as they are read, in one pass: rows sit at random places of
+    // the batch's columns (the file is in title order), a cache miss each.
     for &r in rows {
         let r = r as usize;
-        borrowers.push(loans.borrowers[r]);
-        let t = loans.titles[r];
-        let local = &mut local_of_title[t as usize];
+        let (&b, &t) = loans.borrowers.get(r).zip(loans.titles.get(r))?;
+        if b as usize >= pseudonyms {
+            return None;
+        }
+        borrowers.push(b);
+        let local = local_of_title.get_mut(t as usize)?;
         if *local == u32::MAX {
             // Below 2^31: the store takes fewer than 2^31 titles a batch.
             *local = part.dict.len() as u32;
