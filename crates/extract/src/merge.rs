@@ -22,16 +22,17 @@ pub const MAX_LOANS: u64 = u32::MAX as u64;
 #[derive(Debug)]
 pub(crate) struct TooManyLoans;
 
-/// The loans of the chunks absorbed so far, with global indexes.
+/// The loans of the chunks absorbed so far, with global indexes; repeated
+/// loans are among them until [`Assembler::finish`] drops them.
 #[derive(Default)]
 pub(crate) struct Assembler {
     borrowers: BorrowerInterner,
     titles: Interner,
-    /// Per kept loan: global borrower index.
+    /// Per kept row: global borrower index.
     row_borrowers: Vec<u32>,
-    /// Per kept loan: global title index.
+    /// Per kept row: global title index.
     row_titles: Vec<u32>,
-    /// Per kept loan: month.
+    /// Per kept row: month.
     months: Vec<LoanMonth>,
     rejected: BTreeMap<RejectReason, Rejections>,
     rows_read: u64,
@@ -70,6 +71,8 @@ impl Assembler {
         if chunk.newest > self.newest {
             self.newest = chunk.newest;
         }
+        // Counted with the repeats, which `finish` drops: row indexes must
+        // fit in u32 until then.
         let kept = self.row_borrowers.len() as u64 + chunk.row_borrowers.len() as u64;
         if kept > MAX_LOANS {
             return Err(TooManyLoans);
