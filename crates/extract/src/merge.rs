@@ -312,9 +312,9 @@ fn month_repeats(
     titles: &[u32],
     title_count: usize,
 ) -> Vec<u32> {
-    // (borrower, row) in title order, file order within a title, and where
-    // each title's run ends.
-    let mut sorted: Vec<(u32, u32)> = Vec::with_capacity(count);
+    // Borrowers and rows in title order, file order within a title, and
+    // where each title's run ends.
+    let (mut sorted_borrowers, mut sorted_rows) = (Vec::new(), Vec::new());
     // Row counts fit in u32 (MAX_LOANS).
     let mut ends: Vec<u32> = Vec::new();
     if title_count > 4 * count {
@@ -323,8 +323,9 @@ fn month_repeats(
         let mut keyed: Vec<(u32, u32)> = rows.map(|r| (titles[r as usize], r)).collect();
         keyed.sort_unstable();
         for run in keyed.chunk_by(|a, b| a.0 == b.0) {
-            sorted.extend(run.iter().map(|&(_, r)| (borrowers[r as usize], r)));
-            ends.push(sorted.len() as u32);
+            sorted_borrowers.extend(run.iter().map(|&(_, r)| borrowers[r as usize]));
+            sorted_rows.extend(run.iter().map(|&(_, r)| r));
+            ends.push(sorted_rows.len() as u32);
         }
     } else {
         // ends[t]: title t's rows, then where its run begins, then (after
@@ -339,36 +340,25 @@ fn month_repeats(
             *e = at;
             at += n;
         }
-        sorted.resize(count, (0, 0));
+        sorted_borrowers.resize(count, 0);
+        sorted_rows.resize(count, 0);
         for r in rows {
             let e = &mut ends[titles[r as usize] as usize];
-            sorted[*e as usize] = (borrowers[r as usize], r);
+            sorted_borrowers[*e as usize] = borrowers[r as usize];
+            sorted_rows[*e as usize] = r;
             *e += 1;
         }
     }
     let mut repeats = Vec::new();
-    let mut seen: hashbrown::HashSet<u32> = hashbrown::HashSet::new();
+    let mut scratch = loans::RunScratch::default();
     let mut start = 0;
     for &end in &ends {
         let end = end as usize;
-        let run = &sorted[start..end];
+        let run_rows = &sorted_rows[start..end];
+        loans::repeats_in_run(&sorted_borrowers[start..end], &mut scratch, |i| {
+            repeats.push(run_rows[i]);
+        });
         start = end;
-        // Runs are a handful of rows: most are checked against the rows
-        // before them; a bestseller's long run with a set.
-        if run.len() <= 16 {
-            for (i, &(b, r)) in run.iter().enumerate() {
-                if run[..i].iter().any(|&(e, _)| e == b) {
-                    repeats.push(r);
-                }
-            }
-        } else {
-            seen.clear();
-            repeats.extend(
-                run.iter()
-                    .filter(|&&(b, _)| !seen.insert(b))
-                    .map(|&(_, r)| r),
-            );
-        }
     }
     repeats
 }

@@ -86,7 +86,7 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         // are useless for them, and dictionary pages barely pay off.
         .set_column_dictionary_enabled(pseudonym.clone(), false)
         .set_column_statistics_enabled(pseudonym.clone(), EnabledStatistics::None)
-        // In title order (`order_by_title`) a file's pseudonyms have no runs
+        // In title order (`Carried::in_title_order`) a file's pseudonyms have no runs
         // left, and Snappy cannot shrink random bytes: it only cost time.
         .set_column_compression(pseudonym, Compression::UNCOMPRESSED)
         // Every month holds titles from all over the catalogue, so their
@@ -135,43 +135,6 @@ pub(crate) fn write_month(
     file.sync_all().map_err(fsx::io_err(path))
 }
 
-/// Puts the rows of one data file in title order (by dictionary index;
-/// rows of one title keep their order).
-///
-/// The Parquet writer looks every row's title and work up in its
-/// dictionary; in this order consecutive lookups hit the same entry, which
-/// stays in cache, instead of a random entry of a table of a month's titles
-/// (a cache miss a row). Runs of one title also shrink the key pages.
-/// Readers do not depend on the order of a file's rows.
-///
-/// Rows come in batch order (ascending), so a stable counting sort by title
-/// gives that order in one pass over the rows and one over the dictionary
-/// (a comparison sort took a tenth of ingest's time); for a month with
-/// far fewer rows than the dictionary has titles, or rows in another order,
-/// it sorts by comparison.
-pub(crate) fn order_by_title(loans: &Loans, rows: &mut [u32]) {
-    let titles = loans.title_ids.len();
-    if titles > 4 * rows.len() || !rows.is_sorted() {
-        rows.sort_unstable_by_key(|&r| (loans.titles[r as usize], r));
-        return;
-    }
-    // starts[t]: where title t's rows begin in the sorted order.
-    let mut starts = vec![0u32; titles + 1];
-    for &r in rows.iter() {
-        starts[loans.titles[r as usize] as usize + 1] += 1;
-    }
-    for t in 0..titles {
-        starts[t + 1] += starts[t];
-    }
-    let mut sorted = vec![0u32; rows.len()];
-    for &r in rows.iter() {
-        let slot = &mut starts[loans.titles[r as usize] as usize];
-        sorted[*slot as usize] = r;
-        *slot += 1;
-    }
-    rows.copy_from_slice(&sorted);
-}
-
 /// The rows of one data file (indices into a batch, in file order), each
 /// with its title and borrower index alongside: read once, while the rows
 /// are put in order, and then in order by every later pass, instead of at
@@ -195,16 +158,29 @@ impl Carried {
         }
     }
 
-    /// `rows` in the order of [`order_by_title`], with their titles and
-    /// borrowers: rows in batch order are scattered by a stable counting sort
-    /// that carries both along.
+    /// `rows` in title order (by dictionary index; rows of one title keep
+    /// their order), with their titles and borrowers.
+    ///
+    /// The Parquet writer looks every row's title and work up in its
+    /// dictionary; in this order consecutive lookups hit the same entry,
+    /// which stays in cache, instead of a random entry of a table of a
+    /// month's titles (a cache miss a row). Runs of one title also shrink the
+    /// key pages. Readers do not depend on the order of a file's rows.
+    ///
+    /// Rows come in batch order (ascending), so a stable counting sort by
+    /// title, carrying both columns along, gives that order in one pass over
+    /// the rows and one over the dictionary (a comparison sort took a tenth
+    /// of ingest's time); for a month with far fewer rows than the
+    /// dictionary has titles, or rows in another order, it sorts by
+    /// comparison.
     pub(crate) fn in_title_order(loans: &Loans, rows: &[u32]) -> Carried {
         let titles = loans.title_ids.len();
         if titles > 4 * rows.len() || !rows.is_sorted() {
             let mut rows = rows.to_vec();
-            order_by_title(loans, &mut rows);
+            rows.sort_unstable_by_key(|&r| (loans.titles[r as usize], r));
             return Carried::of(loans, rows);
         }
+        // starts[t]: where title t's rows begin in the sorted order.
         let mut starts = vec![0u32; titles + 1];
         for &r in rows {
             starts[loans.titles[r as usize] as usize + 1] += 1;
@@ -782,7 +758,7 @@ mod tests {
         /// The counting sort and the comparison sort agree: title order,
         /// and within a title the rows' own order.
         #[test]
-        fn order_by_title_sorts_by_title_then_row(
+        fn in_title_order_sorts_by_title_then_row_carrying_both(
             titles in prop::collection::vec(0u32..40, 0..300),
             dictionary in 40usize..2000,
             keep in prop::collection::vec(any::<bool>(), 300),
@@ -804,12 +780,9 @@ mod tests {
             }
             let mut expected = rows.clone();
             expected.sort_by_key(|&r| (titles[r as usize], r));
-            // Carried along: the same order, each row with its own title and
-            // borrower.
+            // Each row with its own title and borrower.
             let carried = Carried::in_title_order(&loans, &rows);
-            prop_assert_eq!(&carried, &Carried::of(&loans, expected.clone()));
-            order_by_title(&loans, &mut rows);
-            prop_assert_eq!(rows, expected);
+            prop_assert_eq!(carried, Carried::of(&loans, expected));
         }
     }
 

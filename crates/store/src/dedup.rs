@@ -42,7 +42,7 @@ impl<'a> CanonicalTitles<'a> {
 /// The rows of `rows` (one month of `loans`, in batch order) whose
 /// (pseudonym, title) is neither earlier in `rows` nor in any of the `held`
 /// data files (path and row count) of the same month: the rows to write,
-/// in the order of the file (`columns::order_by_title`).
+/// in the order of the file (`columns::Carried::in_title_order`).
 ///
 /// Memory is a set over the batch's rows of the month plus one held file at a
 /// time, never the whole month of the store. A month nothing is held for
@@ -106,32 +106,20 @@ pub(crate) fn new_rows(
 
 /// Keeps the rows of `ordered` (in title order, batch order within a
 /// title) whose borrower is not earlier in the run of rows of its title: the
-/// first loan of each (pseudonym, title) pair. Runs are a handful of rows,
-/// so most are checked by comparing with the rows before; long ones (a
-/// bestseller's) with a set. Borrowers are compared by index: the batch's
-/// dictionary holds each pseudonym once (`Loans::validate`, called by
-/// ingest).
+/// first loan of each (pseudonym, title) pair ([`loans::repeats_in_run`]).
+/// Borrowers are compared by index: the batch's dictionary holds each
+/// pseudonym once (`Loans::validate`, called by ingest).
 fn first_of_each_title_run(ordered: &mut columns::Carried) {
-    const SHORT: usize = 16;
     let mut keep = vec![true; ordered.len()];
-    let mut seen: HashSet<u32> = HashSet::new();
+    let mut scratch = loans::RunScratch::default();
     let mut start = 0;
     for run in ordered.titles.chunk_by(|a, b| a == b) {
-        let (borrowers, keep) = (
-            &ordered.borrowers[start..start + run.len()],
-            &mut keep[start..start + run.len()],
-        );
-        start += run.len();
-        if run.len() <= SHORT {
-            for (i, &b) in borrowers.iter().enumerate() {
-                keep[i] = !borrowers[..i].contains(&b);
-            }
-        } else {
-            seen.clear();
-            for (k, &b) in keep.iter_mut().zip(borrowers) {
-                *k = seen.insert(b);
-            }
-        }
+        let end = start + run.len();
+        let keep = &mut keep[start..end];
+        loans::repeats_in_run(&ordered.borrowers[start..end], &mut scratch, |i| {
+            keep[i] = false;
+        });
+        start = end;
     }
     let mut keep = keep.into_iter();
     ordered.retain(|_, _, _| keep.next().unwrap_or(true));
@@ -234,7 +222,7 @@ mod tests {
                 .copied()
                 .filter(|&r| seen.insert((rows[r as usize].0, name(rows[r as usize].1))))
                 .collect();
-            columns::order_by_title(&loans, &mut expected);
+            expected.sort_by_key(|&r| (loans.titles[r as usize], r));
             prop_assert_eq!(&got.kept, &columns::Carried::of(&loans, expected));
             prop_assert!(got.merged.is_none());
         }
