@@ -114,7 +114,13 @@ pub(crate) fn count_pairs(
             if acc.len() != titles {
                 acc.clear();
                 acc.resize(titles, 0);
+                // Room for every title: each increment writes its title one
+                // past the touched ones and keeps it only if it was new, a
+                // store instead of a branch the core cannot predict.
+                touched.clear();
+                touched.resize(titles + 1, 0);
             }
+            let mut n_touched = 0usize;
             // `a` is below u32::MAX + 1: titles are u32 indices.
             let a32 = a as u32;
             let mut ranges = [(0usize, 0usize); GATHER];
@@ -135,9 +141,8 @@ pub(crate) fn count_pairs(
                         let gap = month_a.abs_diff(month_b) as usize;
                         let w = decay.get(gap).copied().unwrap_or(0);
                         let v = &mut acc[b as usize];
-                        if *v == 0 {
-                            touched.push(b);
-                        }
+                        touched[n_touched] = b;
+                        n_touched += usize::from(*v == 0);
                         if *v & COUNT_MASK == COUNT_MASK {
                             let e = overflow.entry(b).or_insert((0, 0));
                             e.0 += 1;
@@ -154,7 +159,7 @@ pub(crate) fn count_pairs(
             let mut out = Vec::new();
             let mut withheld = 0u64;
             let work = works[a];
-            for &b in touched.iter() {
+            for &b in &touched[..n_touched] {
                 let v = std::mem::take(&mut acc[b as usize]);
                 // Below 2^16, so it fits.
                 let mut c = (v & COUNT_MASK) as u32;
@@ -173,7 +178,6 @@ pub(crate) fn count_pairs(
                     }
                 }
             }
-            touched.clear();
             if withheld > 0 {
                 below_k.fetch_add(withheld, Ordering::Relaxed);
             }
