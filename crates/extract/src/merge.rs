@@ -192,9 +192,9 @@ impl Assembler {
 /// keeping the others in their order; returns how many it removed.
 /// `titles` bounds the title column.
 ///
-/// Rows are grouped by month, and each month's rows by title with a stable
-/// counting sort that carries the borrower along: a repeat then sits in its
-/// title's run, after the row it repeats. The months are independent, so
+/// Rows are grouped by month, and each month's rows put in title order
+/// ([`loans::TitleOrder`]): a repeat then sits in its title's run, after
+/// the row it repeats. The months are independent, so
 /// they are searched in parallel, and every access but the counting sort's
 /// scattered writes reads memory in order.
 fn drop_repeats(
@@ -312,54 +312,9 @@ fn month_repeats(
     titles: &[u32],
     title_count: usize,
 ) -> Vec<u32> {
-    // Borrowers and rows in title order, file order within a title, and
-    // where each title's run ends.
-    let (mut sorted_borrowers, mut sorted_rows) = (Vec::new(), Vec::new());
-    // Row counts fit in u32 (MAX_LOANS).
-    let mut ends: Vec<u32> = Vec::new();
-    if title_count > 4 * count {
-        // Few rows for the dictionary: a comparison sort costs less than
-        // a pass over a count per title.
-        let mut keyed: Vec<(u32, u32)> = rows.map(|r| (titles[r as usize], r)).collect();
-        keyed.sort_unstable();
-        for run in keyed.chunk_by(|a, b| a.0 == b.0) {
-            sorted_borrowers.extend(run.iter().map(|&(_, r)| borrowers[r as usize]));
-            sorted_rows.extend(run.iter().map(|&(_, r)| r));
-            ends.push(sorted_rows.len() as u32);
-        }
-    } else {
-        // ends[t]: title t's rows, then where its run begins, then (after
-        // the scatter) where it ends.
-        ends = vec![0u32; title_count];
-        for r in rows.clone() {
-            ends[titles[r as usize] as usize] += 1;
-        }
-        let mut at = 0;
-        for e in &mut ends {
-            let n = *e;
-            *e = at;
-            at += n;
-        }
-        sorted_borrowers.resize(count, 0);
-        sorted_rows.resize(count, 0);
-        for r in rows {
-            let e = &mut ends[titles[r as usize] as usize];
-            sorted_borrowers[*e as usize] = borrowers[r as usize];
-            sorted_rows[*e as usize] = r;
-            *e += 1;
-        }
-    }
+    let order = loans::TitleOrder::sort(rows, count, titles, borrowers, title_count);
     let mut repeats = Vec::new();
-    let mut scratch = loans::RunScratch::default();
-    let mut start = 0;
-    for &end in &ends {
-        let end = end as usize;
-        let run_rows = &sorted_rows[start..end];
-        loans::repeats_in_run(&sorted_borrowers[start..end], &mut scratch, |i| {
-            repeats.push(run_rows[i]);
-        });
-        start = end;
-    }
+    order.repeats(|i| repeats.push(order.rows[i]));
     repeats
 }
 

@@ -13,6 +13,10 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod order;
+
+pub use order::{RunScratch, TitleOrder, repeats_in_run};
+
 /// Length in bytes of a pseudonym: 128 bits of a truncated HMAC-SHA256.
 pub const PSEUDONYM_LEN: usize = 16;
 
@@ -324,37 +328,6 @@ fn holds_twice<T: std::hash::Hash + Eq>(values: impl ExactSizeIterator<Item = T>
     !values.all(|v| seen.insert(v))
 }
 
-/// Finds the repeated loans in one title's run of rows (in file order,
-/// each row given by its borrower index): calls `repeat(i)` for every row
-/// `i` of the run whose borrower an earlier row of the run holds. The
-/// extractor and the store both find repeated loans this way, once rows are
-/// in title order.
-///
-/// Runs are a handful of rows, so most are checked against the rows before
-/// them; a bestseller's long run with the set in `scratch`, reused from run
-/// to run.
-pub fn repeats_in_run(borrowers: &[u32], scratch: &mut RunScratch, mut repeat: impl FnMut(usize)) {
-    const SHORT: usize = 16;
-    if borrowers.len() <= SHORT {
-        for (i, b) in borrowers.iter().enumerate() {
-            if borrowers[..i].contains(b) {
-                repeat(i);
-            }
-        }
-    } else {
-        scratch.0.clear();
-        for (i, &b) in borrowers.iter().enumerate() {
-            if !scratch.0.insert(b) {
-                repeat(i);
-            }
-        }
-    }
-}
-
-/// The reusable set of [`repeats_in_run`].
-#[derive(Default)]
-pub struct RunScratch(hashbrown::HashSet<u32>);
-
 /// A borrower dictionary being built: each pseudonym once, numbered in order
 /// of first appearance. The one place where pseudonyms are looked up by
 /// value to give them an index (sealed batches of version 1, store files,
@@ -642,21 +615,6 @@ mod tests {
     }
 
     proptest! {
-        #[test]
-        fn repeats_in_run_are_the_rows_whose_borrower_came_before(
-            runs in prop::collection::vec(prop::collection::vec(0u32..24, 0..60), 1..5),
-        ) {
-            // Runs of up to 16 rows and longer ones, one scratch set for all.
-            let mut scratch = RunScratch::default();
-            for run in &runs {
-                let mut got = Vec::new();
-                repeats_in_run(run, &mut scratch, |i| got.push(i));
-                let want: Vec<usize> =
-                    (0..run.len()).filter(|&i| run[..i].contains(&run[i])).collect();
-                prop_assert_eq!(got, want);
-            }
-        }
-
         #[test]
         fn days_and_months_agree(idx in 12i32..(9999 * 12 + 11)) {
             let m = LoanMonth::from_index(idx).unwrap();

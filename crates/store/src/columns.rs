@@ -14,7 +14,7 @@ use arrow_array::{
 };
 use arrow_buffer::{Buffer, NullBuffer};
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
-use loans::{BorrowerNumbering, LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym};
+use loans::{BorrowerNumbering, LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym, TitleOrder};
 use parquet::arrow::ArrowWriter;
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder};
@@ -86,7 +86,7 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         // are useless for them, and dictionary pages barely pay off.
         .set_column_dictionary_enabled(pseudonym.clone(), false)
         .set_column_statistics_enabled(pseudonym.clone(), EnabledStatistics::None)
-        // In title order (`Carried::in_title_order`) a file's pseudonyms have no runs
+        // In title order (`Loans::in_title_order`) a file's pseudonyms have no runs
         // left, and Snappy cannot shrink random bytes: it only cost time.
         .set_column_compression(pseudonym, Compression::UNCOMPRESSED)
         // Every month holds titles from all over the catalogue, so their
@@ -105,7 +105,7 @@ pub(crate) fn write_month(
     path: &Path,
     loans: &Loans,
     works: &WorkIndex,
-    rows: &Carried,
+    rows: &TitleOrder,
     month: LoanMonth,
 ) -> Result<(), StoreError> {
     let batch = month_batch(loans, works, rows, month).map_err(|source| StoreError::Arrow {
@@ -133,102 +133,6 @@ pub(crate) fn write_month(
         .into_inner()
         .map_err(|e| fsx::io_err(path)(e.into_error()))?;
     file.sync_all().map_err(fsx::io_err(path))
-}
-
-/// The rows of one data file (indices into a batch, in file order), each
-/// with its title and borrower index alongside: read once, while the rows
-/// are put in order, and then in order by every later pass, instead of at
-/// random places of the batch's columns (a cache miss each) by each pass.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub(crate) struct Carried {
-    pub rows: Vec<u32>,
-    pub titles: Vec<u32>,
-    pub borrowers: Vec<u32>,
-}
-
-impl Carried {
-    /// `rows` as they are, with their titles and borrowers.
-    pub(crate) fn of(loans: &Loans, rows: Vec<u32>) -> Carried {
-        let titles = rows.iter().map(|&r| loans.titles[r as usize]).collect();
-        let borrowers = rows.iter().map(|&r| loans.borrowers[r as usize]).collect();
-        Carried {
-            rows,
-            titles,
-            borrowers,
-        }
-    }
-
-    /// `rows` in title order (by dictionary index; rows of one title keep
-    /// their order), with their titles and borrowers.
-    ///
-    /// The Parquet writer looks every row's title and work up in its
-    /// dictionary; in this order consecutive lookups hit the same entry,
-    /// which stays in cache, instead of a random entry of a table of a
-    /// month's titles (a cache miss a row). Runs of one title also shrink the
-    /// key pages. Readers do not depend on the order of a file's rows.
-    ///
-    /// Rows come in batch order (ascending), so a stable counting sort by
-    /// title, carrying both columns along, gives that order in one pass over
-    /// the rows and one over the dictionary (a comparison sort took a tenth
-    /// of ingest's time); for a month with far fewer rows than the
-    /// dictionary has titles, or rows in another order, it sorts by
-    /// comparison.
-    pub(crate) fn in_title_order(loans: &Loans, rows: &[u32]) -> Carried {
-        let titles = loans.title_ids.len();
-        if titles > 4 * rows.len() || !rows.is_sorted() {
-            let mut rows = rows.to_vec();
-            rows.sort_unstable_by_key(|&r| (loans.titles[r as usize], r));
-            return Carried::of(loans, rows);
-        }
-        // starts[t]: where title t's rows begin in the sorted order.
-        let mut starts = vec![0u32; titles + 1];
-        for &r in rows {
-            starts[loans.titles[r as usize] as usize + 1] += 1;
-        }
-        for t in 0..titles {
-            starts[t + 1] += starts[t];
-        }
-        let mut out = Carried {
-            rows: vec![0; rows.len()],
-            titles: vec![0; rows.len()],
-            borrowers: vec![0; rows.len()],
-        };
-        for &r in rows {
-            let t = loans.titles[r as usize];
-            let slot = &mut starts[t as usize];
-            let at = *slot as usize;
-            out.rows[at] = r;
-            out.titles[at] = t;
-            out.borrowers[at] = loans.borrowers[r as usize];
-            *slot += 1;
-        }
-        out
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.rows.len()
-    }
-
-    pub(crate) fn is_empty(&self) -> bool {
-        self.rows.is_empty()
-    }
-
-    /// Keeps the rows `keep` says yes to, in order.
-    pub(crate) fn retain(&mut self, mut keep: impl FnMut(u32, u32, u32) -> bool) {
-        let mut at = 0;
-        for i in 0..self.rows.len() {
-            let (r, t, b) = (self.rows[i], self.titles[i], self.borrowers[i]);
-            if keep(r, t, b) {
-                self.rows[at] = r;
-                self.titles[at] = t;
-                self.borrowers[at] = b;
-                at += 1;
-            }
-        }
-        self.rows.truncate(at);
-        self.titles.truncate(at);
-        self.borrowers.truncate(at);
-    }
 }
 
 /// Each dictionary title's work as a number, computed once per batch so that
@@ -271,7 +175,7 @@ impl WorkIndex {
 fn month_batch(
     loans: &Loans,
     works: &WorkIndex,
-    rows: &Carried,
+    rows: &TitleOrder,
     month: LoanMonth,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
@@ -752,39 +656,6 @@ pub(crate) fn for_each_pseudonym(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use proptest::prelude::*;
-
-    proptest! {
-        /// The counting sort and the comparison sort agree: title order,
-        /// and within a title the rows' own order.
-        #[test]
-        fn in_title_order_sorts_by_title_then_row_carrying_both(
-            titles in prop::collection::vec(0u32..40, 0..300),
-            dictionary in 40usize..2000,
-            keep in prop::collection::vec(any::<bool>(), 300),
-            shuffle in any::<bool>(),
-        ) {
-            let m = LoanMonth::new(2024, 1).unwrap();
-            let n = titles.len();
-            let loans = Loans {
-                borrowers: (0..n as u32).map(|r| r % 3).collect(),
-                borrower_pseudonyms: (0..3).map(|b| Pseudonym([b; 16])).collect(),
-                titles: titles.clone(),
-                months: vec![m; n],
-                title_ids: (0..dictionary).map(|t| format!("t{t}")).collect(),
-                work_ids: (0..dictionary).map(|t| format!("w{t}")).collect(),
-            };
-            let mut rows: Vec<u32> = (0..n as u32).filter(|&r| keep[r as usize]).collect();
-            if shuffle {
-                rows.reverse();
-            }
-            let mut expected = rows.clone();
-            expected.sort_by_key(|&r| (titles[r as usize], r));
-            // Each row with its own title and borrower.
-            let carried = Carried::in_title_order(&loans, &rows);
-            prop_assert_eq!(carried, Carried::of(&loans, expected));
-        }
-    }
 
     fn sample() -> Loans {
         let m = LoanMonth::new(2024, 1).unwrap();
@@ -804,7 +675,7 @@ mod tests {
         let b = month_batch(
             &loans,
             &WorkIndex::of(&loans),
-            &Carried::of(&loans, vec![0, 1, 2]),
+            &loans.carried(vec![0, 1, 2]),
             m,
         )
         .unwrap();
@@ -841,7 +712,7 @@ mod tests {
             &p,
             &loans,
             &works,
-            &Carried::of(&loans, vec![0, 1, 2]),
+            &loans.carried(vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();
@@ -903,7 +774,7 @@ mod tests {
         let b = month_batch(
             &loans,
             &WorkIndex::of(&loans),
-            &Carried::of(&loans, vec![0, 1, 2]),
+            &loans.carried(vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();
@@ -918,7 +789,7 @@ mod tests {
             &p,
             &loans,
             &WorkIndex::of(&loans),
-            &Carried::of(&loans, vec![0, 1, 2]),
+            &loans.carried(vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();
@@ -939,7 +810,7 @@ mod tests {
         let b = month_batch(
             &plain,
             &WorkIndex::of(&plain),
-            &Carried::of(&plain, vec![0, 1, 2]),
+            &plain.carried(vec![0, 1, 2]),
             plain.months[0],
         )
         .unwrap();
@@ -949,7 +820,7 @@ mod tests {
             &q,
             &plain,
             &WorkIndex::of(&plain),
-            &Carried::of(&plain, vec![0, 1, 2]),
+            &plain.carried(vec![0, 1, 2]),
             plain.months[0],
         )
         .unwrap();
@@ -996,7 +867,7 @@ mod tests {
             &new,
             &loans,
             &WorkIndex::of(&loans),
-            &Carried::of(&loans, vec![0, 1, 2]),
+            &loans.carried(vec![0, 1, 2]),
             loans.months[0],
         )
         .unwrap();

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use hashbrown::{HashMap, HashSet};
-use loans::{LoanMonth, Loans};
+use loans::{LoanMonth, Loans, TitleOrder};
 
 use crate::StoreError;
 use crate::columns::{self, Local};
@@ -42,7 +42,7 @@ impl<'a> CanonicalTitles<'a> {
 /// The rows of `rows` (one month of `loans`, in batch order) whose
 /// (pseudonym, title) is neither earlier in `rows` nor in any of the `held`
 /// data files (path and row count) of the same month: the rows to write,
-/// in the order of the file (`columns::Carried::in_title_order`).
+/// in the order of the file (`Loans::in_title_order`).
 ///
 /// Memory is a set over the batch's rows of the month plus one held file at a
 /// time, never the whole month of the store. A month nothing is held for
@@ -59,7 +59,7 @@ pub(crate) fn new_rows(
     month: LoanMonth,
 ) -> Result<NewRows, StoreError> {
     if held.is_empty() && titles.distinct && rows.is_sorted() {
-        let mut kept = columns::Carried::in_title_order(loans, rows);
+        let mut kept = loans.in_title_order(rows);
         first_of_each_title_run(&mut kept);
         return Ok(NewRows { kept, merged: None });
     }
@@ -77,7 +77,7 @@ pub(crate) fn new_rows(
         .filter(|&r| fresh.insert(key(r)))
         .collect();
     if held.is_empty() {
-        let kept = columns::Carried::in_title_order(loans, &kept);
+        let kept = loans.in_title_order(&kept);
         return Ok(NewRows { kept, merged: None });
     }
     let known = |t: &str| titles.index.get(t).copied();
@@ -100,7 +100,7 @@ pub(crate) fn new_rows(
         kept.retain(|&r| fresh.contains(&key(r)));
     }
     let merged = (merge && !kept.is_empty()).then(|| merged_month(loans, &parts, &kept, month));
-    let kept = columns::Carried::in_title_order(loans, &kept);
+    let kept = loans.in_title_order(&kept);
     Ok(NewRows { kept, merged })
 }
 
@@ -109,18 +109,9 @@ pub(crate) fn new_rows(
 /// first loan of each (pseudonym, title) pair ([`loans::repeats_in_run`]).
 /// Borrowers are compared by index: the batch's dictionary holds each
 /// pseudonym once (`Loans::validate`, called by ingest).
-fn first_of_each_title_run(ordered: &mut columns::Carried) {
+fn first_of_each_title_run(ordered: &mut TitleOrder) {
     let mut keep = vec![true; ordered.len()];
-    let mut scratch = loans::RunScratch::default();
-    let mut start = 0;
-    for run in ordered.titles.chunk_by(|a, b| a == b) {
-        let end = start + run.len();
-        let keep = &mut keep[start..end];
-        loans::repeats_in_run(&ordered.borrowers[start..end], &mut scratch, |i| {
-            keep[i] = false;
-        });
-        start = end;
-    }
+    ordered.repeats(|i| keep[i] = false);
     let mut keep = keep.into_iter();
     ordered.retain(|_, _, _| keep.next().unwrap_or(true));
 }
@@ -130,7 +121,7 @@ fn first_of_each_title_run(ordered: &mut columns::Carried) {
 pub(crate) struct NewRows {
     /// Rows of the batch not held yet, in title order (batch order within a
     /// title), with their titles and borrowers.
-    pub kept: columns::Carried,
+    pub kept: TitleOrder,
     /// The held rows (file by file, in file order) and then `kept`, all of
     /// `month`, under the batch's title dictionary extended by the titles
     /// only the held files have.
@@ -223,7 +214,7 @@ mod tests {
                 .filter(|&r| seen.insert((rows[r as usize].0, name(rows[r as usize].1))))
                 .collect();
             expected.sort_by_key(|&r| (loans.titles[r as usize], r));
-            prop_assert_eq!(&got.kept, &columns::Carried::of(&loans, expected));
+            prop_assert_eq!(&got.kept, &loans.carried(expected));
             prop_assert!(got.merged.is_none());
         }
     }

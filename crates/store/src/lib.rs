@@ -468,7 +468,7 @@ impl Store {
                             &tmp,
                             all,
                             &columns::WorkIndex::of(all),
-                            &columns::Carried::in_title_order(all, &every),
+                            &all.in_title_order(&every),
                             month,
                         )?;
                         all.len() as u64
@@ -1112,7 +1112,7 @@ mod tests {
             &stage.join("x.parquet"),
             &loans,
             &works,
-            &columns::Carried::of(&loans, vec![0]),
+            &loans.carried(vec![0]),
             month(2024, 1),
         )
         .unwrap();
@@ -1122,7 +1122,7 @@ mod tests {
             &placed,
             &loans,
             &works,
-            &columns::Carried::of(&loans, vec![1, 2]),
+            &loans.carried(vec![1, 2]),
             month(2024, 2),
         )
         .unwrap();
