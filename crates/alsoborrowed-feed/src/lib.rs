@@ -657,17 +657,21 @@ fn check_version(path: &Path, found: u32, expected: u32) -> Result<(), FeedError
 /// Why a published list breaks the format, if it does: empty, longer than
 /// `max_related`, naming its own title, or repeating a title. Shared with
 /// the exporter's check so both hold lists to the same rule.
-pub fn list_problem(title: &str, related: &[String], max_related: u32) -> Option<&'static str> {
+pub fn list_problem<S: AsRef<str>>(
+    title: &str,
+    related: &[S],
+    max_related: u32,
+) -> Option<&'static str> {
     if related.is_empty() {
         return Some("a title has no related titles");
     }
     if related.len() as u64 > u64::from(max_related) {
         return Some("a list is longer than max_related");
     }
-    if related.iter().any(|r| r == title) {
+    if related.iter().any(|r| r.as_ref() == title) {
         return Some("a title is listed as related to itself");
     }
-    let mut seen: Vec<&str> = related.iter().map(String::as_str).collect();
+    let mut seen: Vec<&str> = related.iter().map(AsRef::as_ref).collect();
     seen.sort_unstable();
     if seen.windows(2).any(|w| w[0] == w[1]) {
         return Some("a list repeats a title");

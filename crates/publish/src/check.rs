@@ -10,7 +10,6 @@
 //! chance, are still searched in every raw byte ([`Forbidden::find_raw`]).
 
 use std::borrow::Cow;
-use std::collections::HashSet;
 use std::fmt;
 
 use alsoborrowed_feed::{
@@ -84,8 +83,11 @@ impl fmt::Display for Finding {
 
 /// What a release must hold, besides titles of the input.
 pub(crate) struct Expected<'a> {
-    /// Titles of the input: the only free values a release may hold.
-    pub titles: &'a HashSet<&'a str>,
+    /// Titles of the input: the only free values a release may hold. Looked
+    /// up for every title of every file, so hashed with `hashbrown`'s fast
+    /// default rather than SipHash (the titles are the library's catalogue
+    /// ids, not chosen by a visitor).
+    pub titles: &'a hashbrown::HashSet<&'a str>,
     /// The manifest the release was made with.
     pub manifest: &'a ReleaseManifest,
     /// The public index derived from it.
@@ -323,14 +325,16 @@ fn check_version(c: &mut Checker<'_>, found: u32) {
 
 /// A title and its list: every entry a title of the input, and the list
 /// of the format's shape.
-fn check_list(c: &mut Checker<'_>, title: &str, related: &[Cow<'_, str>], at: &str) {
-    c.title(title, || format!("{at}title"));
+///
+/// `at` gives the place's prefix, made only for a finding: a shard holds
+/// thousands of lists.
+fn check_list(c: &mut Checker<'_>, title: &str, related: &[Cow<'_, str>], at: &dyn Fn() -> String) {
+    c.title(title, || format!("{}title", at()));
     for (i, r) in related.iter().enumerate() {
-        c.title(r, || format!("{at}related[{i}]"));
+        c.title(r, || format!("{}related[{i}]", at()));
     }
-    let owned: Vec<String> = related.iter().map(|r| r.to_string()).collect();
-    if let Some(reason) = list_problem(title, &owned, c.exp.index.max_related) {
-        let place = format!("{at}related ({reason})");
+    if let Some(reason) = list_problem(title, related, c.exp.index.max_related) {
+        let place = format!("{}related ({reason})", at());
         c.push(FindingKind::Unexpected, || place);
     }
 }
@@ -341,7 +345,7 @@ fn check_title_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
         Err(e) => return off_format(c, bytes, &e),
     };
     check_version(c, file.schema_version);
-    check_list(c, &file.title, &file.related, "");
+    check_list(c, &file.title, &file.related, &String::new);
     if file_stem(&file.title) != stem {
         let title = alsoborrowed_feed::title_from_stem(stem);
         c.stray(title.as_deref().unwrap_or(stem).as_bytes(), || {
@@ -375,7 +379,7 @@ fn check_shard_file(c: &mut Checker<'_>, stem: &str, bytes: &[u8]) {
         c.differs("shard", &file.shard);
     }
     for (i, t) in file.titles.iter().enumerate() {
-        check_list(c, &t.title, &t.related, &format!("titles[{i}]."));
+        check_list(c, &t.title, &t.related, &|| format!("titles[{i}]."));
     }
     let titles = file.titles.iter().map(|t| t.title.as_ref());
     if let Some(reason) = shard_problem(titles, shard, bits) {
@@ -475,6 +479,9 @@ fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
         .from_reader(bytes);
     let mut record = csv::ByteRecord::new();
     let mut row = 0u64;
+    // Rows come grouped by title_a: each run's title is looked up once
+    // (the last title_a, when it was a title of the input).
+    let (mut last_a, mut last_a_ok) = (Vec::new(), false);
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
@@ -500,10 +507,19 @@ fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
         for (i, field) in record.iter().enumerate() {
             let place = || format!("row {row}, column {}", i + 1);
             match i {
-                0 | 1 => match std::str::from_utf8(field).ok().and_then(undefuse) {
-                    Some(title) => c.title(title, place),
-                    None => c.stray(field, place),
-                },
+                0 if last_a_ok && last_a == field => {}
+                0 | 1 => {
+                    let before = c.out.total;
+                    match std::str::from_utf8(field).ok().and_then(undefuse) {
+                        Some(title) => c.title(title, place),
+                        None => c.stray(field, place),
+                    }
+                    if i == 0 {
+                        last_a_ok = c.out.total == before;
+                        last_a.clear();
+                        last_a.extend_from_slice(field);
+                    }
+                }
                 2 => {
                     let score = std::str::from_utf8(field)
                         .ok()

@@ -27,6 +27,8 @@ const B64_LEN: usize = 22;
 /// Bytes of the blocks that judge offsets in [`Forbidden::find_raw_pseudonym`]
 /// (at most `PSEUDONYM_LEN / 2`, so that a pseudonym covers one whole block).
 const BLOCK: usize = 8;
+/// Bytes per piece of a parallel [`Forbidden::find_raw`].
+const PIECE: usize = 4 << 20;
 /// The high bit of each byte of an 8-byte block: zero when all are ASCII.
 const NOT_ASCII: u64 = 0x8080_8080_8080_8080;
 const _: () = assert!(2 * BLOCK <= PSEUDONYM_LEN + 1 && BLOCK == 8);
@@ -366,8 +368,36 @@ impl Forbidden {
     /// The first pseudonym or key material in raw `bytes` and its byte
     /// offset. Safe on any bytes, binary or compressed: the needles are too
     /// long to match by chance.
+    ///
+    /// Bytes longer than two [`PIECE`]s (the pair files of a large release)
+    /// are first scanned in parallel pieces that overlap by the longest
+    /// needle, so each window lies whole in some piece: most releases hold
+    /// nothing, and that is then known at the pieces' speed. A piece that
+    /// finds something sends the whole scan the sequential way, which alone
+    /// says which finding is first.
     pub fn find_raw(&self, bytes: &[u8]) -> Option<(FindingKind, usize)> {
+        use rayon::prelude::*;
         let f = self.filters();
+        if bytes.len() <= 2 * PIECE {
+            return self.find_raw_in(bytes, f);
+        }
+        let reach = self
+            .secrets
+            .iter()
+            .map(Vec::len)
+            .fold(HEX_LEN.max(B64_LEN).max(PSEUDONYM_LEN), usize::max);
+        let found = (0..bytes.len().div_ceil(PIECE)).into_par_iter().any(|i| {
+            let end = (i * PIECE + PIECE + reach - 1).min(bytes.len());
+            self.find_raw_in(&bytes[i * PIECE..end], f).is_some()
+        });
+        if found {
+            self.find_raw_in(bytes, f)
+        } else {
+            None
+        }
+    }
+
+    fn find_raw_in(&self, bytes: &[u8], f: &Filters) -> Option<(FindingKind, usize)> {
         if let Some(at) = self.find_pseudonym(bytes, f) {
             return Some((FindingKind::Pseudonym, at));
         }
@@ -667,6 +697,40 @@ mod tests {
             assert_eq!(f.find_raw(&text), Some((FindingKind::Pseudonym, at)));
         }
         assert_eq!(f.find_raw(b"{\"title\":\"9788702173512\"}"), None);
+    }
+
+    /// Bytes long enough for the parallel pieces: a form straddling a
+    /// piece boundary, or at the very end, is found at its offset, and a
+    /// pseudonym is reported before an earlier secret, as by one scan.
+    #[test]
+    fn long_bytes_are_scanned_in_pieces_with_the_same_findings() {
+        let key = [0x5au8; 40];
+        let mut f = Forbidden::new();
+        f.add_pseudonyms(&(0..50).map(pseudonym).collect::<Vec<_>>());
+        f.add_secret(&key);
+        // CSV-like text of titles and scores, as in a release's pair file.
+        let line = b"9788702173512,9788711321683,0.125\n";
+        let len = 3 * PIECE + 1000;
+        let text: Vec<u8> = line.iter().copied().cycle().take(len).collect();
+        assert_eq!(f.find_raw(&text), None);
+        let planted = |at: usize, form: &[u8]| {
+            let mut t = text.clone();
+            t[at..at + form.len()].copy_from_slice(form);
+            t
+        };
+        for form in forms(&pseudonym(9)) {
+            for at in [PIECE - 5, 2 * PIECE - form.len(), len - form.len()] {
+                let t = planted(at, &form);
+                assert_eq!(f.find_raw(&t), Some((FindingKind::Pseudonym, at)));
+            }
+        }
+        let hex_key = hex::encode(key).into_bytes();
+        let t = planted(PIECE - 30, &hex_key);
+        assert_eq!(f.find_raw(&t), Some((FindingKind::Secret, PIECE - 30)));
+        let mut t = planted(10, &hex_key);
+        let late = hex::encode(pseudonym(3).as_bytes()).into_bytes();
+        t[3 * PIECE..3 * PIECE + late.len()].copy_from_slice(&late);
+        assert_eq!(f.find_raw(&t), Some((FindingKind::Pseudonym, 3 * PIECE)));
     }
 
     #[test]

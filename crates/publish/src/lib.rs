@@ -408,7 +408,7 @@ pub fn export(
     // The whole check runs on the exact bytes about to be written, so a
     // refused release never touches the disk, not even as a staging copy.
     // The content hash (one thread) is computed beside it.
-    let input_titles: HashSet<&str> = titles.iter().map(String::as_str).collect();
+    let input_titles: hashbrown::HashSet<&str> = titles.iter().map(String::as_str).collect();
     let expected = Expected {
         titles: &input_titles,
         manifest: &manifest,
@@ -1043,7 +1043,8 @@ pub fn verify(
         parse_month(&manifest_path, &manifest.window_last)?,
     );
     let index = feed_index(&manifest);
-    let input_titles: HashSet<&str> = window_loans.title_ids.iter().map(String::as_str).collect();
+    let input_titles: hashbrown::HashSet<&str> =
+        window_loans.title_ids.iter().map(String::as_str).collect();
     let expected = Expected {
         titles: &input_titles,
         manifest: &manifest,

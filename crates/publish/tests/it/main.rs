@@ -709,6 +709,41 @@ fn an_id_planted_in_a_file_name_csv_field_or_parquet_value_is_refused() {
     }
 }
 
+/// The CSV check looks each run of one title_a up once, but only after a
+/// title it accepted: a stray value repeated over rows is a finding in
+/// every row, as if each were checked alone.
+#[test]
+fn a_stray_title_a_repeated_over_csv_rows_is_a_finding_in_each() {
+    let (out, release, l) = published(FeedLayout::Shards);
+    let csv_path = release.join("pairs.csv");
+    let original = std::fs::read(&csv_path).unwrap();
+    let first_row = String::from_utf8_lossy(&original)
+        .split("\r\n")
+        .nth(1)
+        .unwrap()
+        .to_owned();
+    let mut planted = original.clone();
+    // A valid row, then three rows with the same unknown title_a, then the
+    // valid row's title_a again.
+    planted.extend_from_slice(format!("{first_row}\r\n").as_bytes());
+    for _ in 0..3 {
+        planted.extend_from_slice(b"not-a-title,b/2,1\r\n");
+    }
+    planted.extend_from_slice(format!("{first_row}\r\n").as_bytes());
+    tamper(&csv_path, &planted);
+    let err = verify(out.path(), &l, 3, &ids_forbidden()).unwrap_err();
+    let findings = findings_of(&err);
+    assert_eq!(findings.total, 3, "{err}");
+    let places: Vec<&str> = findings
+        .first
+        .iter()
+        .filter(|f| f.file == "pairs.csv")
+        .map(|f| f.place.as_str())
+        .collect();
+    assert_eq!(places.len(), 3, "{err}");
+    assert!(places.iter().all(|p| p.ends_with("column 1")), "{places:?}");
+}
+
 #[test]
 fn a_pseudonym_hidden_in_parquet_values_is_found() {
     let (out, release, l) = published(FeedLayout::Shards);
