@@ -250,7 +250,11 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
     let mut index = BorrowerIndex::build(loans, params.max_titles_per_borrower);
     let borrowers = index.borrowers;
     let (capped_borrowers, capped_titles) = (index.capped_borrowers, index.capped_titles);
-    let decay = decay_table(params.time_decay, index.last_month);
+    let mut decay = decay_table(params.time_decay, index.last_month);
+    // Zeros up to the largest gap two of the sets' months can have, so the
+    // kernel's lookup is always in the table: whether a gap is past its
+    // end was a branch taken at random.
+    decay.resize(index.last_month as usize + 1, 0);
     let title_borrowers = std::mem::take(&mut index.title_borrowers);
     // Only titles with at least k borrowers can be in a pair: the kernel sees
     // just those, renamed 0..F by ascending popularity. Each pair is counted
