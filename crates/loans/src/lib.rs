@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 mod order;
 
-pub use order::{RunScratch, TitleOrder, repeats_in_run};
+pub use order::TitleOrder;
 
 /// Length in bytes of a pseudonym: 128 bits of a truncated HMAC-SHA256.
 pub const PSEUDONYM_LEN: usize = 16;

@@ -94,8 +94,8 @@ impl TitleOrder {
     }
 
     /// Calls `repeat(i)` for every position `i` whose borrower an earlier
-    /// row of its title's run holds ([`repeats_in_run`]): in title order,
-    /// the repeated loans of rows of one month.
+    /// row of its title's run holds: in title order, the repeated loans of
+    /// rows of one month.
     pub fn repeats(&self, mut repeat: impl FnMut(usize)) {
         let mut scratch = RunScratch::default();
         let mut start = 0;
@@ -153,7 +153,7 @@ impl crate::Loans {
 /// Runs are a handful of rows, so most are checked against the rows before
 /// them; a bestseller's long run with the set in `scratch`, reused from run
 /// to run.
-pub fn repeats_in_run(borrowers: &[u32], scratch: &mut RunScratch, mut repeat: impl FnMut(usize)) {
+fn repeats_in_run(borrowers: &[u32], scratch: &mut RunScratch, mut repeat: impl FnMut(usize)) {
     const SHORT: usize = 16;
     if borrowers.len() <= SHORT {
         for (i, b) in borrowers.iter().enumerate() {
@@ -173,7 +173,7 @@ pub fn repeats_in_run(borrowers: &[u32], scratch: &mut RunScratch, mut repeat: i
 
 /// The reusable set of [`repeats_in_run`].
 #[derive(Default)]
-pub struct RunScratch(hashbrown::HashSet<u32>);
+struct RunScratch(hashbrown::HashSet<u32>);
 
 #[cfg(test)]
 mod tests {

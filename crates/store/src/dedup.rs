@@ -106,7 +106,7 @@ pub(crate) fn new_rows(
 
 /// Keeps the rows of `ordered` (in title order, batch order within a
 /// title) whose borrower is not earlier in the run of rows of its title: the
-/// first loan of each (pseudonym, title) pair ([`loans::repeats_in_run`]).
+/// first loan of each (pseudonym, title) pair ([`TitleOrder::repeats`]).
 /// Borrowers are compared by index: the batch's dictionary holds each
 /// pseudonym once (`Loans::validate`, called by ingest).
 fn first_of_each_title_run(ordered: &mut TitleOrder) {
