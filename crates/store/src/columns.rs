@@ -9,10 +9,10 @@ use std::sync::{Arc, LazyLock};
 
 use arrow_array::types::Int32Type;
 use arrow_array::{
-    Array, ArrayRef, Date32Array, DictionaryArray, FixedSizeBinaryArray, Int32Array, RecordBatch,
-    StringArray,
+    Array, ArrayRef, Date32Array, DictionaryArray, FixedSizeBinaryArray, Int32Array, Int64Array,
+    RecordBatch, StringArray,
 };
-use arrow_buffer::{Buffer, NullBuffer};
+use arrow_buffer::NullBuffer;
 use arrow_schema::{DataType, Field, Schema, SchemaRef};
 use loans::{BorrowerNumbering, LoanMonth, Loans, PSEUDONYM_LEN, Pseudonym, TitleOrder};
 use parquet::arrow::ArrowWriter;
@@ -25,8 +25,17 @@ use parquet::schema::types::ColumnPath;
 
 use crate::{StoreError, fsx};
 
-/// Column of borrower pseudonyms, `FixedSizeBinary(16)`.
+/// The borrower pseudonym of each row, as callers of [`open_columns`] name
+/// it: column `pseudonym`, `FixedSizeBinary(16)`, up to store format 2;
+/// since format 3 its two halves, [`PSEUDONYM_HI`] and [`PSEUDONYM_LO`].
 pub(crate) const PSEUDONYM: &str = "pseudonym";
+/// Since store format 3: the pseudonym's first 8 bytes as a big-endian
+/// `Int64` (with [`PSEUDONYM_LO`], the last 8). The Parquet writer copies
+/// each fixed-size binary value into a buffer of its own and frees it, a
+/// tenth of ingest's CPU time; 64-bit integers are written as one slice.
+pub(crate) const PSEUDONYM_HI: &str = "pseudonym_hi";
+/// Since store format 3: the pseudonym's last 8 bytes, see [`PSEUDONYM_HI`].
+pub(crate) const PSEUDONYM_LO: &str = "pseudonym_lo";
 /// Column of title ids, dictionary-encoded `Utf8`.
 pub(crate) const TITLE: &str = "title";
 /// Column of work ids, dictionary-encoded `Utf8`; null where the work is
@@ -44,9 +53,10 @@ pub(crate) const WORKS_ARE_TITLES: &str = "alsoborrowed.works_are_titles";
 
 /// `created_by` written into every file: fixed, so bytes do not change with
 /// the parquet crate's version string.
-pub(crate) const CREATED_BY: &str = "alsoborrowed-store format 2";
+pub(crate) const CREATED_BY: &str = "alsoborrowed-store format 3";
 
 const PSEUDONYM_WIDTH: i32 = PSEUDONYM_LEN as i32;
+const HALF: usize = PSEUDONYM_LEN / 2;
 const READ_BATCH_ROWS: usize = 64 * 1024;
 
 /// The Arrow schema of every data file.
@@ -54,7 +64,8 @@ pub(crate) fn schema() -> SchemaRef {
     static SCHEMA: LazyLock<SchemaRef> = LazyLock::new(|| {
         let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
         Arc::new(Schema::new(vec![
-            Field::new(PSEUDONYM, DataType::FixedSizeBinary(PSEUDONYM_WIDTH), false),
+            Field::new(PSEUDONYM_HI, DataType::Int64, false),
+            Field::new(PSEUDONYM_LO, DataType::Int64, false),
             Field::new(TITLE, dict.clone(), false),
             Field::new(WORK, dict, true),
             Field::new(MONTH, DataType::Date32, false),
@@ -66,8 +77,21 @@ pub(crate) fn schema() -> SchemaRef {
 /// Writer settings pinned explicitly so that equal input gives equal bytes;
 /// `works_are_titles` marks a file whose `work` column is all nulls.
 fn writer_properties(works_are_titles: bool) -> WriterProperties {
-    let pseudonym = ColumnPath::from(PSEUDONYM);
-    WriterProperties::builder()
+    let mut builder = WriterProperties::builder();
+    for half in [PSEUDONYM_HI, PSEUDONYM_LO] {
+        let half = ColumnPath::from(half);
+        builder = builder
+            // Pseudonyms are random bytes: min/max statistics and bloom
+            // filters are useless for them, and dictionary pages barely pay
+            // off.
+            .set_column_dictionary_enabled(half.clone(), false)
+            .set_column_statistics_enabled(half.clone(), EnabledStatistics::None)
+            // In title order (`Loans::in_title_order`) a file's pseudonyms
+            // have no runs left, and Snappy cannot shrink random bytes: it
+            // only cost time.
+            .set_column_compression(half, Compression::UNCOMPRESSED);
+    }
+    builder
         .set_key_value_metadata(works_are_titles.then(|| {
             vec![KeyValue::new(
                 WORKS_ARE_TITLES.to_owned(),
@@ -82,13 +106,6 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         // A big catalogue's title dictionary outgrows the 1 MiB default and
         // would fall back to plain strings.
         .set_dictionary_page_size_limit(16 << 20)
-        // Pseudonyms are random bytes: min/max statistics and bloom filters
-        // are useless for them, and dictionary pages barely pay off.
-        .set_column_dictionary_enabled(pseudonym.clone(), false)
-        .set_column_statistics_enabled(pseudonym.clone(), EnabledStatistics::None)
-        // In title order (`Loans::in_title_order`) a file's pseudonyms have no runs
-        // left, and Snappy cannot shrink random bytes: it only cost time.
-        .set_column_compression(pseudonym, Compression::UNCOMPRESSED)
         // Every month holds titles from all over the catalogue, so their
         // min/max prune nothing, and computing them costs two string
         // comparisons per row and column: a sixth of ingest.
@@ -97,7 +114,7 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         .build()
 }
 
-/// Writes the rows `rows` (of `loans`, in file order) of `month` to a new
+/// Writes the rows `rows` (of `loans`, in the order given) of `month` to a new
 /// owner-only file at `path` and syncs it.
 ///
 /// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
@@ -179,7 +196,8 @@ fn month_batch(
     month: LoanMonth,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
-    let mut pseudonyms = Vec::with_capacity(n * PSEUDONYM_LEN);
+    let mut hi: Vec<i64> = Vec::with_capacity(n);
+    let mut lo: Vec<i64> = Vec::with_capacity(n);
     let mut title_keys = Vec::with_capacity(n);
     // Below zero: the title is its own work, a null.
     let mut work_keys: Vec<i32> = Vec::with_capacity(n);
@@ -189,7 +207,9 @@ fn month_batch(
     let mut work_values: Vec<&str> = Vec::new();
     let mut local_of_work = vec![u32::MAX; works.works];
     for (&b, &t) in rows.borrowers.iter().zip(&rows.titles) {
-        pseudonyms.extend_from_slice(loans.borrower_pseudonyms[b as usize].as_bytes());
+        let (h, l) = halves(&loans.borrower_pseudonyms[b as usize]);
+        hi.push(h);
+        lo.push(l);
         let t = t as usize;
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
@@ -222,16 +242,24 @@ fn month_batch(
         Arc::new(StringArray::from(work_values)),
     )?;
     let columns: Vec<ArrayRef> = vec![
-        Arc::new(FixedSizeBinaryArray::try_new(
-            PSEUDONYM_WIDTH,
-            Buffer::from_vec(pseudonyms),
-            None,
-        )?),
+        Arc::new(Int64Array::from(hi)),
+        Arc::new(Int64Array::from(lo)),
         Arc::new(titles),
         Arc::new(works),
         Arc::new(Date32Array::from(vec![month.first_day_since_epoch(); n])),
     ];
     RecordBatch::try_new(schema(), columns)
+}
+
+/// A pseudonym as the big-endian halves store format 3 writes.
+fn halves(p: &Pseudonym) -> (i64, i64) {
+    let (hi, lo) = p.as_bytes().split_at(HALF);
+    let half = |b: &[u8]| {
+        let mut a = [0u8; HALF];
+        a.copy_from_slice(b);
+        i64::from_be_bytes(a)
+    };
+    (half(hi), half(lo))
 }
 
 /// The loans of one data file, with a file-local title dictionary.
@@ -316,7 +344,8 @@ fn corrupt(path: &Path, reason: impl Into<String>) -> StoreError {
 
 /// Opens `path` reading only the named columns (`work` only where the
 /// file may hold a work that is not its row's title: see
-/// [`WORKS_ARE_TITLES`]); says whether `work` is read.
+/// [`WORKS_ARE_TITLES`]; [`PSEUDONYM`] as the file stores it); says whether
+/// `work` is read.
 fn open_columns(
     path: &Path,
     columns: &[&str],
@@ -327,8 +356,11 @@ fn open_columns(
     };
     let file = fsx::open_nofollow(path)?;
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet_err)?;
+    let has = |c: &str| builder.schema().field_with_name(c).is_ok();
+    let halves = has(PSEUDONYM_HI) && has(PSEUDONYM_LO);
     for c in columns {
-        if builder.schema().field_with_name(c).is_err() {
+        let readable = has(c) || (*c == PSEUDONYM && halves);
+        if !readable {
             return Err(corrupt(path, format!("missing column {c}")));
         }
     }
@@ -344,6 +376,10 @@ fn open_columns(
         .iter()
         .copied()
         .filter(|&c| !(titles_only && c == WORK))
+        .flat_map(|c| match c {
+            PSEUDONYM if halves => vec![PSEUDONYM_HI, PSEUDONYM_LO],
+            c => vec![c],
+        })
         .collect();
     let mask = ProjectionMask::columns(builder.parquet_schema(), read.iter().copied());
     let reader = builder
@@ -364,22 +400,59 @@ fn column<'a>(path: &Path, batch: &'a RecordBatch, name: &str) -> Result<&'a Arr
     Ok(col)
 }
 
-fn pseudonym_column<'a>(
-    path: &Path,
-    batch: &'a RecordBatch,
-) -> Result<&'a FixedSizeBinaryArray, StoreError> {
-    column(path, batch, PSEUDONYM)?
-        .as_any()
-        .downcast_ref::<FixedSizeBinaryArray>()
-        .filter(|a| a.value_length() == PSEUDONYM_WIDTH)
-        .ok_or_else(|| corrupt(path, "column pseudonym is not 16-byte fixed-size binary"))
+/// The pseudonyms of a batch of rows, as the file stores them.
+enum PseudonymCol<'a> {
+    /// Store formats 1 and 2: `FixedSizeBinary(16)`.
+    Bytes(&'a FixedSizeBinaryArray),
+    /// Since store format 3: big-endian halves, as many of each.
+    Halves(&'a [i64], &'a [i64]),
 }
 
-fn pseudonym_at(a: &FixedSizeBinaryArray, i: usize) -> Pseudonym {
-    let mut b = [0u8; PSEUDONYM_LEN];
-    // The width was checked in `pseudonym_column`.
-    b.copy_from_slice(a.value(i));
-    Pseudonym(b)
+impl<'a> PseudonymCol<'a> {
+    fn new(path: &Path, batch: &'a RecordBatch) -> Result<Self, StoreError> {
+        let int64 = |name| -> Result<&'a [i64], StoreError> {
+            Ok(column(path, batch, name)?
+                .as_any()
+                .downcast_ref::<Int64Array>()
+                .ok_or_else(|| corrupt(path, format!("column {name} is not Int64")))?
+                .values())
+        };
+        if batch.column_by_name(PSEUDONYM).is_none() {
+            let (hi, lo) = (int64(PSEUDONYM_HI)?, int64(PSEUDONYM_LO)?);
+            if hi.len() != lo.len() {
+                return Err(corrupt(path, "the pseudonym halves differ in length"));
+            }
+            return Ok(PseudonymCol::Halves(hi, lo));
+        }
+        column(path, batch, PSEUDONYM)?
+            .as_any()
+            .downcast_ref::<FixedSizeBinaryArray>()
+            .filter(|a| a.value_length() == PSEUDONYM_WIDTH)
+            .map(PseudonymCol::Bytes)
+            .ok_or_else(|| corrupt(path, "column pseudonym is not 16-byte fixed-size binary"))
+    }
+
+    fn len(&self) -> usize {
+        match self {
+            PseudonymCol::Bytes(a) => a.len(),
+            PseudonymCol::Halves(hi, _) => hi.len(),
+        }
+    }
+
+    /// Row `i`'s pseudonym; `i` is below [`PseudonymCol::len`].
+    fn at(&self, i: usize) -> Pseudonym {
+        let mut b = [0u8; PSEUDONYM_LEN];
+        match self {
+            // The width was checked in `new`.
+            PseudonymCol::Bytes(a) => b.copy_from_slice(a.value(i)),
+            PseudonymCol::Halves(hi, lo) => {
+                let (h, l) = b.split_at_mut(HALF);
+                h.copy_from_slice(&hi[i].to_be_bytes());
+                l.copy_from_slice(&lo[i].to_be_bytes());
+            }
+        }
+        Pseudonym(b)
+    }
 }
 
 /// A string column as stored: dictionary-encoded (our files) or plain (files
@@ -547,7 +620,7 @@ pub(crate) fn read_loans(
             path: path.to_path_buf(),
             source,
         })?;
-        let pseudonyms = pseudonym_column(path, &batch)?;
+        let pseudonyms = PseudonymCol::new(path, &batch)?;
         let titles = StrCol::new(path, &batch, TITLE)?;
         let works = if reads_work {
             WorkCol::new(path, &batch)?
@@ -555,9 +628,12 @@ pub(crate) fn read_loans(
             WorkCol::TITLES
         };
         let n = batch.num_rows();
+        if pseudonyms.len() != n {
+            return Err(corrupt(path, "column pseudonym differs in length"));
+        }
         for i in 0..n {
             let b = numbering
-                .number(pseudonym_at(pseudonyms, i))
+                .number(pseudonyms.at(i))
                 .ok_or_else(|| corrupt(path, "too many distinct pseudonyms"))?;
             borrowers.push(b);
         }
@@ -638,9 +714,9 @@ pub(crate) fn for_each_pseudonym(
             path: path.to_path_buf(),
             source,
         })?;
-        let col = pseudonym_column(path, &batch)?;
+        let col = PseudonymCol::new(path, &batch)?;
         for i in 0..col.len() {
-            each(pseudonym_at(col, i));
+            each(col.at(i));
         }
         seen += col.len() as u64;
     }
@@ -656,6 +732,7 @@ pub(crate) fn for_each_pseudonym(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use arrow_buffer::Buffer;
 
     fn sample() -> Loans {
         let m = LoanMonth::new(2024, 1).unwrap();
@@ -680,8 +757,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(b.schema(), schema());
+        let half = |name| {
+            let c = b.column_by_name(name).unwrap();
+            c.as_any()
+                .downcast_ref::<Int64Array>()
+                .unwrap()
+                .values()
+                .to_vec()
+        };
+        // Big-endian halves of [1; 16], [2; 16] and [1; 16].
+        let ones = i64::from_be_bytes([1; 8]);
+        let twos = i64::from_be_bytes([2; 8]);
+        assert_eq!(half(PSEUDONYM_HI), [ones, twos, ones]);
+        assert_eq!(half(PSEUDONYM_LO), [ones, twos, ones]);
         let titles = b
-            .column(1)
+            .column_by_name(TITLE)
+            .unwrap()
             .as_any()
             .downcast_ref::<DictionaryArray<Int32Type>>()
             .unwrap();
@@ -693,7 +784,8 @@ mod tests {
             .unwrap();
         assert_eq!(values.iter().flatten().collect::<Vec<_>>(), ["t2", "t0"]);
         let works = b
-            .column(2)
+            .column_by_name(WORK)
+            .unwrap()
             .as_any()
             .downcast_ref::<DictionaryArray<Int32Type>>()
             .unwrap();
@@ -778,7 +870,7 @@ mod tests {
             loans.months[0],
         )
         .unwrap();
-        let works = b.column(2);
+        let works = b.column_by_name(WORK).unwrap();
         assert_eq!(
             (0..3).map(|i| works.is_null(i)).collect::<Vec<_>>(),
             [false, true, true]
@@ -814,7 +906,7 @@ mod tests {
             plain.months[0],
         )
         .unwrap();
-        assert_eq!(b.column(2).null_count(), 3);
+        assert_eq!(b.column_by_name(WORK).unwrap().null_count(), 3);
         let q = dir.path().join("titles.parquet");
         write_month(
             &q,
@@ -856,10 +948,12 @@ mod tests {
             .any(|e| e.key == WORKS_ARE_TITLES)
     }
 
-    /// Store format 1 wrote every row's work, its title included: such files
-    /// read exactly as the format 2 file of the same rows.
+    /// Store format 1 wrote every row's work, its title included, and
+    /// format 2 a null for a title that is its own work; both stored each
+    /// pseudonym as 16-byte fixed-size binary. Such files read exactly as
+    /// the format 3 file of the same rows.
     #[test]
-    fn format_1_files_with_every_work_written_read_alike() {
+    fn format_1_and_2_files_read_alike() {
         let loans = own_works();
         let dir = tempfile::tempdir().unwrap();
         let new = dir.path().join("new.parquet");
@@ -871,44 +965,98 @@ mod tests {
             loans.months[0],
         )
         .unwrap();
-        let old = dir.path().join("old.parquet");
-        let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-        let schema = Arc::new(Schema::new(vec![
-            Field::new(PSEUDONYM, DataType::FixedSizeBinary(16), false),
-            Field::new(TITLE, dict.clone(), false),
-            Field::new(WORK, dict, false),
-            Field::new(MONTH, DataType::Date32, false),
-        ]));
-        let mut pseudonyms = Vec::new();
-        for r in 0..3 {
-            pseudonyms.extend_from_slice(loans.pseudonym(r).as_bytes());
-        }
+        let new = read_loans(&new, 3, &|_| None).unwrap();
+        let rows = [0, 1, 2];
         let titles = ["t2", "t0", "t1"];
-        let works = ["w0", "t0", "t1"];
-        let cols: Vec<ArrayRef> = vec![
-            Arc::new(
-                FixedSizeBinaryArray::try_new(16, Buffer::from_vec(pseudonyms), None).unwrap(),
-            ),
-            Arc::new(titles.into_iter().collect::<DictionaryArray<Int32Type>>()),
-            Arc::new(works.into_iter().collect::<DictionaryArray<Int32Type>>()),
-            Arc::new(Date32Array::from(vec![
-                loans.months[0]
-                    .first_day_since_epoch();
-                3
-            ])),
-        ];
-        let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
-        let mut w =
-            ArrowWriter::try_new(std::fs::File::create(&old).unwrap(), schema, None).unwrap();
-        w.write(&batch).unwrap();
-        w.close().unwrap();
-        let (old, new) = (
-            read_loans(&old, 3, &|_| None).unwrap(),
-            read_loans(&new, 3, &|_| None).unwrap(),
+        for (format, works) in [
+            (1, [Some("w0"), Some("t0"), Some("t1")]),
+            (2, [Some("w0"), None, None]),
+        ] {
+            let old = dir.path().join(format!("format-{format}.parquet"));
+            let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
+            let schema = Arc::new(Schema::new(vec![
+                Field::new(PSEUDONYM, DataType::FixedSizeBinary(16), false),
+                Field::new(TITLE, dict.clone(), false),
+                Field::new(WORK, dict, format == 2),
+                Field::new(MONTH, DataType::Date32, false),
+            ]));
+            let mut pseudonyms = Vec::new();
+            for r in rows {
+                pseudonyms.extend_from_slice(loans.pseudonym(r).as_bytes());
+            }
+            let cols: Vec<ArrayRef> = vec![
+                Arc::new(
+                    FixedSizeBinaryArray::try_new(16, Buffer::from_vec(pseudonyms), None).unwrap(),
+                ),
+                Arc::new(titles.into_iter().collect::<DictionaryArray<Int32Type>>()),
+                Arc::new(works.into_iter().collect::<DictionaryArray<Int32Type>>()),
+                Arc::new(Date32Array::from(vec![
+                    loans.months[0]
+                        .first_day_since_epoch();
+                    3
+                ])),
+            ];
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let mut w =
+                ArrowWriter::try_new(std::fs::File::create(&old).unwrap(), schema, None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            let old_part = read_loans(&old, 3, &|_| None).unwrap();
+            assert_eq!(old_part.dict, new.dict, "format {format}");
+            assert_eq!(old_part.titles, new.titles, "format {format}");
+            assert_eq!(old_part.borrowers, new.borrowers, "format {format}");
+            let mut seen = Vec::new();
+            for_each_pseudonym(&old, 3, |p| seen.push(p)).unwrap();
+            let want: Vec<Pseudonym> = rows.iter().map(|&r| loans.pseudonym(r)).collect();
+            assert_eq!(seen, want, "format {format}");
+        }
+    }
+
+    /// A file with only one pseudonym half, or a half of another type, is
+    /// corrupt, not misread.
+    #[test]
+    fn a_broken_pseudonym_column_is_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, fields: Vec<Field>, cols: Vec<ArrayRef>| {
+            let p = dir.path().join(name);
+            let mut fields = fields;
+            fields.push(Field::new(TITLE, DataType::Utf8, false));
+            let mut cols = cols;
+            cols.push(Arc::new(StringArray::from(vec!["a"])));
+            let schema = Arc::new(Schema::new(fields));
+            let batch = RecordBatch::try_new(schema.clone(), cols).unwrap();
+            let mut w =
+                ArrowWriter::try_new(std::fs::File::create(&p).unwrap(), schema, None).unwrap();
+            w.write(&batch).unwrap();
+            w.close().unwrap();
+            p
+        };
+        let one_half = write(
+            "one-half.parquet",
+            vec![Field::new(PSEUDONYM_HI, DataType::Int64, false)],
+            vec![Arc::new(Int64Array::from(vec![1]))],
         );
-        assert_eq!(old.dict, new.dict);
-        assert_eq!(old.titles, new.titles);
-        assert_eq!(old.borrowers, new.borrowers);
+        let wrong_type = write(
+            "wrong-type.parquet",
+            vec![
+                Field::new(PSEUDONYM_HI, DataType::Int64, false),
+                Field::new(PSEUDONYM_LO, DataType::Int32, false),
+            ],
+            vec![
+                Arc::new(Int64Array::from(vec![1])),
+                Arc::new(Int32Array::from(vec![1])),
+            ],
+        );
+        for p in [one_half, wrong_type] {
+            assert!(
+                matches!(
+                    for_each_pseudonym(&p, 1, |_| ()),
+                    Err(StoreError::Corrupt { .. })
+                ),
+                "{}",
+                p.display()
+            );
+        }
     }
 
     #[test]

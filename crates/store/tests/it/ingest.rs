@@ -1,7 +1,7 @@
 use std::fs;
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Int32Type};
+use arrow_array::types::{Date32Type, Int32Type, Int64Type};
 use arrow_schema::DataType;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::basic::Compression;
@@ -177,7 +177,7 @@ fn files_have_the_documented_schema() {
     let meta = builder.metadata().clone();
     assert_eq!(
         meta.file_metadata().created_by(),
-        Some("alsoborrowed-store format 2")
+        Some("alsoborrowed-store format 3")
     );
     // Random pseudonyms are stored as they are; Snappy for the rest.
     let compression: Vec<Compression> = meta
@@ -189,6 +189,7 @@ fn files_have_the_documented_schema() {
     assert_eq!(
         compression,
         [
+            Compression::UNCOMPRESSED,
             Compression::UNCOMPRESSED,
             Compression::SNAPPY,
             Compression::SNAPPY,
@@ -203,29 +204,33 @@ fn files_have_the_documented_schema() {
         .iter()
         .map(|c| c.statistics().is_some())
         .collect();
-    assert_eq!(stats, [false, false, false, true]);
+    assert_eq!(stats, [false, false, false, false, true]);
     let schema = builder.schema().clone();
     let names: Vec<_> = schema.fields().iter().map(|f| f.name().as_str()).collect();
-    assert_eq!(names, ["pseudonym", "title", "work", "month"]);
-    assert_eq!(schema.field(0).data_type(), &DataType::FixedSizeBinary(16));
+    assert_eq!(
+        names,
+        ["pseudonym_hi", "pseudonym_lo", "title", "work", "month"]
+    );
+    assert_eq!(schema.field(0).data_type(), &DataType::Int64);
+    assert_eq!(schema.field(1).data_type(), &DataType::Int64);
     let dict = DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8));
-    assert_eq!(schema.field(1).data_type(), &dict);
     assert_eq!(schema.field(2).data_type(), &dict);
+    assert_eq!(schema.field(3).data_type(), &dict);
     // Null where a title is its own work (store format 2); these titles
     // belong to other works, so none is null here.
-    assert!(schema.field(2).is_nullable() && !schema.field(1).is_nullable());
-    assert_eq!(schema.field(3).data_type(), &DataType::Date32);
+    assert!(schema.field(3).is_nullable() && !schema.field(2).is_nullable());
+    assert_eq!(schema.field(4).data_type(), &DataType::Date32);
     let batches: Vec<_> = builder.build().unwrap().map(Result::unwrap).collect();
     assert_eq!(batches.len(), 1);
     let b = &batches[0];
-    let months = b.column(3).as_primitive::<Date32Type>();
+    let months = b.column(4).as_primitive::<Date32Type>();
     assert!(
         months
             .values()
             .iter()
             .all(|&d| d == m(2024, 3).first_day_since_epoch())
     );
-    let titles = b.column(1).as_dictionary::<Int32Type>();
+    let titles = b.column(2).as_dictionary::<Int32Type>();
     let values = titles.values().as_string::<i32>();
     let got: Vec<_> = titles
         .keys()
@@ -234,9 +239,11 @@ fn files_have_the_documented_schema() {
         .map(|&k| values.value(k as usize))
         .collect();
     assert_eq!(got, ["t1", "t1", "t3"]);
-    let ps = b.column(0).as_fixed_size_binary();
-    assert_eq!(ps.value(1), [3u8; 16]);
-    assert_eq!(b.column(2).null_count(), 0);
+    // The pseudonym [3; 16] as its big-endian halves.
+    let three = i64::from_be_bytes([3; 8]);
+    assert_eq!(b.column(0).as_primitive::<Int64Type>().value(1), three);
+    assert_eq!(b.column(1).as_primitive::<Int64Type>().value(1), three);
+    assert_eq!(b.column(3).null_count(), 0);
 }
 
 #[test]
