@@ -82,7 +82,9 @@ pub struct ExtractInput<'a> {
 /// The pseudonymous loans of one export and a report on reading it.
 #[derive(Debug, Clone)]
 pub struct Extraction {
-    /// Kept rows in file order; titles in order of first appearance.
+    /// Kept rows, in title order month by month when each month is one run
+    /// of rows of the file (an export in date order), else in file order;
+    /// titles in order of first appearance.
     pub loans: Loans,
     /// Counts and rejections.
     pub report: ExtractReport,
@@ -517,8 +519,10 @@ fn lend_ids<R>(
 /// Reads the export, keeps valid rows with pseudonymized borrowers, merges
 /// repeated loans, and reports what was rejected.
 ///
-/// Output is deterministic: rows in file order, titles in order of first
-/// appearance, whatever the number of threads of the current rayon pool.
+/// Output is deterministic, whatever the number of threads of the current
+/// rayon pool: titles in order of first appearance; rows in title order
+/// (file order within a title) month by month when each month is one run
+/// of rows, as in an export in date order, else in file order.
 pub fn extract(
     input: &ExtractInput<'_>,
     pseudonymizer: &Pseudonymizer,
