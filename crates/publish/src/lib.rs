@@ -42,6 +42,7 @@ use std::fs::{self, File};
 use std::io::Write as _;
 use std::os::unix::fs::PermissionsExt as _;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use alsoborrowed_feed::{
     CURRENT_LINK, FEED_DIR, Feed, FeedError, FeedIndex, INDEX_FILE, Layout, SCHEMA_VERSION,
@@ -775,8 +776,10 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
         }
     }
     // The global pool: a dedicated pool of 8 threads measured no faster,
-    // since creating files in one directory is serialized by the kernel
-    // (the directory lock, and on this ext4 the inode allocator's CPU time).
+    // since naming files in one directory is serialized by the kernel (the
+    // directory lock). Files are created unnamed and then linked
+    // (`write_file_at`), so that only the naming holds the lock.
+    let unnamed = AtomicBool::new(cfg!(any(target_os = "linux", target_os = "android")));
     contents.par_iter().try_for_each(|(rel, bytes)| {
         let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
         let io = |e: std::io::Error| PublishError::io(&staging.join(rel), e);
@@ -788,7 +791,7 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
         } else {
             FILE_MODE
         };
-        write_file_at(dir, name, bytes, mode, narrowing).map_err(io)
+        write_file_at(dir, name, bytes, mode, narrowing, &unnamed).map_err(io)
     })?;
     sync_files(staging, contents)?;
     for dir in subdirs.iter().rev() {
@@ -878,27 +881,122 @@ fn create_dir_with_mode(path: &Path, mode: u32) -> Result<(), PublishError> {
 }
 
 /// Creates `name` in `dir` (it must not exist) with `bytes` and `mode`.
+///
+/// While `unnamed` holds, the file is made without a name first (Linux's
+/// `O_TMPFILE`), written, and then linked as `name`: creating a named file
+/// holds the directory's lock while the file system picks an inode, which
+/// on ext4 without a journal means scanning past every inode freed or
+/// written in the last half minute, so thousands of shard files were made
+/// one at a time while the other threads spun on the lock. Unnamed files
+/// get their inodes in parallel, and only the link takes the lock. A file
+/// system or sandbox without `O_TMPFILE` or `/proc` clears `unnamed`, and
+/// this and every later file are created by name.
 fn write_file_at(
     dir: &File,
     name: &str,
     bytes: &[u8],
     mode: u32,
     narrowing: bool,
+    unnamed: &AtomicBool,
 ) -> std::io::Result<()> {
     use rustix::fs::{Mode, OFlags};
+    if unnamed.load(Ordering::Relaxed) {
+        match write_unnamed(dir, name, bytes, mode, narrowing) {
+            Ok(()) => return Ok(()),
+            Err(Unnamed::Unsupported) => unnamed.store(false, Ordering::Relaxed),
+            Err(Unnamed::Failed(e)) => return Err(e),
+        }
+    }
     let fd = rustix::fs::openat(
         dir,
         name,
         OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::CLOEXEC,
         Mode::from_raw_mode(mode),
     )?;
-    let mut f = File::from(fd);
+    fill(&mut File::from(fd), bytes, mode, narrowing)
+}
+
+/// Writes `bytes` to a new file and widens its mode to [`FILE_MODE`] where
+/// the umask narrowed it.
+fn fill(f: &mut File, bytes: &[u8], mode: u32, narrowing: bool) -> std::io::Result<()> {
     f.write_all(bytes)?;
     if narrowing && mode == FILE_MODE {
         // The umask narrowed the mode; a served feed file needs 0644.
         f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
     }
     Ok(())
+}
+
+/// Why [`write_unnamed`] did not make its file.
+enum Unnamed {
+    /// No unnamed files here (file system, kernel or no `/proc`): nothing
+    /// was made, create the file by name.
+    Unsupported,
+    /// A real error, as creating the file by name would have met it.
+    Failed(std::io::Error),
+}
+
+/// [`write_file_at`] by an unnamed file linked as `name` once written.
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn write_unnamed(
+    dir: &File,
+    name: &str,
+    bytes: &[u8],
+    mode: u32,
+    narrowing: bool,
+) -> Result<(), Unnamed> {
+    use rustix::fs::{AtFlags, CWD, Mode, OFlags};
+    use rustix::io::Errno;
+    let fd = match rustix::fs::openat(
+        dir,
+        ".",
+        OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+        Mode::from_raw_mode(mode),
+    ) {
+        Ok(fd) => fd,
+        // open(2): the kernel or the file system lacks O_TMPFILE.
+        Err(Errno::OPNOTSUPP | Errno::ISDIR | Errno::INVAL | Errno::NOSYS) => {
+            return Err(Unnamed::Unsupported);
+        }
+        Err(e) => return Err(Unnamed::Failed(e.into())),
+    };
+    // Linking an open file needs CAP_DAC_READ_SEARCH (`AT_EMPTY_PATH`) or
+    // its /proc path (open(2), "O_TMPFILE").
+    let proc_path = format!("/proc/self/fd/{}", rustix::fd::AsRawFd::as_raw_fd(&fd));
+    let mut f = File::from(fd);
+    let link = |f: &mut File| {
+        fill(f, bytes, mode, narrowing)?;
+        rustix::fs::linkat(CWD, proc_path.as_str(), dir, name, AtFlags::SYMLINK_FOLLOW)
+            .map_err(std::io::Error::from)
+    };
+    match link(&mut f) {
+        Ok(()) => Ok(()),
+        // No /proc (a sandbox): the unnamed file goes away with its descriptor.
+        Err(e)
+            if e.raw_os_error() == Some(Errno::NOENT.raw_os_error())
+                && !proc_fd_exists(&proc_path) =>
+        {
+            Err(Unnamed::Unsupported)
+        }
+        Err(e) => Err(Unnamed::Failed(e)),
+    }
+}
+
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+fn write_unnamed(
+    _dir: &File,
+    _name: &str,
+    _bytes: &[u8],
+    _mode: u32,
+    _narrowing: bool,
+) -> Result<(), Unnamed> {
+    Err(Unnamed::Unsupported)
+}
+
+/// Whether `/proc/self/fd/<n>` names an open descriptor (false without /proc).
+#[cfg(any(target_os = "linux", target_os = "android"))]
+fn proc_fd_exists(path: &str) -> bool {
+    fs::symlink_metadata(path).is_ok()
 }
 
 fn sync_dir(path: &Path) -> Result<(), PublishError> {
@@ -1313,6 +1411,48 @@ mod tests {
     use super::*;
     use alsoborrowed_feed::{ShardFeed, ShardTitle, TitleFeed};
     use proptest::prelude::*;
+
+    /// A file made unnamed and then linked is the file made by name: the
+    /// same bytes and mode, and an existing name is refused, keeping its
+    /// bytes. Where the file system has unnamed files, they stay in use.
+    #[test]
+    fn files_made_unnamed_or_by_name_are_alike() {
+        use rustix::fs::{Mode, OFlags};
+        let dir = tempfile::tempdir().unwrap();
+        let d = File::open(dir.path()).unwrap();
+        let supported = rustix::fs::openat(
+            &d,
+            ".",
+            OFlags::WRONLY | OFlags::TMPFILE | OFlags::CLOEXEC,
+            Mode::from_raw_mode(0o600),
+        )
+        .is_ok();
+        for unnamed_first in [true, false] {
+            let unnamed = AtomicBool::new(unnamed_first);
+            for mode in [FILE_MODE, PRIVATE_FILE_MODE] {
+                let name = format!("{unnamed_first}-{mode:o}");
+                write_file_at(&d, &name, b"bytes", mode, true, &unnamed).unwrap();
+                let path = dir.path().join(&name);
+                assert_eq!(fs::read(&path).unwrap(), b"bytes");
+                let got = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+                if mode == FILE_MODE {
+                    assert_eq!(got, FILE_MODE, "{name}");
+                } else {
+                    assert_eq!(got & 0o077, 0, "{name}");
+                }
+                let again = write_file_at(&d, &name, b"other", mode, true, &unnamed);
+                assert_eq!(
+                    again.unwrap_err().kind(),
+                    std::io::ErrorKind::AlreadyExists,
+                    "{name}"
+                );
+                assert_eq!(fs::read(&path).unwrap(), b"bytes");
+            }
+            assert_eq!(unnamed.load(Ordering::Relaxed), unnamed_first && supported);
+        }
+        // Nothing but the four files: a refused link leaves no file behind.
+        assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
+    }
 
     fn rows_of(title: &str, related: &[(String, f64)]) -> Vec<Row<'static>> {
         related
