@@ -848,6 +848,19 @@ mod tests {
         ));
     }
 
+    /// The halves are the pseudonym's bytes 0-7 and 8-15 read big-endian
+    /// (what another engine is told), and read back to the same bytes.
+    #[test]
+    fn pseudonym_halves_are_big_endian_and_read_back() {
+        let p = Pseudonym(std::array::from_fn(|i| i as u8 * 0x11));
+        let (hi, lo) = halves(&p);
+        assert_eq!(hi, 0x0011_2233_4455_6677);
+        assert_eq!(lo, 0x8899_aabb_ccdd_eeff_u64 as i64);
+        let col = PseudonymCol::Halves(&[hi], &[lo]);
+        assert_eq!(col.len(), 1);
+        assert_eq!(col.at(0), p);
+    }
+
     /// Loans where t0 and t1 are their own works and t2 belongs to work w0.
     fn own_works() -> Loans {
         let m = LoanMonth::new(2024, 1).unwrap();

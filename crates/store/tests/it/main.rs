@@ -2,6 +2,7 @@
 
 mod corrupt;
 mod dedup;
+mod formats;
 mod ingest;
 mod lock;
 mod perms;
