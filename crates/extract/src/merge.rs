@@ -238,12 +238,19 @@ fn drop_repeats(
     repeats.len() as u64
 }
 
-/// The lengths of the runs of rows of one month, if no month has two runs.
+/// The lengths of the runs of rows of one month, if no month has two runs;
+/// gives up at the first month met again (an export in another order has
+/// about as many runs as rows).
 fn month_runs(months: &[LoanMonth]) -> Option<Vec<usize>> {
-    let mut seen: Vec<LoanMonth> = months.chunk_by(|a, b| a == b).map(|r| r[0]).collect();
-    let runs: Vec<usize> = months.chunk_by(|a, b| a == b).map(<[_]>::len).collect();
-    seen.sort_unstable();
-    seen.windows(2).all(|w| w[0] != w[1]).then_some(runs)
+    let mut seen = std::collections::BTreeSet::new();
+    let mut runs = Vec::new();
+    for run in months.chunk_by(|a, b| a == b) {
+        if !seen.insert(run[0]) {
+            return None;
+        }
+        runs.push(run.len());
+    }
+    Some(runs)
 }
 
 /// [`drop_repeats`] for rows whose months are the runs `runs` (lengths, in
