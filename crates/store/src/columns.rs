@@ -30,9 +30,10 @@ use crate::{StoreError, fsx};
 /// since format 3 its two halves, [`PSEUDONYM_HI`] and [`PSEUDONYM_LO`].
 pub(crate) const PSEUDONYM: &str = "pseudonym";
 /// Since store format 3: the pseudonym's first 8 bytes as a big-endian
-/// `Int64` (with [`PSEUDONYM_LO`], the last 8). The Parquet writer copies
-/// each fixed-size binary value into a buffer of its own and frees it, a
-/// tenth of ingest's CPU time; 64-bit integers are written as one slice.
+/// `Int64` (with [`PSEUDONYM_LO`], the last 8). The Parquet writer wraps
+/// every fixed-size binary value in a reference-counted `Bytes` handle of
+/// its own (a count up and down per row, a tenth of ingest's CPU time);
+/// 64-bit integers are written as one slice.
 pub(crate) const PSEUDONYM_HI: &str = "pseudonym_hi";
 /// Since store format 3: the pseudonym's last 8 bytes, see [`PSEUDONYM_HI`].
 pub(crate) const PSEUDONYM_LO: &str = "pseudonym_lo";
