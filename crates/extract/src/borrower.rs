@@ -53,7 +53,7 @@ pub(crate) struct BorrowerInterner {
 
 impl Default for BorrowerInterner {
     fn default() -> Self {
-        BorrowerInterner::with_capacity(0, 0)
+        BorrowerInterner::with_capacity(0, 0, 0)
     }
 }
 
@@ -64,10 +64,11 @@ impl Drop for BorrowerInterner {
 }
 
 impl BorrowerInterner {
-    /// An empty interner with room for `ids` ids of `bytes` bytes in all.
-    pub(crate) fn with_capacity(ids: usize, bytes: usize) -> Self {
+    /// An empty interner with room for `ids` ids of `bytes` bytes in all,
+    /// `numbers` of them of digits only.
+    pub(crate) fn with_capacity(ids: usize, numbers: usize, bytes: usize) -> Self {
         BorrowerInterner {
-            ids: Interner::secret_with_capacity(ids, bytes),
+            ids: Interner::secret_with_capacity(ids, numbers, bytes),
             scratch: Zeroizing::default(),
         }
     }
@@ -80,6 +81,11 @@ impl BorrowerInterner {
     /// Number of distinct ids.
     pub(crate) fn len(&self) -> usize {
         self.ids.len()
+    }
+
+    /// Number of distinct ids of digits only.
+    pub(crate) fn numbers(&self) -> usize {
+        self.ids.numbers()
     }
 
     /// Index of the borrower of a raw id field, or `None` when the field is

@@ -11,6 +11,7 @@ use crate::borrower::BorrowerInterner;
 use crate::date::DateParser;
 use crate::interner::Interner;
 use crate::records::LoanDate;
+use crate::separators::Separators;
 use crate::{MAX_REJECTED_ROWS, RejectReason, Rejections};
 
 /// Where the used columns are and how rows are checked.
@@ -64,8 +65,10 @@ pub(crate) struct Chunk {
 pub(crate) struct Sizes {
     rows: usize,
     borrowers: usize,
+    borrower_numbers: usize,
     borrower_bytes: usize,
     titles: usize,
+    title_numbers: usize,
     title_bytes: usize,
 }
 
@@ -75,8 +78,10 @@ impl Sizes {
         Sizes {
             rows: self.rows.max(other.rows),
             borrowers: self.borrowers.max(other.borrowers),
+            borrower_numbers: self.borrower_numbers.max(other.borrower_numbers),
             borrower_bytes: self.borrower_bytes.max(other.borrower_bytes),
             titles: self.titles.max(other.titles),
+            title_numbers: self.title_numbers.max(other.title_numbers),
             title_bytes: self.title_bytes.max(other.title_bytes),
         }
     }
@@ -91,8 +96,12 @@ impl Chunk {
     /// An empty chunk with room for `sizes`.
     pub(crate) fn with_sizes(base_line: u64, sizes: Sizes) -> Self {
         Chunk {
-            borrowers: BorrowerInterner::with_capacity(sizes.borrowers, sizes.borrower_bytes),
-            titles: Interner::with_capacity(sizes.titles, sizes.title_bytes),
+            borrowers: BorrowerInterner::with_capacity(
+                sizes.borrowers,
+                sizes.borrower_numbers,
+                sizes.borrower_bytes,
+            ),
+            titles: Interner::with_capacity(sizes.titles, sizes.title_numbers, sizes.title_bytes),
             row_borrowers: Vec::with_capacity(sizes.rows),
             row_titles: Vec::with_capacity(sizes.rows),
             months: Vec::with_capacity(sizes.rows),
@@ -110,8 +119,10 @@ impl Chunk {
         Sizes {
             rows: self.row_borrowers.len(),
             borrowers: self.borrowers.len(),
+            borrower_numbers: self.borrowers.numbers(),
             borrower_bytes: self.borrowers.bytes(),
             titles: self.titles.len(),
+            title_numbers: self.titles.numbers(),
             title_bytes: self.titles.bytes(),
         }
     }
@@ -271,16 +282,113 @@ fn split_at_lines(body: &[u8], target: usize) -> Vec<&[u8]> {
 fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes, ids_only: bool) -> Chunk {
     let mut chunk = Chunk::with_sizes(0, sizes);
     chunk.ids_only = ids_only;
-    let mut local = 0u64;
-    let mut pos = 0usize;
-    // Counted here rather than by a second pass over the piece.
-    let mut newlines = 0u64;
     // Nearly every piece is text without a NUL: checked once for the whole
     // piece, so that each line needs neither check (two calls a line were
     // about a tenth of parsing). A line break is ASCII, so the lines of
     // valid text are valid text.
-    let text = std::str::from_utf8(piece).ok();
     let nul_free = memchr(0, piece).is_none();
+    chunk.newlines = match std::str::from_utf8(piece) {
+        // A CR delimiter would end the last field before the CR of a CRLF
+        // is stripped; the configuration refuses one, the slow path reads it.
+        Ok(text) if layout.delimiter != b'\r' && layout.delimiter != b'\n' => {
+            parse_text_piece(text, layout, nul_free, &mut chunk)
+        }
+        text => parse_lines(piece, text.ok(), layout, nul_free, &mut chunk),
+    };
+    chunk
+}
+
+/// The fields of the line being split, and where its next field starts.
+struct Line<'a> {
+    start: usize,
+    field: usize,
+    width: usize,
+    fields: [&'a str; 3],
+}
+
+impl<'a> Line<'a> {
+    fn at(start: usize) -> Self {
+        Line {
+            start,
+            field: start,
+            width: 0,
+            fields: [""; 3],
+        }
+    }
+
+    /// Ends the current field at `end` (exclusive); `false` if that is not a
+    /// char boundary (never: separators are ASCII).
+    fn field_ends(&mut self, text: &'a str, end: usize, layout: &Layout) -> bool {
+        let Some(field) = text.get(self.field..end) else {
+            return false;
+        };
+        for (slot, &col) in self.fields.iter_mut().zip(&layout.columns) {
+            if col == self.width {
+                *slot = field;
+            }
+        }
+        self.width += 1;
+        self.field = end + 1;
+        true
+    }
+}
+
+/// [`parse_piece`] for a piece of valid UTF-8 text: one pass over its
+/// separators ([`Separators`]), each field cut as it ends. Returns the line
+/// breaks seen.
+fn parse_text_piece(text: &str, layout: &Layout, nul_free: bool, chunk: &mut Chunk) -> u64 {
+    let bytes = text.as_bytes();
+    let mut newlines = 0u64;
+    let mut local = 0u64;
+    let mut line = Line::at(0);
+    let mut split = true;
+    // The last line may lack its line feed: a virtual one ends the piece.
+    let ends =
+        std::iter::once((bytes.len(), true)).filter(|_| bytes.last().is_some_and(|&b| b != b'\n'));
+    for (at, feed) in Separators::new(bytes, layout.delimiter).chain(ends) {
+        if !feed {
+            split = split && line.field_ends(text, at, layout);
+            continue;
+        }
+        if at < bytes.len() {
+            newlines += 1;
+        }
+        // The line without its line feed and one CR before it.
+        let end = if at > line.start && bytes[at - 1] == b'\r' {
+            at - 1
+        } else {
+            at
+        };
+        if end > line.start {
+            let raw = &bytes[line.start..end];
+            if split && line.field_ends(text, end, layout) {
+                let nul_free = nul_free || memchr(0, raw).is_none();
+                chunk.push_text(layout, local, line.width, line.fields, nul_free);
+            } else {
+                push_raw_line(raw, layout, local, chunk);
+            }
+        }
+        local += 1;
+        line = Line::at(at + 1);
+        split = true;
+    }
+    newlines
+}
+
+/// [`parse_piece`] line by line, for a piece that is not all valid UTF-8
+/// (`text` is `None`) or whose delimiter is a line-end byte. Returns the
+/// line breaks seen.
+fn parse_lines(
+    piece: &[u8],
+    text: Option<&str>,
+    layout: &Layout,
+    nul_free: bool,
+    chunk: &mut Chunk,
+) -> u64 {
+    let mut local = 0u64;
+    let mut pos = 0usize;
+    // Counted here rather than by a second pass over the piece.
+    let mut newlines = 0u64;
     while pos < piece.len() {
         let rest = &piece[pos..];
         let (line_end, step) = match memchr(b'\n', rest) {
@@ -306,27 +414,31 @@ fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes, ids_only: bool) -> C
             let nul_free = nul_free || memchr(0, line).is_none();
             chunk.push_text(layout, local, width, fields, nul_free);
         } else if !line.is_empty() {
-            let mut fields: [&[u8]; 3] = [&[]; 3];
-            let mut width = 0usize;
-            let mut start = 0usize;
-            let ends = memchr_iter(layout.delimiter, line).chain(std::iter::once(line.len()));
-            for end in ends {
-                let field = &line[start..end];
-                for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
-                    if col == width {
-                        *slot = field;
-                    }
-                }
-                width += 1;
-                start = end + 1;
-            }
-            chunk.push(layout, local, width, fields);
+            push_raw_line(line, layout, local, chunk);
         }
         local += 1;
         pos += step;
     }
-    chunk.newlines = newlines;
-    chunk
+    newlines
+}
+
+/// Splits a non-empty line that is not text and checks it as bytes.
+fn push_raw_line(line: &[u8], layout: &Layout, local: u64, chunk: &mut Chunk) {
+    let mut fields: [&[u8]; 3] = [&[]; 3];
+    let mut width = 0usize;
+    let mut start = 0usize;
+    let ends = memchr_iter(layout.delimiter, line).chain(std::iter::once(line.len()));
+    for end in ends {
+        let field = &line[start..end];
+        for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
+            if col == width {
+                *slot = field;
+            }
+        }
+        width += 1;
+        start = end + 1;
+    }
+    chunk.push(layout, local, width, fields);
 }
 
 /// The number of fields of a line of text and its used fields; `None` if a
