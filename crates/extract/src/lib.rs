@@ -1188,6 +1188,40 @@ mod tests {
     }
 
     proptest! {
+        /// Bytes that are not all text (pieces that take the line-by-line
+        /// path), NULs, CRLF and delimiters next to each other, numeric and
+        /// short ids: the fast path's separator search against the csv crate.
+        #[test]
+        fn streaming_agrees_on_bytes_that_are_not_all_text(
+            parts in prop::collection::vec(
+                prop::sample::select(vec![
+                    &b"7"[..], b"0042", b"9780306406157", b"ab", b"A\xffb", b"\xc3\xa9", b"\xe6",
+                    b"\0", b",", b",,", b"\n", b"\r\n", b"\n\n", b" ", b"2024-01-05",
+                    b"2024-06-16 09:00",
+                ]),
+                0..120,
+            ),
+            block in 1usize..200,
+            piece in 1usize..100,
+        ) {
+            let mut data = b"borrower_id,title_id,loan_date\n".to_vec();
+            for p in parts {
+                data.extend_from_slice(p);
+            }
+            let expected = run(&data, Mode::Reference);
+            let streamed = run(&data, stream(block, piece));
+            match (expected, streamed) {
+                (Ok(s), Ok(p)) => prop_assert_eq!(s, p),
+                (Err(ExtractError::NoValidRows { report: s, .. }), Err(ExtractError::NoValidRows { report: p, .. })) => {
+                    prop_assert_eq!(s, p);
+                }
+                (Err(ExtractError::EmptyFile { .. }), Err(ExtractError::EmptyFile { .. })) => {}
+                (s, p) => prop_assert!(false, "paths differ: {:?} vs {:?}", s.map(|x| x.1), p.map(|x| x.1)),
+            }
+        }
+    }
+
+    proptest! {
         #[test]
         fn streaming_agrees_with_the_whole_file_csv_reader(
             lines in prop::collection::vec(line(), 0..60),
