@@ -245,10 +245,7 @@ impl Interner {
         match numbers.entry(hash, eq, rehash) {
             Entry::Occupied(e) => e.get().index,
             Entry::Vacant(v) => {
-                // Fits: the caller bounds the input size so that counts fit in u32.
-                let index = ends.len() as u32;
-                arena.extend_from_slice(k);
-                ends.push(arena.len());
+                let index = append(arena, ends, k);
                 // The halves of the word: the casts keep the bits meant.
                 let digits = [number as u32, (number >> 32) as u32];
                 v.insert(NumberSlot { digits, index });
@@ -290,10 +287,7 @@ impl Interner {
         match table.entry(hash, eq, rehash) {
             Entry::Occupied(e) => e.get().index,
             Entry::Vacant(v) => {
-                // Fits: the caller bounds the input size so that counts fit in u32.
-                let index = ends.len() as u32;
-                arena.extend_from_slice(k);
-                ends.push(arena.len());
+                let index = append(arena, ends, k);
                 v.insert(Slot { words, tail, index });
                 index
             }
@@ -303,11 +297,9 @@ impl Interner {
     /// Moves a secret table to one twice as large, wiping the old slots.
     #[cold]
     fn grow_secret_table(&mut self) {
-        let rehash = |s: &Slot| slot_hash(&self.hasher, &self.arena, &self.ends, s);
-        let mut larger = HashTable::with_capacity((2 * self.table.capacity()).max(16));
-        for s in self.table.iter() {
-            larger.insert_unique(rehash(s), *s, rehash);
-        }
+        let larger = doubled(&self.table, |s| {
+            slot_hash(&self.hasher, &self.arena, &self.ends, s)
+        });
         wipe_slots(&mut std::mem::replace(&mut self.table, larger));
     }
 
@@ -315,11 +307,7 @@ impl Interner {
     /// slots.
     #[cold]
     fn grow_secret_numbers(&mut self) {
-        let rehash = |s: &NumberSlot| self.hasher.hash_one(s.digits());
-        let mut larger = HashTable::with_capacity((2 * self.numbers.capacity()).max(16));
-        for s in self.numbers.iter() {
-            larger.insert_unique(rehash(s), *s, rehash);
-        }
+        let larger = doubled(&self.numbers, |s| self.hasher.hash_one(s.digits()));
         wipe_numbers(&mut std::mem::replace(&mut self.numbers, larger));
     }
 
@@ -348,6 +336,24 @@ impl Interner {
         wipe_slots(&mut self.table);
         wipe_numbers(&mut self.numbers);
     }
+}
+
+/// Adds key `k` at the end of the arena and returns its index.
+fn append(arena: &mut Vec<u8>, ends: &mut Vec<usize>, k: &[u8]) -> u32 {
+    // Fits: the caller bounds the input size so that counts fit in u32.
+    let index = ends.len() as u32;
+    arena.extend_from_slice(k);
+    ends.push(arena.len());
+    index
+}
+
+/// A table twice as large (at least 16) holding `table`'s slots.
+fn doubled<T: Copy>(table: &HashTable<T>, hash: impl Fn(&T) -> u64) -> HashTable<T> {
+    let mut larger = HashTable::with_capacity((2 * table.capacity()).max(16));
+    for s in table.iter() {
+        larger.insert_unique(hash(s), *s, &hash);
+    }
+    larger
 }
 
 /// Moves the bytes of `v` to a new buffer with room for `capacity` bytes
