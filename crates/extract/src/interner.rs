@@ -30,7 +30,8 @@ use zeroize::Zeroize;
 /// (alternated pairs, session 9 of issue 15).
 const INLINE: usize = 19;
 
-/// `Slot::len` of a key longer than [`INLINE`], compared in the arena.
+/// The length recorded in a slot's tail for a key longer than [`INLINE`],
+/// which is compared in the arena.
 const LONG: u8 = u8::MAX;
 
 /// A table slot: the key's index and, for a short key, the key itself
@@ -60,6 +61,7 @@ fn slot_key(k: &[u8]) -> ([u64; 2], u32) {
 }
 
 impl Slot {
+    /// Whether the key is longer than [`INLINE`] and kept in the arena only.
     fn is_long(&self) -> bool {
         self.tail >> 24 == u32::from(LONG)
     }
