@@ -21,7 +21,8 @@
 #   SETTINGS (`defaults`, the default: the timed runs' [engine] names only the
 #   window, so measure jaccard, time decay 0.1, cap 2000, k 5, N 20 apply;
 #   `llr-cap100`: the settings of the figures before 2026-12-06, measure llr,
-#   no time decay, cap 100). The agreement check runs separately, untimed,
+#   no time decay, cap 100), SETTLE (seconds of quiet before the first timed
+#   job, default 60). The agreement check runs separately, untimed,
 #   with the cap and the top-N cut disabled, whichever settings were timed.
 # Exit status: 0 only if every alsoborrowed job succeeded, at least one exact
 # peer finished, and every finished exact peer agrees with alsoborrowed.
@@ -106,6 +107,13 @@ if [ ! -f "$csv" ]; then
 fi
 # Every job reads the CSV from the page cache, not the first one from disk.
 cat "$csv" > /dev/null
+# The first timed job (alsoborrowed in round 1, by the round-robin) should not
+# pay for what ran just before the harness: right after a build it took up to
+# 1.5 times the CPU of the same binary a round later (sessions 12-14 of issue
+# 15), and ext4 without a journal (this machine's disk) skips inodes freed in
+# the last 60 s when it allocates new ones, so files deleted just before (a
+# previous session's scratch directory) slow every file the job creates.
+sleep "${SETTLE:-60}"
 
 declare -A result
 job_names=(alsoborrowed $peers)
