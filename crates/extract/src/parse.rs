@@ -28,6 +28,18 @@ pub(crate) struct Layout {
     pub(crate) today: Date,
 }
 
+impl Layout {
+    /// Puts `field`, the line's field number `width`, in the slots of
+    /// `fields` whose column it is (borrower id, title, date).
+    fn place<T: Copy>(&self, fields: &mut [T; 3], width: usize, field: T) {
+        for (slot, &col) in fields.iter_mut().zip(&self.columns) {
+            if col == width {
+                *slot = field;
+            }
+        }
+    }
+}
+
 /// Rejections by reason, row numbers relative to the chunk's base line.
 pub(crate) type Rejects = [Rejections; RejectReason::ALL.len()];
 
@@ -322,11 +334,7 @@ impl<'a> Line<'a> {
         let Some(field) = text.get(self.field..end) else {
             return false;
         };
-        for (slot, &col) in self.fields.iter_mut().zip(&layout.columns) {
-            if col == self.width {
-                *slot = field;
-            }
-        }
+        layout.place(&mut self.fields, self.width, field);
         self.width += 1;
         self.field = end + 1;
         true
@@ -430,11 +438,7 @@ fn push_raw_line(line: &[u8], layout: &Layout, local: u64, chunk: &mut Chunk) {
     let ends = memchr_iter(layout.delimiter, line).chain(std::iter::once(line.len()));
     for end in ends {
         let field = &line[start..end];
-        for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
-            if col == width {
-                *slot = field;
-            }
-        }
+        layout.place(&mut fields, width, field);
         width += 1;
         start = end + 1;
     }
@@ -450,11 +454,7 @@ fn text_fields<'a>(text: &'a str, layout: &Layout) -> Option<(usize, [&'a str; 3
     let ends = memchr_iter(layout.delimiter, text.as_bytes()).chain(std::iter::once(text.len()));
     for end in ends {
         let field = text.get(start..end)?;
-        for (slot, &col) in fields.iter_mut().zip(&layout.columns) {
-            if col == width {
-                *slot = field;
-            }
-        }
+        layout.place(&mut fields, width, field);
         width += 1;
         start = end + 1;
     }
