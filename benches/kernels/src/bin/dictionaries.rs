@@ -11,9 +11,9 @@
 //!   partition numbered with a table small enough for the cache, then the
 //!   partitions' numbers renumbered by first row.
 //!
-//! Only the first field of each line and the fields named are read (split at
-//! commas, no quoting): a research tool for generated exports
-//! (`benches/RESULTS.md`, issue 15), not a CSV reader.
+//! Only the named columns are read, one at a time (fields split at commas,
+//! no quoting): a research tool for generated exports (`benches/RESULTS.md`,
+//! issue 15), not a CSV reader.
 
 use std::hash::BuildHasher as _;
 use std::time::{Duration, Instant};
