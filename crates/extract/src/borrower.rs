@@ -1,18 +1,18 @@
 //! Raw borrower ids: the only place in the workspace where they exist.
 //!
 //! A raw id is seen as a [`BorrowerId`] (a canonical view of a field) and
-//! kept, once per distinct id, in a [`BorrowerInterner`] until
-//! [`BorrowerInterner::pseudonymize`] turns the distinct ids into pseudonyms.
-//! Neither type has `Debug`, `Display`, `Clone` or `Serialize`, so an id
-//! cannot be printed or copied out, and the interner zeroizes its copies
-//! when dropped.
+//! put in its chunk's [`BorrowerKeys`], numbered into the extraction's
+//! [`Borrowers`] and wiped, until [`Borrowers::pseudonymize`] turns the
+//! distinct ids into pseudonyms. None of these types has `Debug`,
+//! `Display`, `Clone` or `Serialize`, so an id cannot be printed or copied
+//! out, and every copy is zeroized when numbered or dropped.
 
 use loans::Pseudonym;
 use pseudonym::Pseudonymizer;
 use rayon::prelude::*;
 use zeroize::Zeroizing;
 
-use crate::interner::Interner;
+use crate::keys::{Dictionary, Keys, Order};
 
 /// A canonical raw borrower id: trimmed of Unicode whitespace, ASCII
 /// uppercased (card numbers are case-insensitive in ILSs), never empty.
@@ -45,78 +45,84 @@ impl<'a> BorrowerId<'a> {
     }
 }
 
-/// Distinct canonical borrower ids, numbered in order of first appearance.
-pub(crate) struct BorrowerInterner {
-    ids: Interner,
+/// A chunk's canonical borrower ids, row by row, in hash partitions
+/// ([`Keys`], secret: wiped once numbered).
+pub(crate) struct BorrowerKeys {
+    ids: Keys,
     scratch: Zeroizing<Vec<u8>>,
 }
 
-impl Default for BorrowerInterner {
+impl Default for BorrowerKeys {
     fn default() -> Self {
-        BorrowerInterner::with_capacity(0, 0, 0)
-    }
-}
-
-impl Drop for BorrowerInterner {
-    fn drop(&mut self) {
-        self.ids.wipe();
-    }
-}
-
-impl BorrowerInterner {
-    /// An empty interner with room for `ids` ids of `bytes` bytes in all,
-    /// `numbers` of them of digits only.
-    pub(crate) fn with_capacity(ids: usize, numbers: usize, bytes: usize) -> Self {
-        BorrowerInterner {
-            ids: Interner::secret_with_capacity(ids, numbers, bytes),
+        BorrowerKeys {
+            ids: Keys::new(true),
             scratch: Zeroizing::default(),
         }
     }
+}
 
-    /// Bytes of all ids.
-    pub(crate) fn bytes(&self) -> usize {
-        self.ids.bytes()
+impl BorrowerKeys {
+    /// Adds the canonical id of a raw field for the chunk's kept row `row`;
+    /// `false`, adding nothing, when the field is empty after trimming.
+    pub(crate) fn push(&mut self, raw: &str, row: u32) -> bool {
+        match BorrowerId::canonical(raw, &mut self.scratch) {
+            Some(id) => {
+                self.ids.push(id.as_bytes(), row);
+                true
+            }
+            None => false,
+        }
     }
 
-    /// Number of distinct ids.
-    pub(crate) fn len(&self) -> usize {
-        self.ids.len()
+    /// The ids, to be numbered.
+    pub(crate) fn keys(&mut self) -> &mut Keys {
+        &mut self.ids
+    }
+}
+
+/// The distinct canonical borrower ids of an extraction.
+pub(crate) struct Borrowers {
+    ids: Dictionary,
+}
+
+impl Default for Borrowers {
+    fn default() -> Self {
+        Borrowers {
+            ids: Dictionary::new(true),
+        }
+    }
+}
+
+impl Borrowers {
+    /// The ids' dictionary, to number a block's ids.
+    pub(crate) fn dictionary(&mut self) -> &mut Dictionary {
+        &mut self.ids
     }
 
-    /// Number of distinct ids of digits only.
-    pub(crate) fn numbers(&self) -> usize {
-        self.ids.numbers()
-    }
-
-    /// Index of the borrower of a raw id field, or `None` when the field is
-    /// empty after trimming.
-    pub(crate) fn intern(&mut self, raw: &str) -> Option<u32> {
-        let id = BorrowerId::canonical(raw, &mut self.scratch)?;
-        Some(self.ids.intern(id.as_bytes()))
-    }
-
-    /// Adds the ids of `other` in their order and returns the index each of
-    /// them has here.
-    pub(crate) fn absorb(&mut self, other: &BorrowerInterner) -> Vec<u32> {
-        self.ids.absorb(&other.ids)
+    /// The final numbering: by first appearance.
+    pub(crate) fn order(&self) -> Order {
+        self.ids.order()
     }
 
     /// Lends every distinct canonical id to `audit` (for leak checks only);
-    /// the interner, and so the ids, are wiped on return.
+    /// the ids are wiped on return.
     pub(crate) fn lend<R>(self, audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R) -> R {
-        audit(&mut self.ids.iter())
+        let order = self.ids.order();
+        audit(&mut self.ids.keys(&order))
     }
 
     /// Pseudonymizes every distinct id exactly once, in parallel, and drops
     /// (zeroizing) the raw ids, after lending them to `audit` (a leak check's
-    /// forbidden set); element `i` is the pseudonym of index `i`.
+    /// forbidden set); element `i` is the pseudonym of the id numbered `i`
+    /// by `order`.
     pub(crate) fn pseudonymize(
         self,
+        order: &Order,
         pseudonymizer: &Pseudonymizer,
         audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
     ) -> Vec<Pseudonym> {
-        audit(&mut self.ids.iter());
-        let ids: Vec<BorrowerId<'_>> = self.ids.iter().map(BorrowerId).collect();
+        audit(&mut self.ids.keys(order));
+        let ids: Vec<BorrowerId<'_>> = self.ids.keys(order).map(BorrowerId).collect();
         ids.par_iter()
             .map(|id| pseudonymizer.pseudonymize(id.as_bytes()))
             .collect()
@@ -143,23 +149,29 @@ mod tests {
     }
 
     #[test]
-    fn interner_numbers_canonical_ids_by_first_appearance() {
-        let mut a = BorrowerInterner::default();
-        assert_eq!(a.intern(" ab1 "), Some(0));
-        assert_eq!(a.intern("X9"), Some(1));
-        assert_eq!(a.intern("AB1"), Some(0));
-        assert_eq!(a.intern("aB1"), Some(0));
-        assert_eq!(a.intern("  "), None);
-        assert_eq!(a.len(), 2);
-
-        let mut b = BorrowerInterner::default();
-        assert_eq!(b.intern("new"), Some(0));
-        assert_eq!(b.intern("x9"), Some(1));
-
-        let mut all = BorrowerInterner::default();
-        assert_eq!(all.absorb(&a), [0, 1]);
-        assert_eq!(all.absorb(&b), [2, 1]);
-        let ids: Vec<&[u8]> = all.ids.iter().collect();
-        assert_eq!(ids, [&b"AB1"[..], b"X9", b"NEW"]);
+    fn canonical_ids_share_a_number() {
+        let mut keys = BorrowerKeys::default();
+        for (row, raw) in [" ab1 ", "X9", "AB1", "aB1"].iter().enumerate() {
+            assert!(keys.push(raw, row as u32));
+        }
+        assert!(!keys.push("  ", 4));
+        let mut borrowers = Borrowers::default();
+        let mut out: Vec<std::sync::atomic::AtomicU32> =
+            (0..4).map(|_| Default::default()).collect();
+        let mut batches = [crate::keys::Batch {
+            keys: keys.keys(),
+            first_row: 0,
+            out_row: 0,
+        }];
+        borrowers
+            .dictionary()
+            .number(&mut batches, Some(&out))
+            .unwrap();
+        let order = borrowers.order();
+        let mut column: Vec<u32> = out.iter_mut().map(|a| *a.get_mut()).collect();
+        order.renumber(&mut column);
+        assert_eq!(column, [0, 1, 0, 0]);
+        let ids = borrowers.lend(|ids| ids.map(<[u8]>::to_vec).collect::<Vec<_>>());
+        assert_eq!(ids, [b"AB1".to_vec(), b"X9".to_vec()]);
     }
 }

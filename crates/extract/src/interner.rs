@@ -88,7 +88,7 @@ const HIGH: u64 = 0x8080_8080_8080_8080;
 /// end zero. Whole-word loads, some overlapping: copying the bytes into a
 /// buffer and loading that stalls the load until the copy's smaller stores
 /// retire (a fifth of extraction's interning when measured).
-fn load(part: &[u8]) -> u64 {
+pub(crate) fn load(part: &[u8]) -> u64 {
     let n = part.len();
     if let Some(w) = part.first_chunk::<8>() {
         return u64::from_le_bytes(*w);
@@ -201,17 +201,13 @@ impl Interner {
         }
     }
 
-    /// Bytes of all keys.
-    pub(crate) fn bytes(&self) -> usize {
-        self.arena.len()
-    }
-
     /// Number of distinct keys.
     pub(crate) fn len(&self) -> usize {
         self.ends.len()
     }
 
     /// Number of distinct keys of digits only.
+    #[cfg(test)]
     pub(crate) fn numbers(&self) -> usize {
         self.numbers.len()
     }
@@ -322,14 +318,14 @@ impl Interner {
     }
 
     /// The keys in index order.
+    #[cfg(test)]
     pub(crate) fn iter(&self) -> impl ExactSizeIterator<Item = &[u8]> {
         (0..self.ends.len() as u32).map(|i| key(&self.arena, &self.ends, i))
     }
 
-    /// Adds the keys of `other` in their order and returns the index each of
-    /// them has here.
-    pub(crate) fn absorb(&mut self, other: &Interner) -> Vec<u32> {
-        other.iter().map(|k| self.intern(k)).collect()
+    /// Key `index`.
+    pub(crate) fn get(&self, index: u32) -> &[u8] {
+        key(&self.arena, &self.ends, index)
     }
 
     /// Overwrites the keys with zeros (for secret keys, before dropping).
@@ -486,28 +482,5 @@ mod tests {
                 .all(|s| s.words == [0, 0] && s.tail == 0)
         );
         assert!(interner.arena.iter().all(|&b| b == 0));
-    }
-
-    #[test]
-    fn absorb_maps_indexes_and_keeps_first_appearance() {
-        let mut a = Interner::default();
-        for k in ["x", "y"] {
-            a.intern(k.as_bytes());
-        }
-        let mut b = Interner::default();
-        for k in ["z", "", "y", "a key that is longer than the inline part"] {
-            b.intern(k.as_bytes());
-        }
-        assert_eq!(a.absorb(&b), [2, 3, 1, 4]);
-        assert_eq!(
-            a.iter().collect::<Vec<_>>(),
-            [
-                &b"x"[..],
-                b"y",
-                b"z",
-                b"",
-                b"a key that is longer than the inline part"
-            ]
-        );
     }
 }

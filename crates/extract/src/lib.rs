@@ -32,6 +32,7 @@ mod date;
 mod db;
 mod hints;
 mod interner;
+mod keys;
 mod merge;
 mod ndjson;
 mod parse;
@@ -50,7 +51,7 @@ use pseudonym::Pseudonymizer;
 
 use crate::date::DateParser;
 use crate::merge::Assembler;
-use crate::parse::{Chunk, CsvRecords, Layout, Sizes};
+use crate::parse::{Chunk, CsvRecords, KeyBuffers, Layout};
 use crate::read::{Block, Blocks};
 
 pub use crate::hints::{
@@ -506,7 +507,7 @@ fn lend_ids<R>(
     audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
 ) -> Result<R, ExtractError> {
     if let Some(sink) = read_records(input)? {
-        return Ok(sink.lend(audit));
+        return sink.lend(audit);
     }
     let path = input.input.unwrap_or(&input.source.path);
     let how = How {
@@ -724,8 +725,10 @@ fn read_text(
     let mut failed: Option<ExtractError> = None;
     let mut reserved = false;
     let total = blocks.len();
-    // Pieces of a block are sized like the largest piece of the one before.
-    let mut sizes = Sizes::default();
+    // Pieces of a block have room for as many rows as the largest piece of
+    // the one before, and fill the key buffers of the block before that.
+    let mut rows = 0usize;
+    let mut buffers: Vec<KeyBuffers> = Vec::new();
 
     // Each block is read while the one before is parsed and merged; the
     // block before that lends its buffer.
@@ -757,22 +760,23 @@ fn read_text(
             let previous = std::mem::take(&mut pending);
             let recycled = std::mem::replace(&mut spare, Block::empty());
             let (merged, (chunks, read)) = rayon::join(
-                || previous.into_iter().try_for_each(|c| asm.absorb(c)),
+                || asm.absorb_all(previous),
                 || {
                     rayon::join(
-                        || parse::parse_fast(body, body_line, l, piece, sizes, how.ids_only),
+                        || {
+                            let (ids_only, spare) = (how.ids_only, &mut buffers);
+                            parse::parse_fast(body, body_line, l, piece, rows, spare, ids_only)
+                        },
                         || blocks.next_owned(recycled),
                     )
                 },
             );
-            sizes = chunks
-                .iter()
-                .fold(Sizes::default(), |s, c| s.max(c.sizes()));
-            merged.map_err(too_many)?;
+            rows = chunks.iter().map(|c| c.months.len()).max().unwrap_or(0);
+            buffers.extend(merged.map_err(too_many)?);
             if !reserved {
                 // Rows of the whole file, extrapolated from the first block.
                 reserved = true;
-                let rows: u64 = chunks.iter().map(|c| c.row_borrowers.len() as u64).sum();
+                let rows: u64 = chunks.iter().map(|c| c.months.len() as u64).sum();
                 if let (Some(total), Ok(len)) = (total, u64::try_from(block.len()))
                     && len > 0
                 {
@@ -786,9 +790,8 @@ fn read_text(
             spare = current;
             continue;
         }
-        for c in std::mem::take(&mut pending) {
-            asm.absorb(c).map_err(too_many)?;
-        }
+        asm.absorb_all(std::mem::take(&mut pending))
+            .map_err(too_many)?;
         let reader = csv.get_or_insert_with(|| CsvRecords::new(delimiter, line));
         let mut chunk = Chunk::new(0);
         chunk.ids_only = how.ids_only;
@@ -806,9 +809,7 @@ fn read_text(
         asm.absorb(chunk).map_err(too_many)?;
         next = blocks.next_owned(current)?;
     }
-    for c in pending {
-        asm.absorb(c).map_err(too_many)?;
-    }
+    asm.absorb_all(pending).map_err(too_many)?;
     if let Some(reader) = &mut csv {
         let mut chunk = Chunk::new(0);
         chunk.ids_only = how.ids_only;

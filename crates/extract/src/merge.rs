@@ -1,18 +1,20 @@
-//! Merging parsed chunks, in file order, into one extraction: global
-//! dictionaries, repeated loans merged, rejections summed, then each
-//! distinct borrower pseudonymized once.
+//! Merging parsed chunks, in file order, into one extraction: their keys
+//! numbered into global dictionaries ([`crate::keys`]), repeated loans
+//! merged, rejections summed, then each distinct borrower pseudonymized
+//! once.
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::AtomicU32;
 
 use jiff::civil::Date;
 use loans::{LoanMonth, Loans};
 use pseudonym::Pseudonymizer;
 use rayon::prelude::*;
 
-use crate::borrower::BorrowerInterner;
-use crate::interner::Interner;
-use crate::parse::Chunk;
+use crate::borrower::Borrowers;
+use crate::keys::{Batch, Dictionary};
+use crate::parse::{Chunk, KeyBuffers};
 use crate::{ExtractReport, MAX_REJECTED_ROWS, RejectReason, Rejections};
 
 /// Most loans one extraction keeps: row and dictionary indexes are `u32`.
@@ -22,21 +24,42 @@ pub const MAX_LOANS: u64 = u32::MAX as u64;
 #[derive(Debug)]
 pub(crate) struct TooManyLoans;
 
-/// The loans of the chunks absorbed so far, with global indexes; repeated
-/// loans are among them until [`Assembler::finish`] drops them.
-#[derive(Default)]
+/// The loans of the chunks absorbed so far; repeated loans are among them
+/// until [`Assembler::finish`] drops them. Rows hold the dictionaries'
+/// provisional codes until then too ([`crate::keys`]).
 pub(crate) struct Assembler {
-    borrowers: BorrowerInterner,
-    titles: Interner,
-    /// Per kept row: global borrower index.
+    borrowers: Borrowers,
+    titles: Dictionary,
+    /// Per kept row: borrower code.
     row_borrowers: Vec<u32>,
-    /// Per kept row: global title index.
+    /// Per kept row: title code.
     row_titles: Vec<u32>,
     /// Per kept row: month.
     months: Vec<LoanMonth>,
+    /// Rows kept so far, those of ids-only chunks included.
+    kept: u64,
+    /// A block's codes, as numbered (reused).
+    codes: [Vec<AtomicU32>; 2],
     rejected: BTreeMap<RejectReason, Rejections>,
     rows_read: u64,
     newest: Option<Date>,
+}
+
+impl Default for Assembler {
+    fn default() -> Self {
+        Assembler {
+            borrowers: Borrowers::default(),
+            titles: Dictionary::new(false),
+            row_borrowers: Vec::new(),
+            row_titles: Vec::new(),
+            months: Vec::new(),
+            kept: 0,
+            codes: Default::default(),
+            rejected: BTreeMap::new(),
+            rows_read: 0,
+            newest: None,
+        }
+    }
 }
 
 impl Assembler {
@@ -56,53 +79,92 @@ impl Assembler {
 
     /// Adds the next chunk in file order, wiping its raw ids.
     pub(crate) fn absorb(&mut self, chunk: Chunk) -> Result<(), TooManyLoans> {
-        self.rows_read += chunk.rows_read;
-        for (reason, r) in RejectReason::ALL.into_iter().zip(&chunk.rejects) {
-            if r.count == 0 {
-                continue;
+        self.absorb_all(vec![chunk]).map(drop)
+    }
+
+    /// Adds the next chunks in file order: numbers their keys, the
+    /// partitions of both dictionaries in parallel, and returns their key
+    /// buffers, emptied (raw ids wiped), for the next block's chunks.
+    pub(crate) fn absorb_all(
+        &mut self,
+        chunks: Vec<Chunk>,
+    ) -> Result<Vec<KeyBuffers>, TooManyLoans> {
+        let mut rows = 0usize;
+        let mut ids_only = false;
+        for chunk in &chunks {
+            self.rows_read += chunk.rows_read;
+            for (reason, r) in RejectReason::ALL.into_iter().zip(&chunk.rejects) {
+                if r.count == 0 {
+                    continue;
+                }
+                let total = self.rejected.entry(reason).or_default();
+                total.count += r.count;
+                let room = MAX_REJECTED_ROWS.saturating_sub(total.rows.len());
+                total
+                    .rows
+                    .extend(r.rows.iter().take(room).map(|l| l + chunk.base_line));
             }
-            let total = self.rejected.entry(reason).or_default();
-            total.count += r.count;
-            let room = MAX_REJECTED_ROWS.saturating_sub(total.rows.len());
-            total
-                .rows
-                .extend(r.rows.iter().take(room).map(|l| l + chunk.base_line));
-        }
-        if chunk.newest > self.newest {
-            self.newest = chunk.newest;
+            if chunk.newest > self.newest {
+                self.newest = chunk.newest;
+            }
+            rows += chunk.months.len();
+            ids_only |= chunk.ids_only;
         }
         // Counted with the repeats, which `finish` drops: row indexes must
         // fit in u32 until then.
-        let kept = self.row_borrowers.len() as u64 + chunk.row_borrowers.len() as u64;
-        if kept > MAX_LOANS {
+        if self.months.len() as u64 + rows as u64 > MAX_LOANS {
             return Err(TooManyLoans);
         }
-        // The two dictionaries are independent: absorbed side by side, the
-        // merge (extraction's one sequential step, its critical path once
-        // the dictionaries outgrow the cache) waits for the larger only.
+        let [borrower_codes, title_codes] = &mut self.codes;
+        for codes in [&mut *borrower_codes, &mut *title_codes] {
+            codes.clear();
+            codes.resize_with(rows, AtomicU32::default);
+        }
+        let mut buffers = Vec::with_capacity(chunks.len());
+        let mut placed = Vec::with_capacity(chunks.len());
+        let (mut first_row, mut out_row) = (self.kept, 0);
+        for chunk in chunks {
+            placed.push((first_row, out_row));
+            first_row += u64::from(chunk.kept);
+            out_row += chunk.months.len();
+            self.months.extend_from_slice(&chunk.months);
+            buffers.push(chunk.keys);
+        }
+        self.kept = first_row;
+        let (mut borrower_batches, mut title_batches) = (Vec::new(), Vec::new());
+        for (keys, &(first_row, out_row)) in buffers.iter_mut().zip(&placed) {
+            let KeyBuffers { borrowers, titles } = keys;
+            borrower_batches.push(Batch {
+                keys: borrowers.keys(),
+                first_row,
+                out_row,
+            });
+            title_batches.push(Batch {
+                keys: titles,
+                first_row,
+                out_row,
+            });
+        }
+        // An ids-only chunk keeps no rows: its ids are numbered, not stored.
+        let borrower_out = (!ids_only).then_some(borrower_codes.as_slice());
         let (borrowers, titles) = (&mut self.borrowers, &mut self.titles);
-        let (borrower_map, title_map) = rayon::join(
-            || borrowers.absorb(&chunk.borrowers),
-            || titles.absorb(&chunk.titles),
+        let (b, t) = rayon::join(
+            || {
+                borrowers
+                    .dictionary()
+                    .number(&mut borrower_batches, borrower_out)
+            },
+            || titles.number(&mut title_batches, Some(title_codes)),
         );
-        // The chunk's raw ids are wiped here, as soon as they are merged.
-        let Chunk {
-            row_borrowers,
-            row_titles,
-            months,
-            ..
-        } = chunk;
-        self.reserve(row_borrowers.len());
-        // Repeats (the same borrower, title and month) are dropped at the
-        // end, month by month in parallel (`drop_repeats`): looked up here,
-        // in a table of all of a month's loans, each row cost a cache miss
-        // on the one thread that merges.
-        self.row_borrowers
-            .extend(row_borrowers.iter().map(|&b| borrower_map[b as usize]));
-        self.row_titles
-            .extend(row_titles.iter().map(|&t| title_map[t as usize]));
-        self.months.extend_from_slice(&months);
-        Ok(())
+        b.and(t).map_err(|_| TooManyLoans)?;
+        drop((borrower_batches, title_batches));
+        if !ids_only {
+            self.row_borrowers
+                .extend(borrower_codes.iter_mut().map(|c| *c.get_mut()));
+            self.row_titles
+                .extend(title_codes.iter_mut().map(|c| *c.get_mut()));
+        }
+        Ok(buffers)
     }
 
     /// Lends the distinct canonical ids of the kept rows to `audit`; they
@@ -129,9 +191,16 @@ impl Assembler {
             rejected,
             rows_read,
             newest,
+            ..
         } = self;
-        let distinct_borrowers = borrowers.len() as u64;
-        let title_count = titles.len();
+        // The final numbering, first appearance, replaces the codes.
+        let (borrower_order, title_order) = rayon::join(|| borrowers.order(), || titles.order());
+        rayon::join(
+            || borrower_order.renumber(&mut row_borrowers),
+            || title_order.renumber(&mut row_titles),
+        );
+        let distinct_borrowers = borrower_order.len() as u64;
+        let title_count = title_order.len();
         // Independent: the repeats are dropped (in parallel, on the pool)
         // while this thread lends the raw ids to `audit`, which is one
         // thread's work, and the pool pseudonymizes them.
@@ -144,9 +213,9 @@ impl Assembler {
                     title_count,
                 )
             });
-            // Distinct canonical ids, so distinct pseudonyms: the interner's
+            // Distinct canonical ids, so distinct pseudonyms: the final
             // numbering is the loans' borrower dictionary as it is.
-            let pseudonyms = borrowers.pseudonymize(pseudonymizer, audit);
+            let pseudonyms = borrowers.pseudonymize(&borrower_order, pseudonymizer, audit);
             let duplicates = repeats
                 .join()
                 .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
@@ -159,7 +228,7 @@ impl Assembler {
         row_borrowers.shrink_to_fit();
         // Titles were checked to be UTF-8 when read, so this never replaces.
         let title_ids: Vec<String> = titles
-            .iter()
+            .keys(&title_order)
             .map(|t| String::from_utf8_lossy(t).into_owned())
             .collect();
         let first_month = months.par_iter().min().copied();

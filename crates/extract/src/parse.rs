@@ -7,9 +7,9 @@ use loans::LoanMonth;
 use memchr::{memchr, memchr_iter};
 use rayon::prelude::*;
 
-use crate::borrower::BorrowerInterner;
+use crate::borrower::BorrowerKeys;
 use crate::date::DateParser;
-use crate::interner::Interner;
+use crate::keys::Keys;
 use crate::records::LoanDate;
 use crate::separators::Separators;
 use crate::{MAX_REJECTED_ROWS, RejectReason, Rejections};
@@ -43,18 +43,34 @@ impl Layout {
 /// Rejections by reason, row numbers relative to the chunk's base line.
 pub(crate) type Rejects = [Rejections; RejectReason::ALL.len()];
 
-/// What one chunk of rows yields, with chunk-local dictionaries.
+/// A chunk's keys, in hash partitions until numbered; reused from block to
+/// block.
+pub(crate) struct KeyBuffers {
+    /// Canonical borrower ids, one per kept row.
+    pub(crate) borrowers: BorrowerKeys,
+    /// Trimmed titles, one per kept row.
+    pub(crate) titles: Keys,
+}
+
+impl Default for KeyBuffers {
+    fn default() -> Self {
+        KeyBuffers {
+            borrowers: BorrowerKeys::default(),
+            titles: Keys::new(false),
+        }
+    }
+}
+
+/// What one chunk of rows yields: its kept rows' keys, to be numbered by
+/// the [`crate::merge::Assembler`], and months.
 pub(crate) struct Chunk {
-    /// Distinct borrowers of this chunk.
-    pub(crate) borrowers: BorrowerInterner,
-    /// Distinct trimmed titles of this chunk.
-    pub(crate) titles: Interner,
-    /// Per kept row: chunk-local borrower index.
-    pub(crate) row_borrowers: Vec<u32>,
-    /// Per kept row: chunk-local title index.
-    pub(crate) row_titles: Vec<u32>,
+    /// Borrower ids and titles of the kept rows.
+    pub(crate) keys: KeyBuffers,
     /// Per kept row: loan month.
     pub(crate) months: Vec<LoanMonth>,
+    /// Rows kept (with `ids_only`, rows that would have been kept). A chunk
+    /// is a block or less of a file, or a bounded batch of records.
+    pub(crate) kept: u32,
     /// Data rows seen (blank lines are not rows).
     pub(crate) rows_read: u64,
     /// Rejected rows.
@@ -71,71 +87,24 @@ pub(crate) struct Chunk {
     pub(crate) ids_only: bool,
 }
 
-/// How big a chunk's dictionaries and columns grew: a parsed block's pieces
-/// size the next block's at once, sparing their growth by doubling.
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct Sizes {
-    rows: usize,
-    borrowers: usize,
-    borrower_numbers: usize,
-    borrower_bytes: usize,
-    titles: usize,
-    title_numbers: usize,
-    title_bytes: usize,
-}
-
-impl Sizes {
-    /// The larger of each size.
-    pub(crate) fn max(self, other: Sizes) -> Sizes {
-        Sizes {
-            rows: self.rows.max(other.rows),
-            borrowers: self.borrowers.max(other.borrowers),
-            borrower_numbers: self.borrower_numbers.max(other.borrower_numbers),
-            borrower_bytes: self.borrower_bytes.max(other.borrower_bytes),
-            titles: self.titles.max(other.titles),
-            title_numbers: self.title_numbers.max(other.title_numbers),
-            title_bytes: self.title_bytes.max(other.title_bytes),
-        }
-    }
-}
-
 impl Chunk {
     /// An empty chunk whose line numbers are relative to `base_line`.
     pub(crate) fn new(base_line: u64) -> Self {
-        Chunk::with_sizes(base_line, Sizes::default())
+        Chunk::with_buffers(base_line, 0, KeyBuffers::default())
     }
 
-    /// An empty chunk with room for `sizes`.
-    pub(crate) fn with_sizes(base_line: u64, sizes: Sizes) -> Self {
+    /// An empty chunk with room for `rows` rows, filling `keys` (empty).
+    pub(crate) fn with_buffers(base_line: u64, rows: usize, keys: KeyBuffers) -> Self {
         Chunk {
-            borrowers: BorrowerInterner::with_capacity(
-                sizes.borrowers,
-                sizes.borrower_numbers,
-                sizes.borrower_bytes,
-            ),
-            titles: Interner::with_capacity(sizes.titles, sizes.title_numbers, sizes.title_bytes),
-            row_borrowers: Vec::with_capacity(sizes.rows),
-            row_titles: Vec::with_capacity(sizes.rows),
-            months: Vec::with_capacity(sizes.rows),
+            keys,
+            months: Vec::with_capacity(rows),
+            kept: 0,
             rows_read: 0,
             rejects: Default::default(),
             base_line,
             newlines: 0,
             newest: None,
             ids_only: false,
-        }
-    }
-
-    /// How big this chunk grew.
-    pub(crate) fn sizes(&self) -> Sizes {
-        Sizes {
-            rows: self.row_borrowers.len(),
-            borrowers: self.borrowers.len(),
-            borrower_numbers: self.borrowers.numbers(),
-            borrower_bytes: self.borrowers.bytes(),
-            titles: self.titles.len(),
-            title_numbers: self.titles.numbers(),
-            title_bytes: self.titles.bytes(),
         }
     }
 
@@ -290,9 +259,16 @@ fn split_at_lines(body: &[u8], target: usize) -> Vec<&[u8]> {
     pieces
 }
 
-/// Parses the lines of one quote-free piece; line numbers are piece-local.
-fn parse_piece(piece: &[u8], layout: &Layout, sizes: Sizes, ids_only: bool) -> Chunk {
-    let mut chunk = Chunk::with_sizes(0, sizes);
+/// Parses the lines of one quote-free piece into `keys`, with room for
+/// `rows` rows; line numbers are piece-local.
+fn parse_piece(
+    piece: &[u8],
+    layout: &Layout,
+    rows: usize,
+    keys: KeyBuffers,
+    ids_only: bool,
+) -> Chunk {
+    let mut chunk = Chunk::with_buffers(0, rows, keys);
     chunk.ids_only = ids_only;
     // Nearly every piece is text without a NUL: checked once for the whole
     // piece, so that each line needs neither check (two calls a line were
@@ -462,20 +438,26 @@ fn text_fields<'a>(text: &'a str, layout: &Layout) -> Option<(usize, [&'a str; 3
 }
 
 /// Parses quote-free `body` (starting at line `body_line`) in pieces of about
-/// `target` bytes, in parallel, each chunk with room for `sizes` (and
-/// keeping borrower ids only with `ids_only`); the chunks come back in file
-/// order.
+/// `target` bytes, in parallel, each chunk with room for `rows` rows and
+/// filling key buffers from `spare` while it lasts (keeping borrower ids
+/// only with `ids_only`); the chunks come back in file order.
 pub(crate) fn parse_fast(
     body: &[u8],
     body_line: u64,
     layout: &Layout,
     target: usize,
-    sizes: Sizes,
+    rows: usize,
+    spare: &mut Vec<KeyBuffers>,
     ids_only: bool,
 ) -> Vec<Chunk> {
-    let mut chunks: Vec<Chunk> = split_at_lines(body, target)
+    let pieces = split_at_lines(body, target);
+    let buffers: Vec<KeyBuffers> = (0..pieces.len())
+        .map(|_| spare.pop().unwrap_or_default())
+        .collect();
+    let mut chunks: Vec<Chunk> = pieces
         .par_iter()
-        .map(|piece| parse_piece(piece, layout, sizes, ids_only))
+        .zip(buffers)
+        .map(|(piece, keys)| parse_piece(piece, layout, rows, keys, ids_only))
         .collect();
     let mut line = body_line;
     for chunk in &mut chunks {

@@ -41,7 +41,7 @@ pub(crate) enum LoanDate<'a> {
 
 impl Chunk {
     /// Checks one record's borrower id, title and date, and keeps it or
-    /// counts why not. Everything is checked before the id is interned, so a
+    /// counts why not. Everything is checked before the id is kept, so a
     /// rejected record never adds a borrower. `line` is chunk-local.
     pub(crate) fn check(
         &mut self,
@@ -132,15 +132,15 @@ impl Chunk {
         let Ok(month) = LoanMonth::new(i32::from(day.year()), day.month() as u32) else {
             return self.reject(line, RejectReason::UnparseableDate);
         };
-        let Some(b) = self.borrowers.intern(borrower) else {
+        if !self.keys.borrowers.push(borrower, self.kept) {
             return self.reject(line, RejectReason::MissingBorrowerId);
-        };
+        }
         if self.ids_only {
+            self.kept += 1;
             return;
         }
-        let t = self.titles.intern(title.as_bytes());
-        self.row_borrowers.push(b);
-        self.row_titles.push(t);
+        self.keys.titles.push(title.as_bytes(), self.kept);
+        self.kept += 1;
         self.months.push(month);
         if self.newest.is_none_or(|n| n < day) {
             self.newest = Some(day);
@@ -172,11 +172,21 @@ fn text_date(text: &str) -> Result<Result<Date, RejectReason>, &str> {
 /// `u32`, as [`crate::MAX_INPUT_BYTES`] does for files.
 pub(crate) const MAX_RECORDS: u64 = u32::MAX as u64;
 
+/// Kept records a sink's chunk holds before they are numbered: a chunk
+/// keeps each row's keys until then, so a large source is numbered in
+/// parts, as a file is in blocks.
+const CHUNK_ROWS: u32 = 1 << 16;
+
 /// Collects the records of one source, numbered by the source (line or row
 /// number), and turns them into pseudonymous loans.
 pub(crate) struct RecordSink {
     label: PathBuf,
+    /// The records numbered so far.
+    asm: Assembler,
+    /// The records since.
     chunk: Chunk,
+    /// Whether numbering a chunk failed (too many distinct keys).
+    too_many: bool,
     dates: DateParser,
     today: Date,
 }
@@ -188,7 +198,9 @@ impl RecordSink {
     pub(crate) fn new(label: PathBuf, dates: DateParser, today: Date) -> Self {
         RecordSink {
             label,
+            asm: Assembler::default(),
             chunk: Chunk::new(0),
+            too_many: false,
             dates,
             today,
         }
@@ -206,12 +218,18 @@ impl RecordSink {
         allow(dead_code, reason = "used by the database sources")
     )]
     pub(crate) fn records(&self) -> u64 {
-        self.chunk.rows_read
+        self.asm.rows_read() + self.chunk.rows_read
     }
 
     /// Whether one more record would exceed [`MAX_RECORDS`].
     pub(crate) fn full(&self) -> bool {
-        self.chunk.rows_read >= MAX_RECORDS
+        self.records() >= MAX_RECORDS
+    }
+
+    /// Numbers the chunk's records into the assembler.
+    fn flush(&mut self) {
+        let chunk = std::mem::replace(&mut self.chunk, Chunk::new(0));
+        self.too_many |= self.asm.absorb(chunk).is_err();
     }
 
     /// Checks record number `record` and keeps it or counts why not. An
@@ -225,6 +243,9 @@ impl RecordSink {
             ..
         } = self;
         chunk.check(record, borrower, title, date, dates, *today);
+        if self.chunk.kept >= CHUNK_ROWS {
+            self.flush();
+        }
     }
 
     /// Counts record number `record` as read and rejected for `reason`, for
@@ -238,22 +259,28 @@ impl RecordSink {
     /// `audit` just before they are wiped; fails as a file would when there
     /// was no record or no valid one.
     pub(crate) fn finish(
-        self,
+        mut self,
         pseudonymizer: &Pseudonymizer,
         audit: &mut dyn FnMut(&mut dyn Iterator<Item = &[u8]>),
     ) -> Result<(Loans, ExtractReport), ExtractError> {
-        let mut asm = Assembler::default();
-        asm.absorb(self.chunk)
-            .map_err(|_| ExtractError::TooManyLoans {
-                path: self.label.clone(),
-            })?;
-        crate::finish(&self.label, asm, pseudonymizer, audit)
+        self.flush();
+        if self.too_many {
+            return Err(ExtractError::TooManyLoans { path: self.label });
+        }
+        crate::finish(&self.label, self.asm, pseudonymizer, audit)
     }
 
     /// Lends the distinct canonical ids of the kept records to `audit`, for
     /// a leak check only; they are wiped on return.
-    pub(crate) fn lend<R>(self, audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R) -> R {
-        self.chunk.borrowers.lend(audit)
+    pub(crate) fn lend<R>(
+        mut self,
+        audit: impl FnOnce(&mut dyn Iterator<Item = &[u8]>) -> R,
+    ) -> Result<R, ExtractError> {
+        self.flush();
+        if self.too_many {
+            return Err(ExtractError::TooManyLoans { path: self.label });
+        }
+        Ok(self.asm.lend(audit))
     }
 }
 
@@ -298,6 +325,43 @@ mod tests {
         assert_eq!(from_sink, from_csv);
         assert_eq!(from_sink.1.rows_kept, 3);
         assert_eq!(from_sink.1.distinct_borrowers, 2);
+    }
+
+    /// A source larger than a chunk is numbered in parts, with the same
+    /// result as a file.
+    #[test]
+    fn records_beyond_one_chunk_number_as_a_file_does() {
+        let rows = 2 * CHUNK_ROWS as usize + 1_000;
+        let mut csv = b"borrower_id,title_id,loan_date\n".to_vec();
+        let mut sink =
+            RecordSink::new("loans.csv".into(), RecordSink::utc_iso(), date(2024, 6, 15));
+        for i in 0..rows {
+            // Numeric ids of every length, a few long ones, and repeats.
+            let b = match i % 5 {
+                4 => format!("card-{:030}", i % 3_001),
+                _ => format!("{}", (i * 7) % 9_001),
+            };
+            let (t, d) = (
+                format!("t{}", (i * 13) % 777),
+                format!("2024-0{}-01", 1 + i % 5),
+            );
+            csv.extend_from_slice(format!("{b},{t},{d}\n").as_bytes());
+            sink.push(
+                i as u64 + 2,
+                b.as_bytes(),
+                t.as_bytes(),
+                LoanDate::Text(d.as_bytes()),
+            );
+        }
+        let from_sink = sink.finish(&pseudonymizer(), &mut |_| {}).unwrap();
+        let from_csv = crate::check::run_source(
+            &csv,
+            &crate::tests::source(""),
+            crate::check::Mode::Reference,
+        )
+        .unwrap();
+        assert_eq!(from_sink.1.rows_read, rows as u64);
+        assert_eq!(from_sink, from_csv);
     }
 
     #[test]
