@@ -4,12 +4,13 @@
 //! every row the same number:
 //!
 //! - `pieces`: a table per piece of 72,000 rows, each merged in file order
-//!   into the global one (extract's way: pieces are parsed in parallel);
+//!   into the global one (extract's way until issue 15's session 16);
 //! - `one table`: every row looked up in the global table;
 //! - `partitioned`: every value hashed and copied (up to 16 bytes, with its
 //!   row) into one of 2^bits partitions by the top bits of its hash, each
 //!   partition numbered with a table small enough for the cache, then the
-//!   partitions' numbers renumbered by first row.
+//!   partitions' numbers renumbered by first row (the whole column at
+//!   once; extract's `keys` numbers block by block, partitions in parallel).
 //!
 //! Only the named columns are read, one at a time (fields split at commas,
 //! no quoting): a research tool for generated exports (`benches/RESULTS.md`,
