@@ -1123,6 +1123,10 @@ mod tests {
             "\"x\r\ny\"",
             "a\"b",
             "n\0l",
+            "42",
+            "0042",
+            "12345678901234567",
+            "a key longer than sixteen bytes",
         ])
     }
 

@@ -394,6 +394,57 @@ fn output_does_not_depend_on_the_thread_count() {
     one.loans.validate().unwrap();
 }
 
+#[test]
+fn dictionaries_follow_first_appearance_for_ids_of_every_shape() {
+    // Short numbers, leading zeros, ids over 16 bytes, lower case (stored
+    // upper case), 17 digits; titles as ISBNs, names and long ids: every
+    // path of the partitioned dictionaries, over many pieces.
+    let id = |n: u64| match n % 6 {
+        0 => format!("{}", n % 701),
+        1 => format!("{:07}", n % 503),
+        2 => format!("card-{:030}", n % 211),
+        3 => format!("ab{}", n % 307),
+        4 => format!("{}", 10_000_000_000_000_000 + n % 97),
+        _ => format!("9{:012}", n % 401),
+    };
+    let title = |n: u64| match n % 3 {
+        0 => format!("978{:010}", n % 1_009),
+        1 => format!("t-{}", n % 313),
+        _ => format!("a title id that is long {}", n % 101),
+    };
+    let mut data = String::from("borrower_id,title_id,loan_date\n");
+    let (mut borrowers, mut titles): (Vec<String>, Vec<String>) = (Vec::new(), Vec::new());
+    for i in 0u64..60_000 {
+        let (b, t) = (
+            id(i.wrapping_mul(2_654_435_761) % 100_003),
+            title(i.wrapping_mul(40_503) % 7_919),
+        );
+        data.push_str(&format!("{b},{t},2024-0{}-01\n", 1 + i % 5));
+        let canonical = b.to_ascii_uppercase();
+        if !borrowers.contains(&canonical) {
+            borrowers.push(canonical);
+        }
+        if !titles.contains(&t) {
+            titles.push(t);
+        }
+    }
+    let f = Fixture::new("loans.csv", data.as_bytes());
+    let expected: Vec<_> = borrowers
+        .iter()
+        .map(|b| pseudonymizer().pseudonymize(b.as_bytes()))
+        .collect();
+    for threads in [1, 2, 3] {
+        let e = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| f.run().unwrap());
+        assert_eq!(e.loans.title_ids, titles, "{threads} threads");
+        assert_eq!(e.loans.borrower_pseudonyms, expected, "{threads} threads");
+        e.loans.validate().unwrap();
+    }
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(48))]
 
