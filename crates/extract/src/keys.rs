@@ -4,9 +4,9 @@
 //! one of [`PARTS`] partitions by a hash of the key ([`Keys`], one set per
 //! piece of a block). A [`Dictionary`] then numbers every partition's keys
 //! in file order with an [`Interner`] of its own, the partitions in
-//! parallel. Each table holds a 64th of the distinct keys, small enough to
-//! stay in cache, and no step is sequential. Before, each piece had its own
-//! tables, merged in file order into one global table on one thread: half
+//! parallel: a block is numbered with no sequential step. Before, each
+//! piece had its own tables, merged in file order into one global table on
+//! one thread: half
 //! of extraction's CPU time at 100M loans, and its critical path (the
 //! `dictionaries` kernel and `benches/RESULTS.md`, issue 15).
 //!
@@ -27,10 +27,9 @@ use crate::interner::{Interner, grow_wiping, load};
 
 /// Bits of a provisional code that name the partition.
 const PART_BITS: u32 = 6;
-/// Number of partitions. 256 and 1,024 were slower (more, emptier
-/// buffers per piece); 64 keeps a partition's table in cache up to some
-/// ten million distinct keys.
-pub(crate) const PARTS: usize = 1 << PART_BITS;
+/// Number of partitions: in the `dictionaries` kernel (one thread, the
+/// whole column at once), 256 and 1,024 were slower than 64.
+const PARTS: usize = 1 << PART_BITS;
 /// Most keys one partition numbers: the index fills a code's other bits.
 /// A partition holds about a 64th of the keys, so this is reached only
 /// with some 4 billion distinct keys, more rows than an extraction keeps.
