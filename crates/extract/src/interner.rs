@@ -178,26 +178,12 @@ fn slot_hash(hasher: &DefaultHashBuilder, arena: &[u8], ends: &[usize], s: &Slot
 }
 
 impl Interner {
-    /// An empty set with room for `keys` keys of about `bytes` bytes in all,
-    /// `numbers` of them of digits only.
-    pub(crate) fn with_capacity(keys: usize, numbers: usize, bytes: usize) -> Self {
-        let numbers = numbers.min(keys);
-        Interner {
-            table: HashTable::with_capacity(keys - numbers),
-            numbers: HashTable::with_capacity(numbers),
-            arena: Vec::with_capacity(bytes),
-            ends: Vec::with_capacity(keys),
-            hasher: DefaultHashBuilder::default(),
-            secret: false,
-        }
-    }
-
-    /// [`Interner::with_capacity`] for secret keys: no copy survives a
-    /// growth, and [`Interner::wipe`] clears the rest.
-    pub(crate) fn secret_with_capacity(keys: usize, numbers: usize, bytes: usize) -> Self {
+    /// An empty set of secret keys: no copy survives a growth, and
+    /// [`Interner::wipe`] clears the rest.
+    pub(crate) fn secret() -> Self {
         Interner {
             secret: true,
-            ..Interner::with_capacity(keys, numbers, bytes)
+            ..Interner::default()
         }
     }
 
@@ -393,7 +379,7 @@ mod tests {
         ) {
             // A secret set grows by hand (from no room at all), the other
             // as hashbrown and Vec do.
-            for mut interner in [Interner::default(), Interner::secret_with_capacity(0, 0, 0)] {
+            for mut interner in [Interner::default(), Interner::secret()] {
                 let mut order: Vec<&str> = Vec::new();
                 for k in &keys {
                     let expected = order.iter().position(|o| o == k).unwrap_or(order.len());
@@ -457,7 +443,7 @@ mod tests {
 
     #[test]
     fn digits_and_other_keys_share_one_numbering() {
-        for mut interner in [Interner::default(), Interner::secret_with_capacity(0, 0, 0)] {
+        for mut interner in [Interner::default(), Interner::secret()] {
             let keys = [&b"123"[..], b"x", b"0123", b"123", b"x", b"9780306406157"];
             let got: Vec<u32> = keys.iter().map(|k| interner.intern(k)).collect();
             assert_eq!(got, [0, 1, 2, 0, 1, 3]);
@@ -469,7 +455,7 @@ mod tests {
 
     #[test]
     fn wipe_clears_the_packed_digits_too() {
-        let mut interner = Interner::secret_with_capacity(0, 0, 0);
+        let mut interner = Interner::secret();
         for k in [&b"4711"[..], b"A4711"] {
             interner.intern(k);
         }

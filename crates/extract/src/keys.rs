@@ -204,7 +204,7 @@ impl Dictionary {
     /// An empty dictionary, for secret keys if `secret`.
     pub(crate) fn new(secret: bool) -> Self {
         let interner = || match secret {
-            true => Interner::secret_with_capacity(0, 0, 0),
+            true => Interner::secret(),
             false => Interner::default(),
         };
         Dictionary {
