@@ -3,6 +3,7 @@
 // Titles are hashed once per distinct title and file: hashbrown's randomly
 // seeded foldhash is several times faster than SipHash on such short keys.
 use hashbrown::HashMap;
+use std::fs::File;
 use std::io::BufWriter;
 use std::path::Path;
 use std::sync::{Arc, LazyLock};
@@ -119,6 +120,7 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
 /// owner-only file at `path` and syncs it.
 ///
 /// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
+#[cfg(test)]
 pub(crate) fn write_month(
     path: &Path,
     loans: &Loans,
@@ -126,6 +128,20 @@ pub(crate) fn write_month(
     rows: &TitleOrder,
     month: LoanMonth,
 ) -> Result<(), StoreError> {
+    let file = write_month_unsynced(path, loans, works, rows, month)?;
+    file.sync_all().map_err(fsx::io_err(path))
+}
+
+/// [`write_month`] without the sync: returns the written file, which the
+/// caller must sync before the file is placed (ingest syncs on another
+/// thread, so that an encoding thread never waits for the disk).
+pub(crate) fn write_month_unsynced(
+    path: &Path,
+    loans: &Loans,
+    works: &WorkIndex,
+    rows: &TitleOrder,
+    month: LoanMonth,
+) -> Result<File, StoreError> {
     let batch = month_batch(loans, works, rows, month).map_err(|source| StoreError::Arrow {
         path: path.to_path_buf(),
         source,
@@ -145,12 +161,11 @@ pub(crate) fn write_month(
     )
     .map_err(parquet_err)?;
     writer.write(&batch).map_err(parquet_err)?;
-    let file = writer
+    writer
         .into_inner()
         .map_err(parquet_err)?
         .into_inner()
-        .map_err(|e| fsx::io_err(path)(e.into_error()))?;
-    file.sync_all().map_err(fsx::io_err(path))
+        .map_err(|e| fsx::io_err(path)(e.into_error()))
 }
 
 /// Each dictionary title's work as a number, computed once per batch so that

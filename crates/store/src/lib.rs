@@ -258,6 +258,19 @@ struct Staged {
     merged: u64,
 }
 
+/// Hands a written staging file to ingest's syncing thread, or syncs it
+/// here if that thread is gone.
+fn sync_later(
+    to_sync: &std::sync::mpsc::Sender<(PathBuf, File)>,
+    path: &Path,
+    file: File,
+) -> Result<(), StoreError> {
+    match to_sync.send((path.to_path_buf(), file)) {
+        Ok(()) => Ok(()),
+        Err(std::sync::mpsc::SendError((_, file))) => file.sync_all().map_err(fsx::io_err(path)),
+    }
+}
+
 /// The rows of each month not older than `oldest_kept`, ascending, and the
 /// number of older rows. Rows are grouped through a vector indexed by month
 /// (a batch spans few months) rather than a map lookup per row.
@@ -424,72 +437,102 @@ impl Store {
         fsx::ensure_dir(&stage)?;
         // Months are independent files: encode them in parallel (each file's
         // bytes depend only on its own rows, so the result stays deterministic).
-        let staged = by_month
-            .par_iter()
-            .map(|&(month, ref rows)| {
-                // Loans the store already holds for this month (an export
-                // overlapping an earlier one) are dropped, as are repeats
-                // inside the batch: each (pseudonym, title, month) once.
-                let held_files: Vec<&FileEntry> =
-                    manifest.files.iter().filter(|f| f.month == month).collect();
-                let held: Vec<(PathBuf, u64)> = held_files
-                    .iter()
-                    .map(|f| (self.root.join(&f.path), f.rows))
-                    .collect();
-                // Once a month holds MERGE_AT files, they are merged into one
-                // with the new rows (so that daily overlapping exports do not
-                // leave a file a day), unless they hold loans under another
-                // pseudonym key, which must stay told apart.
-                let merge = held_files.len() >= MERGE_AT
-                    && held_files.iter().all(|f| {
-                        manifest
-                            .batches
-                            .iter()
-                            .find(|b| b.batch.id == f.batch)
-                            .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
-                    });
-                let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
-                let repeated = (rows.len() - new.kept.len()) as u64;
-                if new.kept.is_empty() {
-                    return Ok(Staged {
-                        month,
-                        tmp: None,
-                        kept: None,
-                        rows: 0,
-                        repeated,
-                        merged: 0,
-                    });
+        // Each written file is synced on a thread of its own while the pool
+        // encodes the next months: synced in place, a file held its encoding
+        // thread idle for the disk (a fifth of ingest's time at 10M loans).
+        // Every file is synced before any is placed, as before.
+        let (staged, synced) = std::thread::scope(|scope| {
+            let (to_sync, written) = std::sync::mpsc::channel::<(PathBuf, File)>();
+            let syncer = scope.spawn(move || {
+                let mut first_error = None;
+                for (path, file) in written {
+                    // After a failure the rest are dropped unsynced: the
+                    // ingest fails and nothing of it is placed.
+                    if first_error.is_none()
+                        && let Err(e) = file.sync_all()
+                    {
+                        first_error = Some(fsx::io_err(&path)(e));
+                    }
                 }
-                let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
-                let merged = match &new.merged {
-                    Some(all) => {
-                        let every: Vec<u32> = (0..all.len() as u32).collect();
-                        columns::write_month(
-                            &tmp,
-                            all,
-                            &columns::WorkIndex::of(all),
-                            &all.in_title_order(&every),
+                first_error.map_or(Ok(()), Err)
+            });
+            let staged = by_month
+                .par_iter()
+                .map_with(to_sync, |to_sync, &(month, ref rows)| {
+                    // Loans the store already holds for this month (an export
+                    // overlapping an earlier one) are dropped, as are repeats
+                    // inside the batch: each (pseudonym, title, month) once.
+                    let held_files: Vec<&FileEntry> =
+                        manifest.files.iter().filter(|f| f.month == month).collect();
+                    let held: Vec<(PathBuf, u64)> = held_files
+                        .iter()
+                        .map(|f| (self.root.join(&f.path), f.rows))
+                        .collect();
+                    // Once a month holds MERGE_AT files, they are merged into one
+                    // with the new rows (so that daily overlapping exports do not
+                    // leave a file a day), unless they hold loans under another
+                    // pseudonym key, which must stay told apart.
+                    let merge = held_files.len() >= MERGE_AT
+                        && held_files.iter().all(|f| {
+                            manifest
+                                .batches
+                                .iter()
+                                .find(|b| b.batch.id == f.batch)
+                                .is_some_and(|b| b.batch.pseudonym_key == batch.pseudonym_key)
+                        });
+                    let new = dedup::new_rows(loans, &canon, rows, &held, merge, month)?;
+                    let repeated = (rows.len() - new.kept.len()) as u64;
+                    if new.kept.is_empty() {
+                        return Ok(Staged {
                             month,
-                        )?;
-                        all.len() as u64
+                            tmp: None,
+                            kept: None,
+                            rows: 0,
+                            repeated,
+                            merged: 0,
+                        });
                     }
-                    None => {
-                        // `kept` is in title order already.
-                        columns::write_month(&tmp, loans, &works, &new.kept, month)?;
-                        0
-                    }
-                };
-                let rows = new.kept.len() as u64;
-                Ok(Staged {
-                    month,
-                    tmp: Some(tmp),
-                    kept: new.merged.is_none().then_some(new.kept.rows),
-                    rows,
-                    repeated,
-                    merged,
+                    let tmp = stage.join(format!("{}.parquet", manifest::partition_dir(month)));
+                    let merged = match &new.merged {
+                        Some(all) => {
+                            let every: Vec<u32> = (0..all.len() as u32).collect();
+                            let file = columns::write_month_unsynced(
+                                &tmp,
+                                all,
+                                &columns::WorkIndex::of(all),
+                                &all.in_title_order(&every),
+                                month,
+                            )?;
+                            sync_later(to_sync, &tmp, file)?;
+                            all.len() as u64
+                        }
+                        None => {
+                            // `kept` is in title order already.
+                            let file = columns::write_month_unsynced(
+                                &tmp, loans, &works, &new.kept, month,
+                            )?;
+                            sync_later(to_sync, &tmp, file)?;
+                            0
+                        }
+                    };
+                    let rows = new.kept.len() as u64;
+                    Ok(Staged {
+                        month,
+                        tmp: Some(tmp),
+                        kept: new.merged.is_none().then_some(new.kept.rows),
+                        rows,
+                        repeated,
+                        merged,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+                .collect::<Result<Vec<_>, StoreError>>();
+            let synced = syncer
+                .join()
+                .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+            (staged, synced)
+        });
+        let staged = staged?;
+        synced?;
         let repeated_rows = staged.iter().map(|s| s.repeated).sum();
 
         let loans_dir = self.root.join(LOANS_DIR);
