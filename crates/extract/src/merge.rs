@@ -283,7 +283,10 @@ fn drop_repeats(
     let (b, t): (&[u32], &[u32]) = (borrowers, titles);
     let mut repeats: Vec<u32> = (0..by_month.len())
         .into_par_iter()
-        .flat_map_iter(|m| month_repeats(by_month.rows(m), b, t, title_count))
+        .map_init(OrderScratch::default, |scratch, m| {
+            month_repeats(by_month.rows(m), b, t, title_count, scratch)
+        })
+        .flatten_iter()
         .collect();
     drop(by_month);
     if repeats.is_empty() {
@@ -343,7 +346,9 @@ fn order_months_by_title(
     }
     let kept: Vec<usize> = parts
         .into_par_iter()
-        .map(|(b, t)| title_order_in_place(b, t, title_count))
+        .map_init(OrderScratch::default, |scratch, (b, t)| {
+            title_order_in_place(b, t, title_count, scratch)
+        })
         .collect();
     let (mut at, mut start) = (0, 0);
     for (&len, &k) in runs.iter().zip(&kept) {
@@ -360,14 +365,33 @@ fn order_months_by_title(
     dropped as u64
 }
 
+/// What [`title_order_in_place`] reuses from month to month.
+#[derive(Default)]
+struct OrderScratch {
+    order: loans::TitleOrder,
+    starts: Vec<u32>,
+    repeat: Vec<bool>,
+}
+
 /// Puts the rows of one month (its borrower and title columns) in title
 /// order, file order within a title, and keeps the first row of each
 /// (borrower, title) at the front; returns how many it kept.
-fn title_order_in_place(borrowers: &mut [u32], titles: &mut [u32], title_count: usize) -> usize {
+fn title_order_in_place(
+    borrowers: &mut [u32],
+    titles: &mut [u32],
+    title_count: usize,
+    scratch: &mut OrderScratch,
+) -> usize {
     let n = borrowers.len();
+    let OrderScratch {
+        order,
+        starts,
+        repeat,
+    } = scratch;
     // Row counts fit in u32 (MAX_LOANS).
-    let order = loans::TitleOrder::sort(0..n as u32, n, titles, borrowers, title_count);
-    let mut repeat = vec![false; n];
+    order.sort_into(0..n as u32, n, titles, borrowers, title_count, starts);
+    repeat.clear();
+    repeat.resize(n, false);
     order.repeats(|i| repeat[i] = true);
     let mut kept = 0;
     for (i, &r) in repeat.iter().enumerate() {
@@ -460,8 +484,10 @@ fn month_repeats(
     borrowers: &[u32],
     titles: &[u32],
     title_count: usize,
+    scratch: &mut OrderScratch,
 ) -> Vec<u32> {
-    let order = loans::TitleOrder::sort(rows, count, titles, borrowers, title_count);
+    let OrderScratch { order, starts, .. } = scratch;
+    order.sort_into(rows, count, titles, borrowers, title_count, starts);
     let mut repeats = Vec::new();
     order.repeats(|i| repeats.push(order.rows[i]));
     repeats
