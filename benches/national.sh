@@ -90,6 +90,7 @@ measure_job() {
     cpu=$(awk -F': ' '/User time/ {u = $2} /System time/ {s = $2} END {printf "%.2f", u + s}' "$t")
     rss=$(awk -F': ' '/Maximum resident set size/ {printf "%.0f", $2 / 1024}' "$t")
     local row
+    last_wall=$wall
     row=$(printf '| %s | %s | %s | %s | %s | %s | %s |' "$label" "$n" "${wall:--}" "${cpu:--}" "${rss:--}" "$status" "${outcome:--}")
     echo "$row" | tee -a "$rows"
 }
@@ -116,6 +117,8 @@ cat "$csv" > /dev/null
 sleep "${SETTLE:-60}"
 
 declare -A result
+# Wall seconds of each finished job by round, for the ratios below.
+declare -A walls
 job_names=(alsoborrowed $peers)
 failed=0
 run_job() {
@@ -139,12 +142,28 @@ run_job() {
         implicit) measure_job "implicit CosineRecommender (K $top)" "$py" benches/peers/peers.py implicit "$csv" $first $last $k $top ;;
     esac
     [ "$status" != ok ] || result[$1]+=$outcome$'\n'
+    [ "$status" != ok ] || walls[$r,$1]=$last_wall
 }
 for r in $(seq 0 $((rounds - 1))); do
     # Round-robin: each round starts one job later, so no job always runs first.
     for i in "${!job_names[@]}"; do
         run_job "${job_names[$(((i + r) % ${#job_names[@]}))]}"
     done
+done
+
+# Each peer's wall time over `run`'s in the same round (the issue-15 targets
+# are such ratios, and the shared machine's load moves between rounds).
+ratios=$work/ratios.md
+: > "$ratios"
+for r in $(seq 0 $((rounds - 1))); do
+    ours=${walls[$r,alsoborrowed]:-}
+    [ -n "$ours" ] || continue
+    line="- round $((r + 1)): \`run\` $ours s"
+    for p in $peers; do
+        w=${walls[$r,$p]:-}
+        [ -z "$w" ] || line+=$(awk -v p="$p" -v w="$w" -v o="$ours" 'BEGIN { printf "; %s %.2f s (%.2f×)", p, w, w / o }')
+    done
+    echo "$line" | tee -a "$ratios"
 done
 
 # Agreement, untimed. alsoborrowed with no cap and no top-N cut: `build` gives
@@ -218,6 +237,7 @@ rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null 
     echo
     cat "$rows"
     echo
+    cat "$ratios"
     cat "$checks"
     [ "$failed" = 0 ] && echo "- agreement: ok" || echo "- agreement or a run FAILED"
 } >> "$results"
