@@ -130,8 +130,8 @@ impl Csr<u32> {
     }
 }
 
-/// Most tasks of [`scatter`]: each reads the whole input, so more would
-/// cost more reading than they save in writing.
+/// The most tasks [`scatter`] cuts the groups into: each task reads the whole
+/// input, so more would cost more in reading than they save in writing.
 const SCATTER_TASKS: usize = 4;
 
 /// The items of a CSR whose group boundaries are `offsets`, placed by a

@@ -116,10 +116,7 @@ fn writer_properties(works_are_titles: bool) -> WriterProperties {
         .build()
 }
 
-/// Writes the rows `rows` (of `loans`, in the order given) of `month` to a new
-/// owner-only file at `path` and syncs it.
-///
-/// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
+/// [`write_month_unsynced`], then the sync.
 #[cfg(test)]
 pub(crate) fn write_month(
     path: &Path,
@@ -132,9 +129,12 @@ pub(crate) fn write_month(
     file.sync_all().map_err(fsx::io_err(path))
 }
 
-/// [`write_month`] without the sync: returns the written file, which the
-/// caller must sync before the file is placed (ingest syncs on another
-/// thread, so that an encoding thread never waits for the disk).
+/// Writes the rows `rows` (of `loans`, in the order given) of `month` to a new
+/// owner-only file at `path`, and returns it unsynced: the caller syncs it
+/// before the file is placed (ingest, on another thread, so that an
+/// encoding thread never waits for the disk).
+///
+/// `loans` must be valid ([`Loans::validate`]) with fewer than 2^31 titles.
 pub(crate) fn write_month_unsynced(
     path: &Path,
     loans: &Loans,
