@@ -26,13 +26,26 @@ impl TitleOrder {
     /// `rows` as they are (whatever their order), with their titles and
     /// borrowers from the columns `titles` and `borrowers`.
     pub fn of(rows: Vec<u32>, titles: &[u32], borrowers: &[u32]) -> TitleOrder {
-        let t = rows.iter().map(|&r| titles[r as usize]).collect();
-        let b = rows.iter().map(|&r| borrowers[r as usize]).collect();
-        TitleOrder {
+        let mut out = TitleOrder {
+            rows,
+            ..TitleOrder::default()
+        };
+        out.carry(titles, borrowers);
+        out
+    }
+
+    /// Fills the title and borrower of each row from the columns, reusing
+    /// the vectors.
+    fn carry(&mut self, titles: &[u32], borrowers: &[u32]) {
+        let TitleOrder {
             rows,
             titles: t,
             borrowers: b,
-        }
+        } = self;
+        t.clear();
+        t.extend(rows.iter().map(|&row| titles[row as usize]));
+        b.clear();
+        b.extend(rows.iter().map(|&row| borrowers[row as usize]));
     }
 
     /// The `count` rows `rows` in title order (by title index, then by row),
@@ -111,17 +124,9 @@ impl TitleOrder {
     /// Replaces the rows with `rows` as they are ([`TitleOrder::of`]),
     /// reusing the vectors.
     fn set(&mut self, rows: impl Iterator<Item = u32>, titles: &[u32], borrowers: &[u32]) {
-        let TitleOrder {
-            rows: r,
-            titles: t,
-            borrowers: b,
-        } = self;
-        r.clear();
-        r.extend(rows);
-        t.clear();
-        t.extend(r.iter().map(|&row| titles[row as usize]));
-        b.clear();
-        b.extend(r.iter().map(|&row| borrowers[row as usize]));
+        self.rows.clear();
+        self.rows.extend(rows);
+        self.carry(titles, borrowers);
     }
 
     /// Number of rows.
