@@ -146,6 +146,13 @@ fn main() -> ExitCode {
     if let Some(code) = assets::main_if_asked() {
         return code;
     }
+    // No transparent huge pages for this process: the pipeline fills most of
+    // its memory once, so a 2 MiB page is cleared by the kernel where a few
+    // KiB would have been touched (mimalloc asks for them on its arenas). At
+    // 10M loans `run` spent 1.5 s of system CPU, 0.7 s without, and took
+    // 0.3-0.5 s less wall time (benches/RESULTS.md, session 18). Best effort:
+    // a kernel without the prctl runs as before.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let cli = Cli::parse();
     if let Some(n) = cli.global.threads
         && let Err(e) = rayon::ThreadPoolBuilder::new()
