@@ -60,6 +60,13 @@ fn serves_and_stops_on_sigterm() {
         "{response}"
     );
 
+    // The process asked the kernel for no transparent huge pages at start
+    // (main.rs); kernels before 5.0 do not report it.
+    let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+    if let Some(thp) = status.lines().find(|l| l.starts_with("THP_enabled:")) {
+        assert_eq!(thp.split_whitespace().nth(1), Some("0"), "{thp}");
+    }
+
     let killed = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()
