@@ -810,6 +810,13 @@ impl Store {
             ..Loans::default()
         };
         let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
+        // Whether `index` holds every window title yet. While every part
+        // came from memory, a batch title without a window id is a new one
+        // (a batch's titles are distinct, checked when it was ingested), so
+        // it needs no lookup; the index is made at the first file decoded
+        // from disk, whose strings must be looked up. A window from memory
+        // alone hashes no title.
+        let mut indexed = false;
         // The window id of each title of the fresh batch, once it has one:
         // parts made from memory name titles by batch index, so each batch
         // title's string is looked up once, not once a file.
@@ -820,27 +827,36 @@ impl Store {
         // Read a few files at a time in parallel and merge them in order, so
         // the decoded parts never hold more than a window beside the result.
         let window = rayon::current_num_threads().max(1) * 2;
+        let from_memory = |f: &FileEntry| {
+            fresh.and_then(|(loans, written)| {
+                let rows = written.rows_of(f)?;
+                columns::part_of_rows(loans, rows)
+            })
+        };
         for chunk in files.chunks(window) {
             // Titles already in the global dictionary are resolved inside the
             // parallel phase, without copying their strings out of the file;
             // only new ones are left for the ordered merge.
+            if !indexed && chunk.iter().any(|f| !reusable(fresh, f)) {
+                index_all(&mut index, &out.title_ids);
+                indexed = true;
+            }
             let index_now = &index;
             let known = |t: &str| index_now.get(t).copied();
             let parts: Vec<_> = chunk
                 .par_iter()
-                .map(|f| {
-                    let in_memory = fresh.and_then(|(loans, written)| {
-                        let rows = written.rows_of(f)?;
-                        columns::part_of_rows(loans, rows)
-                    });
-                    match in_memory {
-                        Some(part) => Ok(part),
-                        None => columns::read_loans(&self.root.join(&f.path), f.rows, &known),
-                    }
+                .map(|f| match from_memory(f) {
+                    Some(part) => Ok((part, false)),
+                    None => columns::read_loans(&self.root.join(&f.path), f.rows, &known)
+                        .map(|part| (part, true)),
                 })
                 .collect();
             for (f, part) in chunk.iter().zip(parts) {
-                let part = part?;
+                let (part, decoded) = part?;
+                if decoded && !indexed {
+                    index_all(&mut index, &out.title_ids);
+                    indexed = true;
+                }
                 let mut remap = Vec::with_capacity(part.dict.len());
                 for local in part.dict {
                     let id = match local {
@@ -862,8 +878,11 @@ impl Store {
                             if *slot == u32::MAX {
                                 let (title, work) =
                                     (&loans.title_ids[t as usize], &loans.work_ids[t as usize]);
-                                *slot =
-                                    window_title(&mut index, &mut out, title, work, f, &self.root)?;
+                                *slot = if indexed {
+                                    window_title(&mut index, &mut out, title, work, f, &self.root)?
+                                } else {
+                                    push_title(&mut out, title, work, f, &self.root)?
+                                };
                             }
                             *slot
                         }
@@ -1075,6 +1094,19 @@ fn window_title(
     if let Some(&id) = index.get(title) {
         return Ok(id);
     }
+    let new = push_title(out, title, work, f, root)?;
+    index.insert(title.to_owned(), new);
+    Ok(new)
+}
+
+/// Appends a title the window does not hold yet to its dictionary.
+fn push_title(
+    out: &mut Loans,
+    title: &str,
+    work: &str,
+    f: &FileEntry,
+    root: &Path,
+) -> Result<u32, StoreError> {
     let new = u32::try_from(out.title_ids.len())
         .ok()
         .filter(|&n| n != u32::MAX)
@@ -1082,10 +1114,23 @@ fn window_title(
             path: root.join(&f.path),
             reason: "too many distinct titles".to_owned(),
         })?;
-    index.insert(title.to_owned(), new);
     out.title_ids.push(title.to_owned());
     out.work_ids.push(work.to_owned());
     Ok(new)
+}
+
+/// Puts every title of the window's dictionary so far into `index`.
+fn index_all(index: &mut hashbrown::HashMap<String, u32>, titles: &[String]) {
+    index.reserve(titles.len());
+    for (id, t) in titles.iter().enumerate() {
+        // Below u32::MAX: `push_title` numbered them.
+        index.insert(t.clone(), id as u32);
+    }
+}
+
+/// Whether `f` is a file whose rows `fresh` holds in memory.
+fn reusable(fresh: Option<(&Loans, &Written)>, f: &FileEntry) -> bool {
+    fresh.is_some_and(|(_, written)| written.rows_of(f).is_some())
 }
 
 #[cfg(test)]
