@@ -809,14 +809,12 @@ impl Store {
                 .unwrap_or_default(),
             ..Loans::default()
         };
-        let mut index: hashbrown::HashMap<String, u32> = hashbrown::HashMap::new();
-        // Whether `index` holds every window title yet. While every part
-        // came from memory, a batch title without a window id is a new one
-        // (a batch's titles are distinct, checked when it was ingested), so
-        // it needs no lookup; the index is made at the first file decoded
-        // from disk, whose strings must be looked up. A window from memory
-        // alone hashes no title.
-        let mut indexed = false;
+        // The window's titles by string, made at the first file decoded from
+        // disk, whose titles must be looked up. Until then every part came
+        // from memory, and a batch title without a window id is a new one (a
+        // batch's titles are distinct, checked when it was ingested): a
+        // window from memory alone hashes no title.
+        let mut index: Option<hashbrown::HashMap<String, u32>> = None;
         // The window id of each title of the fresh batch, once it has one:
         // parts made from memory name titles by batch index, so each batch
         // title's string is looked up once, not once a file.
@@ -837,32 +835,31 @@ impl Store {
             // Titles already in the global dictionary are resolved inside the
             // parallel phase, without copying their strings out of the file;
             // only new ones are left for the ordered merge.
-            if !indexed && chunk.iter().any(|f| !reusable(fresh, f)) {
-                index_all(&mut index, &out.title_ids);
-                indexed = true;
+            // Made before a chunk with a file to decode, so that the chunk's
+            // known titles resolve in parallel.
+            if index.is_none() && chunk.iter().any(|f| !reusable(fresh, f)) {
+                index = Some(index_of(&out.title_ids));
             }
-            let index_now = &index;
-            let known = |t: &str| index_now.get(t).copied();
+            let index_now = index.as_ref();
+            let known = |t: &str| index_now.and_then(|i| i.get(t)).copied();
             let parts: Vec<_> = chunk
                 .par_iter()
                 .map(|f| match from_memory(f) {
-                    Some(part) => Ok((part, false)),
-                    None => columns::read_loans(&self.root.join(&f.path), f.rows, &known)
-                        .map(|part| (part, true)),
+                    Some(part) => Ok(part),
+                    None => columns::read_loans(&self.root.join(&f.path), f.rows, &known),
                 })
                 .collect();
             for (f, part) in chunk.iter().zip(parts) {
-                let (part, decoded) = part?;
-                if decoded && !indexed {
-                    index_all(&mut index, &out.title_ids);
-                    indexed = true;
-                }
+                let part = part?;
                 let mut remap = Vec::with_capacity(part.dict.len());
                 for local in part.dict {
                     let id = match local {
                         columns::Local::Known(id) => id,
                         columns::Local::New(title, work) => {
-                            window_title(&mut index, &mut out, &title, &work, f, &self.root)?
+                            // Only decoded parts name titles by string: the
+                            // index holds every title named before.
+                            let index = index.get_or_insert_with(|| index_of(&out.title_ids));
+                            window_title(index, &mut out, &title, &work, f, &self.root)?
                         }
                         columns::Local::OfLoans(t) => {
                             // Always both: `part_of_rows` made the part from
@@ -878,10 +875,11 @@ impl Store {
                             if *slot == u32::MAX {
                                 let (title, work) =
                                     (&loans.title_ids[t as usize], &loans.work_ids[t as usize]);
-                                *slot = if indexed {
-                                    window_title(&mut index, &mut out, title, work, f, &self.root)?
-                                } else {
-                                    push_title(&mut out, title, work, f, &self.root)?
+                                *slot = match index.as_mut() {
+                                    Some(index) => {
+                                        window_title(index, &mut out, title, work, f, &self.root)?
+                                    }
+                                    None => push_title(&mut out, title, work, f, &self.root)?,
                                 };
                             }
                             *slot
@@ -1119,13 +1117,14 @@ fn push_title(
     Ok(new)
 }
 
-/// Puts every title of the window's dictionary so far into `index`.
-fn index_all(index: &mut hashbrown::HashMap<String, u32>, titles: &[String]) {
-    index.reserve(titles.len());
-    for (id, t) in titles.iter().enumerate() {
-        // Below u32::MAX: `push_title` numbered them.
-        index.insert(t.clone(), id as u32);
-    }
+/// The window's dictionary so far, by string.
+fn index_of(titles: &[String]) -> hashbrown::HashMap<String, u32> {
+    // Below u32::MAX: `push_title` numbered them.
+    titles
+        .iter()
+        .enumerate()
+        .map(|(id, t)| (t.clone(), id as u32))
+        .collect()
 }
 
 /// Whether `f` is a file whose rows `fresh` holds in memory.
