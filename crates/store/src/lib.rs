@@ -832,12 +832,12 @@ impl Store {
             })
         };
         for chunk in files.chunks(window) {
-            // Titles already in the global dictionary are resolved inside the
+            // The index is made before a chunk with a file to decode: titles
+            // already in the global dictionary are resolved inside the
             // parallel phase, without copying their strings out of the file;
             // only new ones are left for the ordered merge.
-            // Made before a chunk with a file to decode, so that the chunk's
-            // known titles resolve in parallel.
-            if index.is_none() && chunk.iter().any(|f| !reusable(fresh, f)) {
+            let decodes = |f: &&FileEntry| fresh.is_none_or(|(_, w)| w.rows_of(f).is_none());
+            if index.is_none() && chunk.iter().any(decodes) {
                 index = Some(index_of(&out.title_ids));
             }
             let index_now = index.as_ref();
@@ -1125,11 +1125,6 @@ fn index_of(titles: &[String]) -> hashbrown::HashMap<String, u32> {
         .enumerate()
         .map(|(id, t)| (t.clone(), id as u32))
         .collect()
-}
-
-/// Whether `f` is a file whose rows `fresh` holds in memory.
-fn reusable(fresh: Option<(&Loans, &Written)>, f: &FileEntry) -> bool {
-    fresh.is_some_and(|(_, written)| written.rows_of(f).is_some())
 }
 
 #[cfg(test)]
