@@ -212,8 +212,14 @@ fn month_batch(
     month: LoanMonth,
 ) -> Result<RecordBatch, arrow_schema::ArrowError> {
     let n = rows.len();
-    let mut hi: Vec<i64> = Vec::with_capacity(n);
-    let mut lo: Vec<i64> = Vec::with_capacity(n);
+    // Each row's pseudonym is a cache miss at a random place (the rows are
+    // in title order): fetched in a loop of their own, many misses are in
+    // flight at once instead of the few the title bookkeeping leaves room for.
+    let (hi, lo): (Vec<i64>, Vec<i64>) = rows
+        .borrowers
+        .iter()
+        .map(|&b| halves(&loans.borrower_pseudonyms[b as usize]))
+        .unzip();
     let mut title_keys = Vec::with_capacity(n);
     // Below zero: the title is its own work, a null.
     let mut work_keys: Vec<i32> = Vec::with_capacity(n);
@@ -222,10 +228,7 @@ fn month_batch(
     let mut work_of_local: Vec<i32> = Vec::new();
     let mut work_values: Vec<&str> = Vec::new();
     let mut local_of_work = vec![u32::MAX; works.works];
-    for (&b, &t) in rows.borrowers.iter().zip(&rows.titles) {
-        let (h, l) = halves(&loans.borrower_pseudonyms[b as usize]);
-        hi.push(h);
-        lo.push(l);
+    for &t in &rows.titles {
         let t = t as usize;
         if local_of_title[t] == u32::MAX {
             local_of_title[t] = title_values.len() as u32;
