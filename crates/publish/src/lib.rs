@@ -791,19 +791,27 @@ fn write_staging(staging: &Path, contents: &[(String, Vec<u8>)]) -> Result<(), P
     // directory lock). Files are created unnamed and then linked
     // (`write_file_at`), so that only the naming holds the lock.
     let unnamed = AtomicBool::new(cfg!(any(target_os = "linux", target_os = "android")));
-    contents.par_iter().try_for_each(|(rel, bytes)| {
-        let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
-        let io = |e: std::io::Error| PublishError::io(&staging.join(rel), e);
-        let dir = dirs
-            .get(dir)
-            .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
-        let mode = if is_private(rel) {
-            PRIVATE_FILE_MODE
-        } else {
-            FILE_MODE
-        };
-        write_file_at(dir, name, bytes, mode, narrowing, &unnamed).map_err(io)
-    })?;
+    // Largest first, one file a task: in path order the pair files came
+    // last, and `pairs.csv` (half of a release's bytes) was written by one
+    // thread while the other had nothing left to do.
+    let mut by_size: Vec<&(String, Vec<u8>)> = contents.iter().collect();
+    by_size.sort_by_key(|(_, bytes)| std::cmp::Reverse(bytes.len()));
+    by_size
+        .into_par_iter()
+        .with_max_len(1)
+        .try_for_each(|(rel, bytes)| {
+            let (dir, name) = rel.rsplit_once('/').unwrap_or(("", rel));
+            let io = |e: std::io::Error| PublishError::io(&staging.join(rel), e);
+            let dir = dirs
+                .get(dir)
+                .ok_or_else(|| io(std::io::ErrorKind::NotFound.into()))?;
+            let mode = if is_private(rel) {
+                PRIVATE_FILE_MODE
+            } else {
+                FILE_MODE
+            };
+            write_file_at(dir, name, bytes, mode, narrowing, &unnamed).map_err(io)
+        })?;
     sync_files(staging, contents)?;
     for dir in subdirs.iter().rev() {
         sync_dir(&staging.join(dir))?;
@@ -927,10 +935,25 @@ fn write_file_at(
     fill(&mut File::from(fd), bytes, mode, narrowing)
 }
 
+/// Bytes a thread writes of a large file at a time.
+const WRITE_PIECE: usize = 8 << 20;
+
 /// Writes `bytes` to a new file and widens its mode to [`FILE_MODE`] where
-/// the umask narrowed it.
+/// the umask narrowed it. A file of several pieces is written by as many
+/// threads as are free: copying into the page cache is most of a large
+/// file's cost, and the pair files of a national release are hundreds of
+/// megabytes.
 fn fill(f: &mut File, bytes: &[u8], mode: u32, narrowing: bool) -> std::io::Result<()> {
-    f.write_all(bytes)?;
+    if bytes.len() > 2 * WRITE_PIECE {
+        use std::os::unix::fs::FileExt as _;
+        let file = &*f;
+        bytes
+            .par_chunks(WRITE_PIECE)
+            .enumerate()
+            .try_for_each(|(i, piece)| file.write_all_at(piece, (i * WRITE_PIECE) as u64))?;
+    } else {
+        f.write_all(bytes)?;
+    }
     if narrowing && mode == FILE_MODE {
         // The umask narrowed the mode; a served feed file needs 0644.
         f.set_permissions(fs::Permissions::from_mode(FILE_MODE))?;
