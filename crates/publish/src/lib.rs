@@ -1488,6 +1488,22 @@ mod tests {
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 4);
     }
 
+    #[test]
+    fn a_file_written_in_pieces_holds_its_bytes_in_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = File::open(dir.path()).unwrap();
+        // Several pieces and a short last one; every 4-byte word differs.
+        let bytes: Vec<u8> = (0..(5 * WRITE_PIECE / 2 + 13) as u32 / 4)
+            .flat_map(u32::to_le_bytes)
+            .collect();
+        for unnamed_first in [true, false] {
+            let unnamed = AtomicBool::new(unnamed_first);
+            let name = format!("pairs-{unnamed_first}");
+            write_file_at(&d, &name, &bytes, PRIVATE_FILE_MODE, false, &unnamed).unwrap();
+            assert!(fs::read(dir.path().join(&name)).unwrap() == bytes, "{name}");
+        }
+    }
+
     fn rows_of(title: &str, related: &[(String, f64)]) -> Vec<Row<'static>> {
         related
             .iter()
