@@ -145,7 +145,7 @@ const SCATTER_TASKS: usize = 4;
 /// of about equal item counts, each owning its slice of the items: every
 /// task reads the whole input in order and writes only its own groups'
 /// items, so the result is the one-thread result, whatever the thread count.
-fn scatter<T, I>(
+pub(crate) fn scatter<T, I>(
     offsets: &[usize],
     input: impl Fn() -> I + Sync,
     value: impl Fn(usize) -> T + Sync,
@@ -190,7 +190,7 @@ where
     items
 }
 
-fn prefix_sum(counts: &mut [usize]) {
+pub(crate) fn prefix_sum(counts: &mut [usize]) {
     let mut sum = 0;
     for c in counts {
         sum += *c;
