@@ -888,11 +888,15 @@ impl Store {
                     remap.push(id);
                 }
                 // Local ids index the file's dictionary, so all are in range.
+                // The rows are copied by every thread (an indexed `par_extend`
+                // writes each its own stretch of the vector): one thread's
+                // copying was most of this ordered merge, which held the other
+                // core idle between the chunks' parallel reads.
                 out.titles
-                    .extend(part.titles.iter().map(|&t| remap[t as usize]));
+                    .par_extend(part.titles.par_iter().map(|&t| remap[t as usize]));
                 let rows = part.borrowers.len();
                 match part.borrowers {
-                    columns::Borrowers::OfLoans(rows) => out.borrowers.extend_from_slice(&rows),
+                    columns::Borrowers::OfLoans(rows) => out.borrowers.par_extend(rows.par_iter()),
                     columns::Borrowers::Own { rows, dictionary } => {
                         let numbering = numbering.get_or_insert_with(|| {
                             loans::BorrowerNumbering::continuing(std::mem::take(
@@ -909,10 +913,10 @@ impl Store {
                             })
                             .collect::<Result<Vec<u32>, StoreError>>()?;
                         out.borrowers
-                            .extend(rows.iter().map(|&b| remap[b as usize]));
+                            .par_extend(rows.par_iter().map(|&b| remap[b as usize]));
                     }
                 }
-                out.months.resize(out.months.len() + rows, f.month);
+                out.months.par_extend(rayon::iter::repeat_n(f.month, rows));
             }
         }
         if let Some(numbering) = numbering {
