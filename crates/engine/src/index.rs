@@ -28,15 +28,11 @@ impl<T: Copy + Default + Send + Sync> Csr<T> {
     /// Builds the CSR of `groups` groups from the `(keys[i], value(i))`
     /// pairs, keeping the input order within each group.
     fn from_pairs(groups: usize, keys: &[u32], value: impl Fn(usize) -> T + Sync) -> Csr<T> {
-        let mut offsets = vec![0usize; groups + 1];
-        let counts = histogram(groups, keys.len(), |rows, counts: &mut [usize]| {
+        let offsets = offsets_of(groups, keys.len(), |rows, counts| {
             for &k in &keys[rows] {
                 counts[k as usize] += 1;
             }
         });
-        offsets[1..].copy_from_slice(&counts);
-        drop(counts);
-        prefix_sum(&mut offsets);
         let items = scatter(
             &offsets,
             || keys.iter().enumerate().map(|(i, &k)| (k, i)),
@@ -108,8 +104,7 @@ impl Csr<u32> {
     /// The transpose: for each item value below `items_len`, the groups that
     /// hold it, ascending. Only groups with at least `min_len` items take part.
     pub fn transpose(&self, items_len: usize, min_len: usize) -> Csr {
-        let mut offsets = vec![0usize; items_len + 1];
-        let counts = histogram(items_len, self.groups(), |groups, counts: &mut [usize]| {
+        let offsets = offsets_of(items_len, self.groups(), |groups, counts| {
             for g in groups {
                 let group = self.group(g);
                 if group.len() >= min_len {
@@ -119,9 +114,6 @@ impl Csr<u32> {
                 }
             }
         });
-        offsets[1..].copy_from_slice(&counts);
-        drop(counts);
-        prefix_sum(&mut offsets);
         let items = scatter(
             &offsets,
             || {
@@ -233,12 +225,22 @@ where
     total
 }
 
-pub(crate) fn prefix_sum(counts: &mut [usize]) {
+/// The `bins + 1` offsets of a CSR whose group sizes [`histogram`] counts
+/// with `count`: group `g` is `offsets[g]..offsets[g + 1]`.
+pub(crate) fn offsets_of(
+    bins: usize,
+    rows: usize,
+    count: impl Fn(std::ops::Range<usize>, &mut [usize]) + Sync,
+) -> Vec<usize> {
+    let counts = histogram(bins, rows, count);
+    let mut offsets = Vec::with_capacity(bins + 1);
+    offsets.push(0);
     let mut sum = 0;
-    for c in counts {
-        sum += *c;
-        *c = sum;
-    }
+    offsets.extend(counts.iter().map(|&c| {
+        sum += c;
+        sum
+    }));
+    offsets
 }
 
 /// SplitMix64's finaliser: a bijective avalanche mix of 64 bits.

@@ -408,12 +408,12 @@ fn dictionary_order(title_ids: &[String]) -> Vec<u32> {
 /// and `2i + 1`). Placed by [`index::scatter`]: one thread's random writes
 /// were a second of a 100M-loan run with the other core idle.
 fn symmetrize(titles: usize, pairs: &[PairStats]) -> (Vec<usize>, Vec<(u32, u32, u64)>) {
-    let mut offsets = vec![0usize; titles + 1];
-    for p in pairs {
-        offsets[p.a as usize + 1] += 1;
-        offsets[p.b as usize + 1] += 1;
-    }
-    index::prefix_sum(&mut offsets);
+    let offsets = index::offsets_of(titles, pairs.len(), |rows, counts| {
+        for p in &pairs[rows] {
+            counts[p.a as usize] += 1;
+            counts[p.b as usize] += 1;
+        }
+    });
     let neighbours = index::scatter(
         &offsets,
         || {
