@@ -46,6 +46,7 @@ def main():
     ap.add_argument("--k", type=int, required=True)
     ap.add_argument("--schema", required=True)
     ap.add_argument("--exact-llr", action="store_true")
+    ap.add_argument("--store", help="the store the release was built from: its files are read too")
     a = ap.parse_args()
 
     con = duckdb.connect()
@@ -101,6 +102,45 @@ def main():
     if [(r["title_a"], r["title_b"], r["score"]) for r in via_arrow] != rows:
         sys.exit("crosscheck: pairs.parquet (pyarrow) differs from pairs.csv")
 
+    # The store's data files open in DuckDB and pyarrow, and hold each
+    # window month's titles with as many distinct pseudonyms as the input
+    # has distinct borrowers.
+    stored = ""
+    if a.store:
+        data = sorted(glob.glob(os.path.join(a.store, "loans", "month=*", "*.parquet")))
+        expect = set(
+            con.execute(
+                """
+                SELECT substr(loan_date, 1, 7), trim(title_id), count(DISTINCT upper(trim(borrower_id)))
+                FROM read_csv(?, header = true, all_varchar = true)
+                WHERE substr(loan_date, 1, 7) BETWEEN ? AND ?
+                GROUP BY ALL
+                """,
+                [a.input, a.first, a.last],
+            ).fetchall()
+        )
+        via_duckdb = set(
+            con.execute(
+                """
+                SELECT strftime(month, '%Y-%m') AS m, title, count(DISTINCT (pseudonym_hi, pseudonym_lo))
+                FROM read_parquet(?, hive_partitioning = false) WHERE m BETWEEN ? AND ? GROUP BY ALL
+                """,
+                [data, a.first, a.last],
+            ).fetchall()
+        )
+        borrowers = {}
+        for path in data:
+            for r in pq.read_table(path, columns=["pseudonym_hi", "pseudonym_lo", "title", "month"]).to_pylist():
+                m = r["month"].strftime("%Y-%m")
+                if a.first <= m <= a.last:
+                    borrowers.setdefault((m, r["title"]), set()).add((r["pseudonym_hi"], r["pseudonym_lo"]))
+        via_arrow = {(m, t, len(b)) for (m, t), b in borrowers.items()}
+        if via_duckdb != expect:
+            sys.exit("crosscheck: the store's files (DuckDB) do not hold the input's loans")
+        if via_arrow != expect:
+            sys.exit("crosscheck: the store's files (pyarrow) do not hold the input's loans")
+        stored = f"{len(data)} store files read by DuckDB and pyarrow ({len(expect)} month titles); "
+
     # Every feed file validates against the published schema.
     with open(a.schema, encoding="utf-8") as f:
         schema = json.load(f)
@@ -138,7 +178,7 @@ def main():
         f"crosscheck ok: {len(rows)} published pairs recounted by DuckDB, all with support >= {a.k} "
         f"(smallest {min(r[3] for r in support)}); "
         + (f"LLR equal to 1e-9 (worst relative difference {worst:.2e}); " if a.exact_llr else "")
-        + f"pairs.parquet read by DuckDB and pyarrow; {len(files)} feed files valid"
+        + f"pairs.parquet read by DuckDB and pyarrow; {stored}{len(files)} feed files valid"
     )
 
 

@@ -2,7 +2,8 @@
 # Independent recount of the published output with DuckDB over the input CSV:
 # every published pair's support >= k and, with the cap out of the way, every
 # LLR score equal to a from-scratch computation to 1e-9 relative. Also opens
-# pairs.parquet in DuckDB and pyarrow and validates every feed file against
+# pairs.parquet and the store's data files in DuckDB and pyarrow (the store
+# holding the input's loans) and validates every feed file against
 # docs/feed.schema.json.
 # Usage: benches/peers/crosscheck.sh [loans.csv]   (default: the committed demo)
 # BIN=path/to/alsoborrowed overrides the binary (default: a debug build).
@@ -30,5 +31,6 @@ for variant in uncapped default; do
     [ "$variant" = uncapped ] && exact="--exact-llr"
     python3 benches/peers/crosscheck.py --input "$input" \
         --release "$work/$variant/published/current" \
-        --first 2025-11 --last 2026-10 --k 5 --schema docs/feed.schema.json $exact
+        --first 2025-11 --last 2026-10 --k 5 --schema docs/feed.schema.json $exact \
+        --store "$work/$variant/store"
 done
