@@ -25,7 +25,7 @@ pub(crate) fn extract_to_outbox(
     ctx: &Context,
     p: &Pipeline,
     input: Option<&Path>,
-    ids: Option<&mut publish::Forbidden>,
+    mut ids: Option<&mut publish::Forbidden>,
     keep_open: bool,
 ) -> Result<Option<Fresh>> {
     // The link record's sealed-on day starts the four-week clock; a day in
@@ -55,7 +55,7 @@ pub(crate) fn extract_to_outbox(
     };
     let size = crate::progress::file_size(input.unwrap_or(&p.source.path));
     let extraction = ctx.stage_with("extract", size.as_deref(), || {
-        Ok(match ids {
+        Ok(match ids.as_deref_mut() {
             Some(f) => extract::extract_and_lend(&source_input, &pseudonymizer, &mut |lent| {
                 add_borrower_ids(f, lent)
             })?,
@@ -71,7 +71,15 @@ pub(crate) fn extract_to_outbox(
         // (the store's idempotency key) but no file, which would be written,
         // synced and deleted a second later. A run that stops before its
         // ingest finishes leaves nothing behind and is simply run again.
-        let meta = batch::identify(&loans, library, purpose, key).context("naming the batch")?;
+        let name = || batch::identify(&loans, library, purpose, key);
+        let meta = match ids {
+            // Naming hashes the payload on one thread; meanwhile the leak
+            // check's set learns the batch's pseudonyms, which the window's
+            // borrower dictionary holds again (found there at once then).
+            Some(f) => rayon::join(name, || f.add_pseudonyms(&loans.borrower_pseudonyms)).0,
+            None => name(),
+        }
+        .context("naming the batch")?;
         ctx.say(format!(
             "extracted batch {} ({} loans), handed to ingest in memory",
             meta.id, meta.rows
