@@ -95,6 +95,7 @@ pub(crate) struct Expected<'a> {
 }
 
 /// The findings in one file, and how many more there were.
+#[derive(Default)]
 pub(crate) struct FileFindings {
     pub kept: Vec<Finding>,
     pub total: u64,
@@ -117,6 +118,24 @@ impl Checker<'_> {
                 place: place(),
             });
         }
+    }
+
+    /// A checker of the same file with no findings yet, for a part of the
+    /// file checked beside others.
+    fn fork(&self) -> Self {
+        Checker {
+            file: self.file.clone(),
+            exp: self.exp,
+            forbidden: self.forbidden,
+            out: FileFindings::default(),
+        }
+    }
+
+    /// Takes a part's findings after those found so far.
+    fn absorb(&mut self, part: FileFindings) {
+        self.out.total += part.total;
+        let room = KEPT_PER_FILE.saturating_sub(self.out.kept.len());
+        self.out.kept.extend(part.kept.into_iter().take(room));
     }
 
     /// A value where only a title of the input may stand.
@@ -541,7 +560,6 @@ fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
 
 fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
     use parquet::basic::Type as Physical;
-    use parquet::column::page::Page;
     use parquet::file::reader::{FileReader, SerializedFileReader};
 
     let data = bytes::Bytes::copy_from_slice(bytes);
@@ -594,11 +612,38 @@ fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
             c.stray(v.as_bytes(), || "footer, key-value metadata value".into());
         }
     }
+    // The pages and the decoded rows are independent: checked side by
+    // side (the largest file of a release, checked alone at the end on one
+    // thread, was the export's tail), their findings in that order. Rows
+    // of a file whose pages cannot be read are not reported on.
+    let (mut pages, mut rows) = (c.fork(), c.fork());
+    let (readable, ()) = rayon::join(
+        || check_parquet_pages(&mut pages, &reader),
+        || check_parquet_rows(&mut rows, data.clone()),
+    );
+    c.absorb(pages.out);
+    if readable {
+        c.absorb(rows.out);
+    }
+}
+
+/// Every page of every column chunk: no forbidden bytes, and only titles
+/// of the input in the title columns' statistics and dictionaries. False
+/// when a row group or page cannot be read.
+fn check_parquet_pages(
+    c: &mut Checker<'_>,
+    reader: &parquet::file::reader::SerializedFileReader<bytes::Bytes>,
+) -> bool {
+    use parquet::column::page::Page;
+    use parquet::file::reader::FileReader;
+
+    let meta = reader.metadata();
     for rg in 0..meta.num_row_groups() {
         let Ok(group) = reader.get_row_group(rg) else {
-            return c.push(FindingKind::Unexpected, || {
+            c.push(FindingKind::Unexpected, || {
                 format!("row group {rg} (unreadable)")
             });
+            return false;
         };
         for (col, (name, _)) in PARQUET_COLUMNS.iter().enumerate() {
             let is_title = col < 2;
@@ -613,15 +658,17 @@ fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
                 }
             }
             let Ok(pages) = group.get_column_page_reader(col) else {
-                return c.push(FindingKind::Unexpected, || {
+                c.push(FindingKind::Unexpected, || {
                     format!("row group {rg}, column {name} (unreadable)")
                 });
+                return false;
             };
             for (p, page) in pages.enumerate() {
                 let Ok(page) = page else {
-                    return c.push(FindingKind::Unexpected, || {
+                    c.push(FindingKind::Unexpected, || {
                         format!("row group {rg}, column {name}, page {p} (unreadable)")
                     });
+                    return false;
                 };
                 let place = |what: &str| format!("row group {rg}, column {name}, page {p}{what}");
                 if let Some((kind, at)) = c.forbidden.find_raw(page.buffer()) {
@@ -663,7 +710,7 @@ fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
             }
         }
     }
-    check_parquet_rows(c, data);
+    true
 }
 
 /// A statistics value: a title of the input in a title column; a score
@@ -691,21 +738,71 @@ fn plain_byte_arrays(buf: &[u8], n: usize) -> Option<Vec<&[u8]>> {
     rest.is_empty().then_some(out)
 }
 
-/// Every decoded row value: titles of the input, finite scores.
+/// Every decoded row value: titles of the input, finite scores. Row
+/// groups are decoded and checked in parallel, their findings in file
+/// order; none after the first row group that cannot be read.
 fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
-    use arrow_array::cast::AsArray;
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-
-    let reader = match ParquetRecordBatchReaderBuilder::try_new(data).and_then(|b| b.build()) {
-        Ok(r) => r,
-        Err(_) => return c.push(FindingKind::Unexpected, || "rows (unreadable)".into()),
+    use parquet::arrow::arrow_reader::{
+        ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
     };
-    let mut row = 0usize;
+    use rayon::prelude::*;
+
+    let unreadable =
+        |c: &mut Checker<'_>| c.push(FindingKind::Unexpected, || "rows (unreadable)".into());
+    let Ok(meta) = ArrowReaderMetadata::load(&data, ArrowReaderOptions::default()) else {
+        return unreadable(c);
+    };
+    let groups = meta.metadata().row_groups();
+    let first_rows: Vec<usize> = groups
+        .iter()
+        .scan(0usize, |next, g| {
+            let first = *next;
+            *next += usize::try_from(g.num_rows()).unwrap_or(0);
+            Some(first)
+        })
+        .collect();
+    let parts: Vec<(FileFindings, bool)> = (0..groups.len())
+        .into_par_iter()
+        .with_max_len(1)
+        .map(|rg| {
+            let mut part = c.fork();
+            let reader =
+                ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), meta.clone())
+                    .with_row_groups(vec![rg])
+                    .build();
+            let read = match reader {
+                Ok(r) => check_row_group(&mut part, r, first_rows[rg]),
+                Err(_) => {
+                    unreadable(&mut part);
+                    false
+                }
+            };
+            (part.out, read)
+        })
+        .collect();
+    for (part, read) in parts {
+        c.absorb(part);
+        if !read {
+            return;
+        }
+    }
+}
+
+/// The rows of one row group, the first of them row `row` of the file;
+/// false when a batch cannot be read.
+fn check_row_group(
+    c: &mut Checker<'_>,
+    reader: parquet::arrow::arrow_reader::ParquetRecordBatchReader,
+    mut row: usize,
+) -> bool {
+    use arrow_array::cast::AsArray;
+
     for batch in reader {
         let Ok(batch) = batch else {
-            return c.push(FindingKind::Unexpected, || {
+            c.push(FindingKind::Unexpected, || {
                 format!("row {row} (unreadable)")
             });
+            return false;
         };
         let (Some(a), Some(b), Some(s)) = (
             batch.column(0).as_string_opt::<i32>(),
@@ -714,7 +811,8 @@ fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
                 .column(2)
                 .as_primitive_opt::<arrow_array::types::Float64Type>(),
         ) else {
-            return c.push(FindingKind::Unexpected, || "rows (column types)".into());
+            c.push(FindingKind::Unexpected, || "rows (column types)".into());
+            return false;
         };
         // Rows come grouped by title_a: look each run up once.
         let mut last_a: Option<&str> = None;
@@ -730,5 +828,88 @@ fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
             }
         }
         row += batch.num_rows();
+    }
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
+    use parquet::arrow::ArrowWriter;
+    use parquet::file::properties::WriterProperties;
+
+    /// `pairs.parquet` of `title_b`s (title_a `t0`, score 1) in row groups
+    /// of `group_rows`.
+    fn pairs_file(title_b: &[&str], group_rows: usize) -> bytes::Bytes {
+        let n = title_b.len();
+        let columns: Vec<ArrayRef> = vec![
+            Arc::new(StringArray::from(vec!["t0"; n])),
+            Arc::new(StringArray::from(title_b.to_vec())),
+            Arc::new(Float64Array::from(vec![1.0; n])),
+        ];
+        let batch = RecordBatch::try_new(crate::files::schema(), columns).unwrap();
+        let props = WriterProperties::builder()
+            .set_max_row_group_row_count(Some(group_rows))
+            .build();
+        let mut buf = Vec::new();
+        let mut w = ArrowWriter::try_new(&mut buf, batch.schema(), Some(props)).unwrap();
+        w.write(&batch).unwrap();
+        w.close().unwrap();
+        bytes::Bytes::from(buf)
+    }
+
+    /// Row groups are checked in parallel, and their findings come back in
+    /// row order, counted once each, whatever group finishes first.
+    #[test]
+    fn parquet_rows_are_checked_by_row_group_in_order() {
+        let mut title_b = vec!["t1"; 2500];
+        title_b[2100] = "x2";
+        title_b[5] = "x1";
+        title_b[999] = "x3";
+        let titles: hashbrown::HashSet<&str> = ["t0", "t1"].into_iter().collect();
+        let manifest = ReleaseManifest {
+            format: MANIFEST_FORMAT,
+            window_first: "2025-01".into(),
+            window_last: "2025-12".into(),
+            measure: "jaccard".into(),
+            min_support: 5,
+            max_titles_per_borrower: 100,
+            time_decay: 1.0,
+            max_related: 20,
+            layout: Layout::Titles,
+            shard_bits: None,
+            titles: 1,
+            pairs: 2500,
+        };
+        let index = crate::feed_index(&manifest);
+        let exp = Expected {
+            titles: &titles,
+            manifest: &manifest,
+            index: &index,
+        };
+        let forbidden = Forbidden::new();
+        for group_rows in [1000, 2500, 7] {
+            let mut c = Checker {
+                file: "pairs.parquet".into(),
+                exp: &exp,
+                forbidden: &forbidden,
+                out: FileFindings::default(),
+            };
+            check_parquet_rows(&mut c, pairs_file(&title_b, group_rows));
+            let places: Vec<&str> = c.out.kept.iter().map(|f| f.place.as_str()).collect();
+            assert_eq!(
+                places,
+                [
+                    "row 5, column title_b",
+                    "row 999, column title_b",
+                    "row 2100, column title_b"
+                ],
+                "{group_rows} rows a group"
+            );
+            assert_eq!(c.out.total, 3);
+        }
     }
 }

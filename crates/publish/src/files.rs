@@ -39,7 +39,7 @@ pub(crate) const PARQUET_COLUMNS: [(&str, DataType); 3] = [
 /// make a new release.
 pub(crate) const CREATED_BY: &str = "alsoborrowed publish";
 
-fn schema() -> Arc<Schema> {
+pub(crate) fn schema() -> Arc<Schema> {
     Arc::new(Schema::new(
         PARQUET_COLUMNS
             .iter()
