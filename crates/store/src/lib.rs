@@ -272,28 +272,60 @@ fn sync_later(
 }
 
 /// The rows of each month not older than `oldest_kept`, ascending, and the
-/// number of older rows. Rows are grouped through a vector indexed by month
-/// (a batch spans few months) rather than a map lookup per row.
+/// number of older rows. A counting sort by month (a batch spans few
+/// months) in row chunks: each chunk counts its rows per month, then
+/// writes them into its own slice of each month's rows, all chunks in
+/// parallel (one thread took half a second at 100M loans, with the other
+/// core idle).
 fn rows_by_month(
     months: &[LoanMonth],
     oldest_kept: LoanMonth,
 ) -> (Vec<(LoanMonth, Vec<u32>)>, u64) {
-    let kept = || months.iter().filter(|&&m| m >= oldest_kept);
+    const CHUNK: usize = 1 << 18;
+    let kept = || months.par_iter().filter(|&&m| m >= oldest_kept);
     let (Some(&first), Some(&last)) = (kept().min(), kept().max()) else {
         return (Vec::new(), months.len() as u64);
     };
     // Both months are valid, so the span is below 12 * 10_000.
     let span = (last.index() - first.index()) as usize + 1;
-    let mut groups: Vec<Vec<u32>> = vec![Vec::new(); span];
-    let mut expired = 0u64;
-    for (row, &month) in months.iter().enumerate() {
-        if month < oldest_kept {
-            expired += 1;
-        } else {
-            // Row count checked by the caller to fit in u32.
-            groups[(month.index() - first.index()) as usize].push(row as u32);
+    let slot = |m: LoanMonth| (m >= oldest_kept).then(|| (m.index() - first.index()) as usize);
+    let counts: Vec<Vec<usize>> = months
+        .par_chunks(CHUNK)
+        .map(|chunk| {
+            let mut count = vec![0usize; span];
+            for &m in chunk {
+                if let Some(i) = slot(m) {
+                    count[i] += 1;
+                }
+            }
+            count
+        })
+        .collect();
+    let totals: Vec<usize> = (0..span)
+        .map(|i| counts.iter().map(|c| c[i]).sum())
+        .collect();
+    let mut groups: Vec<Vec<u32>> = totals.iter().map(|&n| vec![0; n]).collect();
+    // Each chunk's slice of each month, in chunk order.
+    let mut slices: Vec<Vec<&mut [u32]>> = counts.iter().map(|_| Vec::new()).collect();
+    for (i, group) in groups.iter_mut().enumerate() {
+        let mut rest = group.as_mut_slice();
+        for (c, count) in counts.iter().enumerate() {
+            let (mine, after) = rest.split_at_mut(count[i]);
+            slices[c].push(mine);
+            rest = after;
         }
     }
+    slices.into_par_iter().enumerate().for_each(|(c, mut out)| {
+        let mut filled = vec![0usize; span];
+        for (at, &m) in months[c * CHUNK..].iter().take(CHUNK).enumerate() {
+            if let Some(i) = slot(m) {
+                // Row count checked by the caller to fit in u32.
+                out[i][filled[i]] = (c * CHUNK + at) as u32;
+                filled[i] += 1;
+            }
+        }
+    });
+    let expired = months.len() as u64 - totals.iter().sum::<usize>() as u64;
     let grouped = groups
         .into_iter()
         .enumerate()
@@ -1164,6 +1196,25 @@ mod tests {
         assert!(groups.is_empty());
         assert_eq!(expired, 6);
         assert_eq!(rows_by_month(&[], month(2025, 1)), (Vec::new(), 0));
+        // Across row chunks, rows stay in order within their month.
+        let pick = [
+            month(2023, 11),
+            month(2023, 12),
+            month(2024, 1),
+            month(2024, 3),
+        ];
+        let many: Vec<LoanMonth> = (0..700_000usize).map(|r| pick[r * 7 % 11 % 4]).collect();
+        let (groups, expired) = rows_by_month(&many, month(2023, 12));
+        let want: Vec<(LoanMonth, Vec<u32>)> = pick[1..]
+            .iter()
+            .map(|&m| {
+                let rows = (0..700_000u32).filter(|&r| many[r as usize] == m);
+                (m, rows.collect())
+            })
+            .collect();
+        assert_eq!(groups, want);
+        let older = many.iter().filter(|&&m| m < month(2023, 12)).count();
+        assert_eq!(expired, older as u64);
     }
 
     fn batch() -> (BatchRecord, Loans) {
