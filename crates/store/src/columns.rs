@@ -172,7 +172,7 @@ pub(crate) fn write_month_unsynced(
     )
     .map_err(parquet_err)?;
     // The Arrow writer's file writer and column writers, with the schema and
-    // footer it would write; the title column is encoded here instead.
+    // footer it would write; the title and month columns are encoded here.
     let (mut writer, columns) = writer.into_serialized_writer().map_err(parquet_err)?;
     write_row_groups(&mut writer, &columns, &batch, month).map_err(parquet_err)?;
     writer

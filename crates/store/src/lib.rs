@@ -281,16 +281,18 @@ fn rows_by_month(
     months: &[LoanMonth],
     oldest_kept: LoanMonth,
 ) -> (Vec<(LoanMonth, Vec<u32>)>, u64) {
-    const CHUNK: usize = 1 << 18;
     let kept = || months.par_iter().filter(|&&m| m >= oldest_kept);
     let (Some(&first), Some(&last)) = (kept().min(), kept().max()) else {
         return (Vec::new(), months.len() as u64);
     };
     // Both months are valid, so the span is below 12 * 10_000.
     let span = (last.index() - first.index()) as usize + 1;
+    // Chunks of at least 64 rows a month of the span, so the counts take at
+    // most a 32nd of the rows' own memory whatever dates a batch holds.
+    let chunk = (1 << 18).max(span * 64);
     let slot = |m: LoanMonth| (m >= oldest_kept).then(|| (m.index() - first.index()) as usize);
     let counts: Vec<Vec<usize>> = months
-        .par_chunks(CHUNK)
+        .par_chunks(chunk)
         .map(|chunk| {
             let mut count = vec![0usize; span];
             for &m in chunk {
@@ -317,10 +319,10 @@ fn rows_by_month(
     }
     slices.into_par_iter().enumerate().for_each(|(c, mut out)| {
         let mut filled = vec![0usize; span];
-        for (at, &m) in months[c * CHUNK..].iter().take(CHUNK).enumerate() {
+        for (at, &m) in months[c * chunk..].iter().take(chunk).enumerate() {
             if let Some(i) = slot(m) {
                 // Row count checked by the caller to fit in u32.
-                out[i][filled[i]] = (c * CHUNK + at) as u32;
+                out[i][filled[i]] = (c * chunk + at) as u32;
                 filled[i] += 1;
             }
         }
