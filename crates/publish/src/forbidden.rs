@@ -291,10 +291,10 @@ fn b64_std(b: u8) -> u8 {
 
 /// Byte strings that must never appear in any output. Never reveals which value matched.
 ///
-/// Pseudonyms are kept as sets of fixed-length needles (16 raw bytes, 32 hex
-/// characters, 22 base64 characters) and found by sliding a window over the
-/// scanned bytes, so a scan costs O(output size) however many pseudonyms
-/// there are. Secrets are few and searched as substrings. Identifiers are
+/// Pseudonyms are kept as a set of 16-byte needles and found by sliding a
+/// window over the scanned bytes (16 raw bytes; 32 hex or 22 base64
+/// characters, decoded), so a scan costs O(output size) however many
+/// pseudonyms there are. Secrets are few and searched as substrings. Identifiers are
 /// compared with whole decoded values and with the parts of a value between
 /// letters-and-digits boundaries ([`Forbidden::classify_value`]), never with
 /// raw bytes.
@@ -303,11 +303,10 @@ fn b64_std(b: u8) -> u8 {
 /// dropped, and the set cannot be cloned.
 #[derive(Default)]
 pub struct Forbidden {
+    // Hex and base64 windows are decoded and looked up here too: sets of
+    // the encoded forms held 54 more bytes a pseudonym (some 400 MB at 100M
+    // loans) and took two thirds of the set-up.
     raw: FastSet<[u8; PSEUDONYM_LEN]>,
-    // Lowercase; windows are lowercased before lookup so any case matches.
-    hex: FastSet<[u8; HEX_LEN]>,
-    // Standard alphabet; url-safe windows are mapped to it before lookup.
-    b64: FastSet<[u8; B64_LEN]>,
     secrets: Vec<Vec<u8>>,
     ids: Ids,
     // Derived from the sets above; reset by every `add_*`.
@@ -353,34 +352,12 @@ impl Forbidden {
     /// url-safe, with or without padding).
     pub fn add_pseudonyms(&mut self, p: &[Pseudonym]) {
         self.filters = OnceLock::new();
-        // Callers may pass loan rows, where most pseudonyms repeat: the sets are
-        // sized by the distinct new ones. Reserving one slot per row cost 365
-        // MB at 10M loans and 3.5 GB at 100M, and encoding every repeat again
-        // cost seconds. The two encoded sets are filled side by side (the
-        // three sets one after the other took 1.5 s at 100M loans).
-        let fresh: Vec<[u8; PSEUDONYM_LEN]> = p
-            .iter()
-            .map(|p| *p.as_bytes())
-            .filter(|b| self.raw.insert(*b))
-            .collect();
-        let (hex, b64) = (&mut self.hex, &mut self.b64);
-        rayon::join(
-            || {
-                hex.extend(fresh.iter().map(|bytes| {
-                    let mut hex = [0u8; HEX_LEN];
-                    // Exactly the needed length: cannot fail.
-                    let _ = hex::encode_to_slice(bytes, &mut hex);
-                    hex
-                }))
-            },
-            || {
-                b64.extend(fresh.iter().map(|bytes| {
-                    let mut b64 = [0u8; B64_LEN];
-                    let _ = STANDARD_NO_PAD.encode_slice(bytes, &mut b64);
-                    b64
-                }))
-            },
-        );
+        // Callers may pass loan rows, where most pseudonyms repeat: the set is
+        // sized by the distinct new ones (reserving one slot per row cost
+        // 365 MB at 10M loans and 3.5 GB at 100M).
+        for p in p {
+            self.raw.insert(*p.as_bytes());
+        }
     }
 
     /// Adds key material: raw bytes, hex (both cases) and base64 (standard
@@ -533,8 +510,19 @@ impl Forbidden {
                     .collect::<Vec<u64>>()
                     .into_iter(),
             ),
-            hex: Bitmap::new(self.hex.iter().map(|n| prefix8(n))),
-            b64: Bitmap::new(self.b64.iter().map(|n| prefix8(n))),
+            // The first 8 characters of each encoding: 4 bytes as lowercase
+            // hex, 6 as standard base64.
+            hex: Bitmap::new(self.raw.iter().map(|n| {
+                let mut h = [0u8; 8];
+                // Exactly the needed length: cannot fail.
+                let _ = hex::encode_to_slice(&n[..4], &mut h);
+                prefix8(&h)
+            })),
+            b64: Bitmap::new(self.raw.iter().map(|n| {
+                let mut b = [0u8; 8];
+                let _ = STANDARD_NO_PAD.encode_slice(&n[..6], &mut b);
+                prefix8(&b)
+            })),
             ids: Bitmap::new(self.ids.iter().map(id_key)),
             id_lens: self.ids.iter().fold(0, |m, id| m | len_bit(id.len())),
         })
@@ -554,11 +542,9 @@ impl Forbidden {
                     if !f.hex.may_contain(prefix8(w) | HEX_LOWER) {
                         return false;
                     }
-                    let mut buf = [0u8; HEX_LEN];
-                    for (d, s) in buf.iter_mut().zip(w) {
-                        *d = s.to_ascii_lowercase();
-                    }
-                    self.hex.contains(&buf)
+                    // A run of hex digits: decodes whatever the case.
+                    let mut bytes = [0u8; PSEUDONYM_LEN];
+                    hex::decode_to_slice(w, &mut bytes).is_ok() && self.raw.contains(&bytes)
                 })
                 .map(|i| at + i)
         });
@@ -578,7 +564,11 @@ impl Forbidden {
                     for (d, &s) in buf[8..].iter_mut().zip(&w[8..]) {
                         *d = b64_std(s);
                     }
-                    self.b64.contains(&buf)
+                    // Only the canonical form (the last character's unused
+                    // bits zero) decodes: the form an encoder writes.
+                    let mut bytes = [0u8; PSEUDONYM_LEN + 2];
+                    STANDARD_NO_PAD.decode_slice(buf, &mut bytes) == Ok(PSEUDONYM_LEN)
+                        && self.raw.contains(&bytes[..PSEUDONYM_LEN])
                 })
                 .map(|i| at + i)
         })
