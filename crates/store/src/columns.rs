@@ -1023,6 +1023,21 @@ mod tests {
     use arrow_buffer::Buffer;
     use proptest::prelude::*;
 
+    /// Column `name` of `b` as the dictionary array it is, and its strings.
+    fn string_dictionary<'a>(
+        b: &'a RecordBatch,
+        name: &str,
+    ) -> (&'a DictionaryArray<Int32Type>, &'a StringArray) {
+        let d = b
+            .column_by_name(name)
+            .unwrap()
+            .as_any()
+            .downcast_ref::<DictionaryArray<Int32Type>>()
+            .unwrap();
+        let v = d.values().as_any().downcast_ref::<StringArray>().unwrap();
+        (d, v)
+    }
+
     /// `batch` written by the Arrow writer alone and by the store's writer
     /// (titles encoded by [`title_chunk`]), in row groups of `group_rows`.
     fn written_both_ways(batch: &RecordBatch, group_rows: usize) -> [Bytes; 2] {
@@ -1074,13 +1089,7 @@ mod tests {
         let mut others = Vec::new();
         for b in builder.build().unwrap() {
             let b = b.unwrap();
-            let t = b
-                .column_by_name(TITLE)
-                .unwrap()
-                .as_any()
-                .downcast_ref::<DictionaryArray<Int32Type>>()
-                .unwrap();
-            let v = t.values().as_any().downcast_ref::<StringArray>().unwrap();
+            let (t, v) = string_dictionary(&b, TITLE);
             titles.extend(
                 t.keys()
                     .values()
@@ -1185,28 +1194,13 @@ mod tests {
         let twos = i64::from_be_bytes([2; 8]);
         assert_eq!(half(PSEUDONYM_HI), [ones, twos, ones]);
         assert_eq!(half(PSEUDONYM_LO), [ones, twos, ones]);
-        let titles = b
-            .column_by_name(TITLE)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<DictionaryArray<Int32Type>>()
-            .unwrap();
+        let (titles, values) = string_dictionary(&b, TITLE);
         assert_eq!(titles.keys().values().to_vec(), [0, 1, 0]);
-        let values = titles
-            .values()
-            .as_any()
-            .downcast_ref::<StringArray>()
-            .unwrap();
         assert_eq!(values.iter().flatten().collect::<Vec<_>>(), ["t2", "t0"]);
-        let works = b
-            .column_by_name(WORK)
-            .unwrap()
-            .as_any()
-            .downcast_ref::<DictionaryArray<Int32Type>>()
-            .unwrap();
+        let (works, work_values) = string_dictionary(&b, WORK);
         // t2 and t0 share work w0: one dictionary entry.
         assert_eq!(works.keys().values().to_vec(), [0, 0, 0]);
-        assert_eq!(works.values().len(), 1);
+        assert_eq!(work_values.len(), 1);
     }
 
     #[test]
