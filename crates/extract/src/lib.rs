@@ -68,6 +68,9 @@ pub const MAX_REJECTED_ROWS: usize = 20;
 /// Smallest piece of a quote-free block parsed as one parallel task.
 const MIN_PIECE: usize = 64 << 10;
 
+/// Pieces of a quote-free block per thread ([`How::piece`]).
+const PIECES_PER_THREAD: usize = 4;
+
 /// What to extract and how.
 #[derive(Debug, Clone, Copy)]
 pub struct ExtractInput<'a> {
@@ -648,16 +651,18 @@ impl Default for How {
 }
 
 impl How {
-    /// Piece size for a block of `len` bytes: two pieces per thread. Each
-    /// piece has its own dictionaries, merged sequentially, so more pieces
-    /// add merge work; but with one per thread, the merge of the previous
-    /// block and the pieces are too few, too large tasks to keep every
-    /// thread busy (measured: 2 per thread is 7 % faster on 2 cores, 4 no
-    /// faster).
+    /// Piece size for a block of `len` bytes: four pieces per thread. A
+    /// block's pieces, the numbering of the block before and the next read
+    /// end together (one `rayon::join`), so a thread left with the last
+    /// large piece keeps the others waiting: with two pieces per thread
+    /// the two workers were busy 75-85 % of extraction. Four per thread
+    /// took extraction of 10M loans from 1.54 to 1.40 s on 2 cores (five
+    /// alternated rounds; eight: 1.49 s), as each piece adds its own key
+    /// buffers to number (benches/RESULTS.md, issue 15 session 21).
     fn piece(self, len: usize) -> usize {
         self.piece.unwrap_or_else(|| {
             let threads = rayon::current_num_threads().max(1);
-            (len / (2 * threads)).max(MIN_PIECE)
+            (len / (PIECES_PER_THREAD * threads)).max(MIN_PIECE)
         })
     }
 }
