@@ -491,13 +491,90 @@ fn walk_json(c: &mut Checker<'_>, v: &serde_json::Value, path: &mut String) {
     }
 }
 
+/// Bytes of `pairs.csv` checked as one part beside the others.
+const CSV_PART: usize = 4 << 20;
+
+/// `pairs.csv`: in parts of about [`CSV_PART`] bytes checked in parallel,
+/// findings in file order (at 100M loans the file is some 400 MB, a second
+/// of one thread at the end of the check).
 fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
+    check_csv_in_parts(c, bytes, CSV_PART);
+}
+
+/// [`check_csv`] with parts of about `part_bytes`. Without a quote or a
+/// carriage return in the file, every line feed ends a record, so the file
+/// is cut after line feeds and each part read by a reader of its own, its
+/// rows numbered after the non-empty lines before it (the reader skips
+/// empty lines); any other file is read by one reader, since only its
+/// state tells whether a line feed is inside a quoted field.
+fn check_csv_in_parts(c: &mut Checker<'_>, bytes: &[u8], part_bytes: usize) {
+    use rayon::prelude::*;
+
+    if bytes.len() <= part_bytes || memchr::memchr2(b'"', b'\r', bytes).is_some() {
+        check_csv_rows(c, bytes, 0, 0);
+        return;
+    }
+    let parts = line_parts(bytes, part_bytes.max(1));
+    let records: Vec<u64> = parts.par_iter().map(|&(_, p)| records_in(p)).collect();
+    let firsts = records.iter().scan(0u64, |before, n| {
+        let first = *before;
+        *before += n;
+        Some(first)
+    });
+    let checked: Vec<(FileFindings, bool)> = parts
+        .into_par_iter()
+        .zip(firsts.collect::<Vec<_>>())
+        .with_max_len(1)
+        .map(|((at, part), first)| {
+            let mut forked = c.fork();
+            let read = check_csv_rows(&mut forked, part, first, at);
+            (forked.out, read)
+        })
+        .collect();
+    for (found, read) in checked {
+        c.absorb(found);
+        if !read {
+            return;
+        }
+    }
+}
+
+/// `bytes` cut after the first line feed at or past every `target` bytes,
+/// each part with its offset.
+fn line_parts(bytes: &[u8], target: usize) -> Vec<(usize, &[u8])> {
+    let mut parts = Vec::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = bytes
+            .get(start + target..)
+            .and_then(|rest| memchr::memchr(b'\n', rest))
+            .map_or(bytes.len(), |i| start + target + i + 1);
+        parts.push((start, &bytes[start..end]));
+        start = end;
+    }
+    parts
+}
+
+/// The records in text without quotes or carriage returns: its non-empty
+/// lines.
+fn records_in(part: &[u8]) -> u64 {
+    let (mut n, mut start) = (0, 0);
+    for feed in memchr::memchr_iter(b'\n', part) {
+        n += u64::from(feed > start);
+        start = feed + 1;
+    }
+    n + u64::from(start < part.len())
+}
+
+/// Checks the CSV records of `bytes`, which follow `first` records of the
+/// file and start at byte `at`; false when the text is not valid CSV.
+fn check_csv_rows(c: &mut Checker<'_>, bytes: &[u8], first: u64, at: usize) -> bool {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(false)
         .flexible(true)
         .from_reader(bytes);
     let mut record = csv::ByteRecord::new();
-    let mut row = 0u64;
+    let mut row = first;
     // Rows come grouped by title_a: each run's title is looked up once
     // (the last title_a, when it was a title of the input).
     let (mut last_a, mut last_a_ok) = (Vec::new(), false);
@@ -506,10 +583,11 @@ fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
             Ok(true) => {}
             Ok(false) => break,
             Err(_) => {
-                let at = reader.position().byte();
-                return c.push(FindingKind::Unexpected, || {
+                let at = at as u64 + reader.position().byte();
+                c.push(FindingKind::Unexpected, || {
                     format!("byte offset {at} (not valid CSV)")
                 });
+                return false;
             }
         }
         row += 1;
@@ -556,6 +634,7 @@ fn check_csv(c: &mut Checker<'_>, bytes: &[u8]) {
             });
         }
     }
+    true
 }
 
 fn check_parquet(c: &mut Checker<'_>, bytes: &[u8]) {
@@ -840,6 +919,7 @@ mod tests {
     use arrow_array::{ArrayRef, Float64Array, RecordBatch, StringArray};
     use parquet::arrow::ArrowWriter;
     use parquet::file::properties::WriterProperties;
+    use proptest::prelude::*;
 
     /// `pairs.parquet` of `title_b`s (title_a `t0`, score 1) in row groups
     /// of `group_rows`.
@@ -863,14 +943,9 @@ mod tests {
 
     /// Row groups are checked in parallel, and their findings come back in
     /// row order, counted once each, whatever group finishes first.
-    #[test]
-    fn parquet_rows_are_checked_by_row_group_in_order() {
-        let mut title_b = vec!["t1"; 2500];
-        title_b[2100] = "x2";
-        title_b[5] = "x1";
-        title_b[999] = "x3";
-        let titles: hashbrown::HashSet<&str> = ["t0", "t1"].into_iter().collect();
-        let manifest = ReleaseManifest {
+    /// A manifest of a release of the titles "t0" and "t1".
+    fn manifest() -> ReleaseManifest {
+        ReleaseManifest {
             format: MANIFEST_FORMAT,
             window_first: "2025-01".into(),
             window_last: "2025-12".into(),
@@ -883,23 +958,46 @@ mod tests {
             shard_bits: None,
             titles: 1,
             pairs: 2500,
-        };
+        }
+    }
+
+    /// Runs `check` on a checker of `file` expecting the titles "t0" and
+    /// "t1", with `forbidden`; returns its findings.
+    fn findings(
+        file: &str,
+        forbidden: &Forbidden,
+        check: impl FnOnce(&mut Checker<'_>),
+    ) -> FileFindings {
+        let titles: hashbrown::HashSet<&str> = ["t0", "t1"].into_iter().collect();
+        let manifest = manifest();
         let index = crate::feed_index(&manifest);
         let exp = Expected {
             titles: &titles,
             manifest: &manifest,
             index: &index,
         };
+        let mut c = Checker {
+            file: file.into(),
+            exp: &exp,
+            forbidden,
+            out: FileFindings::default(),
+        };
+        check(&mut c);
+        c.out
+    }
+
+    #[test]
+    fn parquet_rows_are_checked_by_row_group_in_order() {
+        let mut title_b = vec!["t1"; 2500];
+        title_b[2100] = "x2";
+        title_b[5] = "x1";
+        title_b[999] = "x3";
         let forbidden = Forbidden::new();
         for group_rows in [1000, 2500, 7] {
-            let mut c = Checker {
-                file: "pairs.parquet".into(),
-                exp: &exp,
-                forbidden: &forbidden,
-                out: FileFindings::default(),
-            };
-            check_parquet_rows(&mut c, pairs_file(&title_b, group_rows));
-            let places: Vec<&str> = c.out.kept.iter().map(|f| f.place.as_str()).collect();
+            let out = findings("pairs.parquet", &forbidden, |c| {
+                check_parquet_rows(c, pairs_file(&title_b, group_rows))
+            });
+            let places: Vec<&str> = out.kept.iter().map(|f| f.place.as_str()).collect();
             assert_eq!(
                 places,
                 [
@@ -909,7 +1007,61 @@ mod tests {
                 ],
                 "{group_rows} rows a group"
             );
-            assert_eq!(c.out.total, 3);
+            assert_eq!(out.total, 3);
         }
+    }
+
+    /// One line of a `pairs.csv` to check: fine, or with a finding.
+    fn csv_line() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec![
+            "t0,t1,0.5",
+            "t1,t0,1",
+            "x1,t1,0.5",
+            "t0,x2,0.5",
+            "t0,t1,nan",
+            "t0,t1",
+            "t0,t1,0.5,extra",
+            "",
+            "title_a,title_b,score",
+        ])
+    }
+
+    proptest! {
+        /// Parts of every size give the findings of one reader over the
+        /// whole file: the same places (row numbers after blank lines
+        /// included), in file order, the same total, the first
+        /// `KEPT_PER_FILE` kept.
+        #[test]
+        fn csv_parts_find_what_one_reader_finds(
+            lines in proptest::collection::vec(csv_line(), 0..120),
+            final_feed in any::<bool>(),
+            part_bytes in 1usize..200,
+        ) {
+            let mut text = lines.join("\n");
+            if final_feed {
+                text.push('\n');
+            }
+            let forbidden = Forbidden::new();
+            let one = findings("pairs.csv", &forbidden, |c| {
+                check_csv_rows(c, text.as_bytes(), 0, 0);
+            });
+            let parts = findings("pairs.csv", &forbidden, |c| {
+                check_csv_in_parts(c, text.as_bytes(), part_bytes)
+            });
+            prop_assert_eq!(parts.kept, one.kept);
+            prop_assert_eq!(parts.total, one.total);
+        }
+    }
+
+    #[test]
+    fn quoted_csv_is_read_by_one_reader() {
+        // A quoted field with a line feed: one record, whatever the parts.
+        let text = "title_a,title_b,score\n\"t0\nx9\",t1,0.5\nt0,x1,0.5\n";
+        let forbidden = Forbidden::new();
+        let out = findings("pairs.csv", &forbidden, |c| {
+            check_csv_in_parts(c, text.as_bytes(), 1)
+        });
+        let places: Vec<&str> = out.kept.iter().map(|f| f.place.as_str()).collect();
+        assert_eq!(places, ["row 2, column 1", "row 3, column 2"]);
     }
 }
