@@ -353,7 +353,7 @@ pub fn export(
     let titles = &related.title_ids;
     let rows: Vec<Row<'_>> = related
         .pairs
-        .iter()
+        .par_iter()
         .map(|p| Row {
             title_a: Cow::Borrowed(&titles[p.a as usize]),
             title_b: Cow::Borrowed(&titles[p.b as usize]),
@@ -541,7 +541,7 @@ type Group<'a> = (&'a str, &'a [Row<'a>]);
 /// The engine already emits them so ([`Related::pairs`]) and they are
 /// borrowed; other input is sorted stably, so each list keeps its rank order.
 fn rows_by_title<'a>(rows: &'a [Row<'a>]) -> Cow<'a, [Row<'a>]> {
-    if rows.is_sorted_by(|x, y| x.title_a <= y.title_a) {
+    if rows.par_windows(2).all(|w| w[0].title_a <= w[1].title_a) {
         Cow::Borrowed(rows)
     } else {
         let mut sorted = rows.to_vec();
@@ -659,34 +659,39 @@ fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
     if let Some(i) = related.title_ids.iter().position(String::is_empty) {
         return Err(PublishError::invalid(format!("title {i} is empty")));
     }
-    let mut seen = HashSet::with_capacity(n);
-    if let Some(i) = related
-        .title_ids
-        .iter()
-        .position(|t| !seen.insert(t.as_str()))
-    {
+    // The titles on this thread, the pairs (millions at 100M loans) on the
+    // pool; a title's error is reported before a pair's, as one pass would.
+    let (repeated, bad_pair) = rayon::join(
+        || {
+            let mut seen = HashSet::with_capacity(n);
+            related
+                .title_ids
+                .iter()
+                .position(|t| !seen.insert(t.as_str()))
+        },
+        || {
+            related.pairs.par_iter().enumerate().find_first(|(_, p)| {
+                p.a as usize >= n || p.b as usize >= n || p.a == p.b || !p.score.is_finite()
+            })
+        },
+    );
+    if let Some(i) = repeated {
         return Err(PublishError::invalid(format!(
             "title {i} repeats an earlier title"
         )));
     }
-    for (i, p) in related.pairs.iter().enumerate() {
+    let Some((i, p)) = bad_pair else {
+        return Ok(());
+    };
+    Err(PublishError::invalid(
         if p.a as usize >= n || p.b as usize >= n {
-            return Err(PublishError::invalid(format!(
-                "pair {i} refers past the dictionary of {n} titles"
-            )));
-        }
-        if p.a == p.b {
-            return Err(PublishError::invalid(format!(
-                "pair {i} relates a title to itself"
-            )));
-        }
-        if !p.score.is_finite() {
-            return Err(PublishError::invalid(format!(
-                "pair {i} has a score that is not a finite number"
-            )));
-        }
-    }
-    Ok(())
+            format!("pair {i} refers past the dictionary of {n} titles")
+        } else if p.a == p.b {
+            format!("pair {i} relates a title to itself")
+        } else {
+            format!("pair {i} has a score that is not a finite number")
+        },
+    ))
 }
 
 /// Compact JSON and a final newline; the check reads values, never layout.
@@ -1502,6 +1507,62 @@ mod tests {
             write_file_at(&d, &name, &bytes, PRIVATE_FILE_MODE, false, &unnamed).unwrap();
             assert!(fs::read(dir.path().join(&name)).unwrap() == bytes, "{name}");
         }
+    }
+
+    /// The first thing wrong with the engine's output is reported, titles
+    /// before pairs and pairs in order, however the checks are split.
+    #[test]
+    fn invalid_relations_are_refused_first_fault_first() {
+        let meta = ExportMeta {
+            window_first: "2025-01".parse().unwrap(),
+            window_last: "2025-12".parse().unwrap(),
+            measure: Measure::Jaccard,
+            min_support: MIN_SUPPORT_FLOOR,
+            max_titles_per_borrower: 100,
+            time_decay: 1.0,
+            max_related: 20,
+            layout: FeedLayout::Shards,
+        };
+        let pair = |a, b, score| engine::ScoredPair {
+            a,
+            b,
+            support: 5,
+            score,
+        };
+        let fine: Vec<engine::ScoredPair> =
+            (0..5000).map(|i| pair(i % 3, (i + 1) % 3, 0.5)).collect();
+        let related = |titles: &[&str], pairs: Vec<engine::ScoredPair>| Related {
+            title_ids: titles.iter().map(|t| (*t).to_owned()).collect(),
+            borrowers: 10,
+            pairs,
+        };
+        let reason = |r: &Related| match validate(r, &meta) {
+            Err(PublishError::InvalidInput { reason }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert!(validate(&related(&["a", "b", "c"], fine.clone()), &meta).is_ok());
+        let mut pairs = fine.clone();
+        pairs[4000] = pair(0, 0, 0.5);
+        pairs[3000] = pair(1, 2, f64::NAN);
+        pairs[4500] = pair(0, 3, 0.5);
+        assert_eq!(
+            reason(&related(&["a", "b", "c"], pairs.clone())),
+            "pair 3000 has a score that is not a finite number"
+        );
+        pairs[3000] = fine[3000];
+        assert_eq!(
+            reason(&related(&["a", "b", "c"], pairs.clone())),
+            "pair 4000 relates a title to itself"
+        );
+        pairs[4000] = fine[4000];
+        assert_eq!(
+            reason(&related(&["a", "b", "c"], pairs.clone())),
+            "pair 4500 refers past the dictionary of 3 titles"
+        );
+        assert_eq!(
+            reason(&related(&["a", "b", "a"], pairs)),
+            "title 2 repeats an earlier title"
+        );
     }
 
     fn rows_of(title: &str, related: &[(String, f64)]) -> Vec<Row<'static>> {
