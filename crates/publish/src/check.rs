@@ -138,6 +138,33 @@ impl Checker<'_> {
         self.out.kept.extend(part.kept.into_iter().take(room));
     }
 
+    /// Checks `parts` of the file in parallel, each with a checker of its
+    /// own (`check` says whether its part could be read), and takes their
+    /// findings in order, none after the first part that could not be read.
+    fn check_parts<P: Send>(
+        &mut self,
+        parts: Vec<P>,
+        check: impl Fn(&mut Checker<'_>, P) -> bool + Sync,
+    ) {
+        use rayon::prelude::*;
+
+        let checked: Vec<(FileFindings, bool)> = parts
+            .into_par_iter()
+            .with_max_len(1)
+            .map(|part| {
+                let mut forked = self.fork();
+                let read = check(&mut forked, part);
+                (forked.out, read)
+            })
+            .collect();
+        for (found, read) in checked {
+            self.absorb(found);
+            if !read {
+                return;
+            }
+        }
+    }
+
     /// A value where only a title of the input may stand.
     fn title(&mut self, v: &str, place: impl FnOnce() -> String) {
         if !self.exp.titles.contains(v) {
@@ -521,22 +548,10 @@ fn check_csv_in_parts(c: &mut Checker<'_>, bytes: &[u8], part_bytes: usize) {
         *before += n;
         Some(first)
     });
-    let checked: Vec<(FileFindings, bool)> = parts
-        .into_par_iter()
-        .zip(firsts.collect::<Vec<_>>())
-        .with_max_len(1)
-        .map(|((at, part), first)| {
-            let mut forked = c.fork();
-            let read = check_csv_rows(&mut forked, part, first, at);
-            (forked.out, read)
-        })
-        .collect();
-    for (found, read) in checked {
-        c.absorb(found);
-        if !read {
-            return;
-        }
-    }
+    let parts: Vec<_> = parts.into_iter().zip(firsts).collect();
+    c.check_parts(parts, |c, ((at, part), first)| {
+        check_csv_rows(c, part, first, at)
+    });
 }
 
 /// `bytes` cut after the first line feed at or past every `target` bytes,
@@ -824,7 +839,6 @@ fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
     use parquet::arrow::arrow_reader::{
         ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReaderBuilder,
     };
-    use rayon::prelude::*;
 
     let unreadable =
         |c: &mut Checker<'_>| c.push(FindingKind::Unexpected, || "rows (unreadable)".into());
@@ -840,31 +854,18 @@ fn check_parquet_rows(c: &mut Checker<'_>, data: bytes::Bytes) {
             Some(first)
         })
         .collect();
-    let parts: Vec<(FileFindings, bool)> = (0..groups.len())
-        .into_par_iter()
-        .with_max_len(1)
-        .map(|rg| {
-            let mut part = c.fork();
-            let reader =
-                ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), meta.clone())
-                    .with_row_groups(vec![rg])
-                    .build();
-            let read = match reader {
-                Ok(r) => check_row_group(&mut part, r, first_rows[rg]),
-                Err(_) => {
-                    unreadable(&mut part);
-                    false
-                }
-            };
-            (part.out, read)
-        })
-        .collect();
-    for (part, read) in parts {
-        c.absorb(part);
-        if !read {
-            return;
+    c.check_parts((0..groups.len()).collect(), |c, rg| {
+        let reader = ParquetRecordBatchReaderBuilder::new_with_metadata(data.clone(), meta.clone())
+            .with_row_groups(vec![rg])
+            .build();
+        match reader {
+            Ok(r) => check_row_group(c, r, first_rows[rg]),
+            Err(_) => {
+                unreadable(c);
+                false
+            }
         }
-    }
+    });
 }
 
 /// The rows of one row group, the first of them row `row` of the file;
