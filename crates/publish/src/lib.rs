@@ -670,9 +670,11 @@ fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
                 .position(|t| !seen.insert(t.as_str()))
         },
         || {
-            related.pairs.par_iter().enumerate().find_first(|(_, p)| {
-                p.a as usize >= n || p.b as usize >= n || p.a == p.b || !p.score.is_finite()
-            })
+            related
+                .pairs
+                .par_iter()
+                .enumerate()
+                .find_map_first(|(i, p)| pair_fault(i, p, n))
         },
     );
     if let Some(i) = repeated {
@@ -680,18 +682,21 @@ fn validate(related: &Related, meta: &ExportMeta) -> Result<(), PublishError> {
             "title {i} repeats an earlier title"
         )));
     }
-    let Some((i, p)) = bad_pair else {
-        return Ok(());
-    };
-    Err(PublishError::invalid(
-        if p.a as usize >= n || p.b as usize >= n {
-            format!("pair {i} refers past the dictionary of {n} titles")
-        } else if p.a == p.b {
-            format!("pair {i} relates a title to itself")
-        } else {
-            format!("pair {i} has a score that is not a finite number")
-        },
-    ))
+    bad_pair.map_or(Ok(()), |reason| Err(PublishError::invalid(reason)))
+}
+
+/// What is wrong with pair `i` of the engine's output over `n` titles, if
+/// anything.
+fn pair_fault(i: usize, p: &engine::ScoredPair, n: usize) -> Option<String> {
+    if p.a as usize >= n || p.b as usize >= n {
+        Some(format!("pair {i} refers past the dictionary of {n} titles"))
+    } else if p.a == p.b {
+        Some(format!("pair {i} relates a title to itself"))
+    } else if !p.score.is_finite() {
+        Some(format!("pair {i} has a score that is not a finite number"))
+    } else {
+        None
+    }
 }
 
 /// Compact JSON and a final newline; the check reads values, never layout.
