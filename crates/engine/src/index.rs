@@ -101,9 +101,17 @@ impl<T: Copy + Default + Send + Sync> Csr<T> {
 }
 
 impl Csr<u32> {
-    /// The transpose: for each item value below `items_len`, the groups that
-    /// hold it, ascending. Only groups with at least `min_len` items take part.
-    pub fn transpose(&self, items_len: usize, min_len: usize) -> Csr {
+    /// The transpose by place: for each item value `t` below `items_len`,
+    /// one `(start, end)` per group that holds `t` (ascending by group),
+    /// where `items[start..end]` are the items after `t` in that group. Only
+    /// groups with at least `min_len` items take part; `None` if the items
+    /// do not fit 32-bit places.
+    ///
+    /// For the pair kernel: a title's borrowers' later titles are read
+    /// from these ranges directly, with no lookup of the borrower's offsets
+    /// (a cache miss each) and no search for the title in its list.
+    pub fn transpose_places(&self, items_len: usize, min_len: usize) -> Option<Csr<(u32, u32)>> {
+        u32::try_from(self.items.len()).ok()?;
         let offsets = offsets_of(items_len, self.groups(), |groups, counts| {
             for g in groups {
                 let group = self.group(g);
@@ -117,16 +125,18 @@ impl Csr<u32> {
         let items = scatter(
             &offsets,
             || {
-                (0..self.groups())
-                    .map(|g| self.group(g))
-                    .enumerate()
-                    .filter(|(_, group)| group.len() >= min_len)
-                    .flat_map(|(g, group)| group.iter().map(move |&t| (t, g)))
+                self.offsets
+                    .windows(2)
+                    .filter(|w| w[1] - w[0] >= min_len)
+                    .flat_map(|w| {
+                        let end = w[1] as u32;
+                        (w[0]..w[1]).map(move |i| (self.items[i], (i as u32 + 1, end)))
+                    })
             },
-            // Group indices fit u32: they are borrower ids.
-            |g| g as u32,
+            // Checked above: every place is below 2^32.
+            |place| place,
         );
-        Csr { offsets, items }
+        Some(Csr { offsets, items })
     }
 }
 
@@ -145,14 +155,14 @@ const SCATTER_TASKS: usize = 4;
 /// of about equal item counts, each owning its slice of the items: every
 /// task reads the whole input in order and writes only its own groups'
 /// items, so the result is the one-thread result, whatever the thread count.
-pub(crate) fn scatter<T, I>(
+pub(crate) fn scatter<T, S, I>(
     offsets: &[usize],
     input: impl Fn() -> I + Sync,
-    value: impl Fn(usize) -> T + Sync,
+    value: impl Fn(S) -> T + Sync,
 ) -> Vec<T>
 where
     T: Copy + Default + Send,
-    I: Iterator<Item = (u32, usize)>,
+    I: Iterator<Item = (u32, S)>,
 {
     let groups = offsets.len() - 1;
     let total = offsets[groups];
@@ -491,11 +501,15 @@ mod tests {
         assert_eq!(csr.group(0), [1]);
         assert_eq!(csr.group(1), [1]);
         assert_eq!(csr.group(2), [5, 0]);
-        let t = csr.transpose(6, 1);
-        assert_eq!(t.group(0), [2]);
-        assert_eq!(t.group(1), [0, 1]);
-        assert_eq!(t.group(5), [2]);
-        assert_eq!(csr.transpose(6, 2).group(1), [] as [u32; 0]);
+        // Items [1 | 1 | 5, 0]: each value's holders, as the places after
+        // it in their group and the group's end.
+        let t = csr.transpose_places(6, 1).unwrap();
+        assert_eq!(t.group(0), [(4, 4)]);
+        assert_eq!(t.group(1), [(1, 1), (2, 2)]);
+        assert_eq!(t.group(5), [(3, 4)]);
+        let t = csr.transpose_places(6, 2).unwrap();
+        assert_eq!(t.group(1), [] as [(u32, u32); 0]);
+        assert_eq!(t.group(5), [(3, 4)]);
     }
 
     /// The one-thread counting sort the parallel scatter must reproduce.
@@ -535,16 +549,18 @@ mod tests {
             let (csr, t) = pool.install(|| {
                 let csr = Csr::from_pairs(groups, &keys, |i| i as u64 * 7 + 1);
                 let titles = Csr::from_pairs(groups, &keys, |i| (i % 45) as u32);
-                (csr, titles.transpose(45, min_len))
+                (csr, titles.transpose_places(45, min_len).unwrap())
             });
             proptest::prop_assert_eq!(&csr, &naive_from_pairs(groups, &keys));
-            // The transpose, naively: for each item value, the groups holding it, ascending.
+            // The transpose, naively: for each item value, the groups holding
+            // it, ascending, each as the place after the item and the group's end.
             let titles = Csr::from_pairs(groups, &keys, |i| (i % 45) as u32);
             let mut want = vec![Vec::new(); 45];
             for g in 0..groups {
-                if titles.group(g).len() >= min_len {
-                    for &v in titles.group(g) {
-                        want[v as usize].push(g as u32);
+                let (start, end) = (titles.offsets[g], titles.offsets[g + 1]);
+                if end - start >= min_len {
+                    for i in start..end {
+                        want[titles.items[i] as usize].push((i as u32 + 1, end as u32));
                     }
                 }
             }

@@ -49,9 +49,10 @@ const GATHER: usize = 32;
 /// miss; walked one by one, each miss waits behind the previous list's
 /// data-dependent loop. These loads are independent, so the core overlaps
 /// them, and the counting loop that follows finds the lists in cache.
-fn warm_up(items: &[u32], ranges: &[(usize, usize)]) {
+fn warm_up(items: &[u32], ranges: &[(u32, u32)]) {
     let mut sum = 0u32;
     for &(start, end) in ranges {
+        let (start, end) = (start as usize, end as usize);
         // One read per 64-byte line the list may span.
         for i in (start..end).step_by(16) {
             sum ^= items[i];
@@ -68,15 +69,17 @@ fn warm_up(items: &[u32], ranges: &[(usize, usize)]) {
 /// sum over those borrowers of `decay[|month of a - month of b|]` (0 past the
 /// table's end), in the order first met.
 ///
-/// `sets` holds each borrower's sorted title list, `months` the month of each
-/// of its items, and `holders` each title's borrowers (its transpose);
-/// `works` gives each title's dense work id. Pairs of titles of different
+/// `items` holds each borrower's sorted title list, back to back, `months`
+/// the month of each item, and `holders`, for each title, one range of
+/// `items` per borrower of it: the titles that borrower holds after it (its
+/// transpose by place, [`Csr::transpose_places`]); the item just before the
+/// range is the title itself. `works` gives each title's dense work id. Pairs of titles of different
 /// works held together by fewer than `min_support` borrowers are added to
 /// `below_k` (a count for the operator's records; no output depends on it).
 pub(crate) fn count_pairs(
-    sets: &Csr,
+    items: &[u32],
     months: &[u32],
-    holders: &Csr,
+    holders: &Csr<(u32, u32)>,
     works: &[u32],
     min_support: u32,
     decay: &[u32],
@@ -121,23 +124,14 @@ pub(crate) fn count_pairs(
                 touched.resize(titles + 1, 0);
             }
             let mut n_touched = 0usize;
-            // `a` is below u32::MAX + 1: titles are u32 indices.
-            let a32 = a as u32;
-            let mut ranges = [(0usize, 0usize); GATHER];
-            for chunk in borrowers.chunks(GATHER) {
-                let ranges = &mut ranges[..chunk.len()];
-                for (r, &u) in ranges.iter_mut().zip(chunk) {
-                    *r = (sets.offsets[u as usize], sets.offsets[u as usize + 1]);
-                }
-                warm_up(&sets.items, ranges);
+            for ranges in borrowers.chunks(GATHER) {
+                warm_up(items, ranges);
                 warm_up(months, ranges);
-                for &(start, end) in ranges.iter() {
-                    let set = &sets.items[start..end];
-                    let later = set.partition_point(|&t| t <= a32);
-                    // The borrower holds `a`, so it is the item just before `later`.
-                    let month_a = months[start + later - 1];
-                    let set_months = &months[start + later..end];
-                    for (&b, &month_b) in set[later..].iter().zip(set_months) {
+                for &(start, end) in ranges {
+                    let (start, end) = (start as usize, end as usize);
+                    // The item just before the range is `a` itself.
+                    let month_a = months[start - 1];
+                    for (&b, &month_b) in items[start..end].iter().zip(&months[start..end]) {
                         let gap = month_a.abs_diff(month_b) as usize;
                         let w = decay.get(gap).copied().unwrap_or(0);
                         let v = &mut acc[b as usize];

@@ -143,6 +143,10 @@ pub enum EngineError {
     /// More titles than 32-bit indices can address.
     #[error("more than {} titles in the dictionary", u32::MAX)]
     TooManyTitles,
+    /// More distinct borrower-title entries in the window than 32-bit
+    /// places can address.
+    #[error("more than {} distinct borrower-title entries in the window", u32::MAX)]
+    TooManyEntries,
 }
 
 /// The per-pair statistics of one unordered title pair: the plain table
@@ -272,12 +276,14 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
     let (sets, months) = index.relabel(&new_of_old);
     drop(new_of_old);
     // Borrowers left with one title make no pairs: leave them out of the transpose.
-    let holders = sets.transpose(frequent.len(), 2);
+    let holders = sets
+        .transpose_places(frequent.len(), 2)
+        .ok_or(EngineError::TooManyEntries)?;
     let all_works = dense_work_ids(&loans.work_ids);
     let works: Vec<u32> = frequent.iter().map(|&t| all_works[t as usize]).collect();
     drop(all_works);
     let below_k = std::sync::atomic::AtomicU64::new(0);
-    let half = kernel::count_pairs(&sets, &months, &holders, &works, k, &decay, &below_k);
+    let half = kernel::count_pairs(&sets.items, &months, &holders, &works, k, &decay, &below_k);
     drop(holders);
     drop(sets);
     drop(months);
