@@ -100,28 +100,34 @@ impl<T: Copy + Default + Send + Sync> Csr<T> {
     }
 }
 
-impl Csr<u32> {
-    /// The transpose by place: for each item value `t` below `items_len`,
-    /// one `(start, end)` per group that holds `t` (ascending by group),
-    /// where `items[start..end]` are the items after `t` in that group. Only
-    /// groups with at least `min_len` items take part; `None` if the items
-    /// do not fit 32-bit places.
+impl<T: Copy + Send + Sync> Csr<T> {
+    /// The transpose by place: for each title `t` below `titles`, one
+    /// `(start, end)` per group holding an item of title `t` (ascending by
+    /// group), where `items[start..end]` are the items after it in that
+    /// group. Only groups with at least `min_len` items take part; `None` if
+    /// the items do not fit 32-bit places.
     ///
     /// For the pair kernel: a title's borrowers' later titles are read
     /// from these ranges directly, with no lookup of the borrower's offsets
     /// (a cache miss each) and no search for the title in its list.
-    pub fn transpose_places(&self, items_len: usize, min_len: usize) -> Option<Csr<(u32, u32)>> {
+    pub fn transpose_places(
+        &self,
+        titles: usize,
+        min_len: usize,
+        title: impl Fn(T) -> u32 + Sync,
+    ) -> Option<Csr<(u32, u32)>> {
         u32::try_from(self.items.len()).ok()?;
-        let offsets = offsets_of(items_len, self.groups(), |groups, counts| {
+        let offsets = offsets_of(titles, self.offsets.len() - 1, |groups, counts| {
             for g in groups {
-                let group = self.group(g);
+                let group = &self.items[self.offsets[g]..self.offsets[g + 1]];
                 if group.len() >= min_len {
-                    for &t in group {
-                        counts[t as usize] += 1;
+                    for &x in group {
+                        counts[title(x) as usize] += 1;
                     }
                 }
             }
         });
+        let title = &title;
         let items = scatter(
             &offsets,
             || {
@@ -130,7 +136,7 @@ impl Csr<u32> {
                     .filter(|w| w[1] - w[0] >= min_len)
                     .flat_map(|w| {
                         let end = w[1] as u32;
-                        (w[0]..w[1]).map(move |i| (self.items[i], (i as u32 + 1, end)))
+                        (w[0]..w[1]).map(move |i| (title(self.items[i]), (i as u32 + 1, end)))
                     })
             },
             // Checked above: every place is below 2^32.
@@ -395,10 +401,11 @@ impl BorrowerIndex {
         }
     }
 
-    /// Renames every title `t` in the sets to `new_of_old[t]`, dropping those
-    /// mapped to [`DROPPED`], sorts each set by the new names, and returns
-    /// the sets' titles and, parallel to them, their months.
-    pub fn relabel(mut self, new_of_old: &[u32]) -> (Csr, Vec<u32>) {
+    /// Renames every title `t` in the sets to `new_of_old[t]` (below
+    /// `titles`), dropping those mapped to [`DROPPED`], sorts each set by the
+    /// new names, and packs each title with its month as narrowly as they
+    /// fit ([`Lists`]); only [`Lists::Wide`] if `narrow` is false.
+    pub fn relabel(mut self, new_of_old: &[u32], titles: usize, narrow: bool) -> Lists {
         self.sets.retain_groups(|_, items, _| {
             let mut w = 0;
             for r in 0..items.len() {
@@ -411,21 +418,37 @@ impl BorrowerIndex {
             items[..w].sort_unstable();
             w
         });
-        let items = &self.sets.items;
-        let (titles, months) = rayon::join(
-            || items.par_iter().map(|&x| title_of(x)).collect(),
-            || items.par_iter().map(|&x| month_of(x)).collect(),
-        );
-        let offsets = std::mem::take(&mut self.sets.offsets);
-        drop(self.sets);
-        (
+        // Bits for every month up to the last (none when there is one month).
+        let shift = u32::BITS - self.last_month.leading_zeros();
+        if !narrow || (titles as u64) << shift > 1 << 32 {
+            return Lists::Wide(self.sets);
+        }
+        // Title and month fit 32 bits together (checked above), and the
+        // sets stay sorted: a set holds each title once.
+        let items = self
+            .sets
+            .items
+            .par_iter()
+            .map(|&x| (title_of(x) << shift) | month_of(x))
+            .collect();
+        Lists::Narrow(
             Csr {
-                offsets,
-                items: titles,
+                offsets: std::mem::take(&mut self.sets.offsets),
+                items,
             },
-            months,
+            shift,
         )
     }
+}
+
+/// The sets after [`BorrowerIndex::relabel`], each sorted by title: title
+/// and month packed in one word, as the pair kernel reads them.
+pub(crate) enum Lists {
+    /// The title above `shift` bits of month: 4 bytes an item.
+    Narrow(Csr<u32>, u32),
+    /// The title in the high half, the month in the low: for more titles or
+    /// months than fit 32 bits together.
+    Wide(Csr<u64>),
 }
 
 /// Marks a title left out by [`BorrowerIndex::relabel`].
@@ -503,11 +526,11 @@ mod tests {
         assert_eq!(csr.group(2), [5, 0]);
         // Items [1 | 1 | 5, 0]: each value's holders, as the places after
         // it in their group and the group's end.
-        let t = csr.transpose_places(6, 1).unwrap();
+        let t = csr.transpose_places(6, 1, |t| t).unwrap();
         assert_eq!(t.group(0), [(4, 4)]);
         assert_eq!(t.group(1), [(1, 1), (2, 2)]);
         assert_eq!(t.group(5), [(3, 4)]);
-        let t = csr.transpose_places(6, 2).unwrap();
+        let t = csr.transpose_places(6, 2, |t| t).unwrap();
         assert_eq!(t.group(1), [] as [(u32, u32); 0]);
         assert_eq!(t.group(5), [(3, 4)]);
     }
@@ -549,7 +572,7 @@ mod tests {
             let (csr, t) = pool.install(|| {
                 let csr = Csr::from_pairs(groups, &keys, |i| i as u64 * 7 + 1);
                 let titles = Csr::from_pairs(groups, &keys, |i| (i % 45) as u32);
-                (csr, titles.transpose_places(45, min_len).unwrap())
+                (csr, titles.transpose_places(45, min_len, |t| t).unwrap())
             });
             proptest::prop_assert_eq!(&csr, &naive_from_pairs(groups, &keys));
             // The transpose, naively: for each item value, the groups holding

@@ -43,22 +43,32 @@ const TITLES_PER_TASK: usize = 32;
 /// Borrower lists fetched ahead per batch; see [`warm_up`].
 const GATHER: usize = 32;
 
+/// A borrower's title packed with the month they last borrowed it: the
+/// title above `shift` bits of month, so that a list sorted by item is
+/// sorted by title. `u32` when both fit (one array of 4 bytes an item for
+/// the kernel to fetch, where a title array and a month array were 8),
+/// `u64` with the month in the low half otherwise.
+pub(crate) trait Item: Copy + Into<u64> + Send + Sync {}
+impl Item for u32 {}
+impl Item for u64 {}
+
 /// Reads every cache line of each borrower list in a batch before any is used.
 ///
 /// Each list sits at a random place in memory, so fetching it is a cache
 /// miss; walked one by one, each miss waits behind the previous list's
 /// data-dependent loop. These loads are independent, so the core overlaps
 /// them, and the counting loop that follows finds the lists in cache.
-fn warm_up(items: &[u32], ranges: &[(u32, u32)]) {
-    let mut sum = 0u32;
+fn warm_up<T: Item>(items: &[T], ranges: &[(u32, u32)]) {
+    let per_line = 64 / std::mem::size_of::<T>();
+    let mut sum = 0u64;
     for &(start, end) in ranges {
         let (start, end) = (start as usize, end as usize);
         // One read per 64-byte line the list may span.
-        for i in (start..end).step_by(16) {
-            sum ^= items[i];
+        for i in (start..end).step_by(per_line) {
+            sum ^= items[i].into();
         }
         if start < end {
-            sum ^= items[end - 1];
+            sum ^= items[end - 1].into();
         }
     }
     std::hint::black_box(sum);
@@ -69,16 +79,18 @@ fn warm_up(items: &[u32], ranges: &[(u32, u32)]) {
 /// sum over those borrowers of `decay[|month of a - month of b|]` (0 past the
 /// table's end), in the order first met.
 ///
-/// `items` holds each borrower's sorted title list, back to back, `months`
-/// the month of each item, and `holders`, for each title, one range of
-/// `items` per borrower of it: the titles that borrower holds after it (its
-/// transpose by place, [`Csr::transpose_places`]); the item just before the
-/// range is the title itself. `works` gives each title's dense work id. Pairs of titles of different
+/// `items` holds each borrower's sorted title list, back to back, each
+/// title packed with its month above `shift` bits ([`Item`]), and
+/// `holders`, for each title, one range of `items` per borrower of it: the
+/// titles that borrower holds after it (its transpose by place,
+/// [`Csr::transpose_places`]); the item just before the range is the title
+/// itself. `works` gives each title's dense work id. Pairs of titles of different
 /// works held together by fewer than `min_support` borrowers are added to
 /// `below_k` (a count for the operator's records; no output depends on it).
-pub(crate) fn count_pairs(
-    items: &[u32],
-    months: &[u32],
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn count_pairs<T: Item>(
+    items: &[T],
+    shift: u32,
     holders: &Csr<(u32, u32)>,
     works: &[u32],
     min_support: u32,
@@ -86,6 +98,7 @@ pub(crate) fn count_pairs(
     below_k: &AtomicU64,
 ) -> Vec<Vec<Counted>> {
     let titles = holders.groups();
+    let month_mask = (1u64 << shift) - 1;
     // One scratch per worker of the current pool, allocated on first use: a
     // per-task accumulator would zero #titles counters thousands of times.
     let scratches: Vec<Mutex<Scratch>> = (0..rayon::current_num_threads())
@@ -126,12 +139,15 @@ pub(crate) fn count_pairs(
             let mut n_touched = 0usize;
             for ranges in borrowers.chunks(GATHER) {
                 warm_up(items, ranges);
-                warm_up(months, ranges);
                 for &(start, end) in ranges {
                     let (start, end) = (start as usize, end as usize);
                     // The item just before the range is `a` itself.
-                    let month_a = months[start - 1];
-                    for (&b, &month_b) in items[start..end].iter().zip(&months[start..end]) {
+                    let month_a = (items[start - 1].into() & month_mask) as u32;
+                    for &x in &items[start..end] {
+                        let x: u64 = x.into();
+                        // Below the title count, which fits u32.
+                        let b = (x >> shift) as u32;
+                        let month_b = (x & month_mask) as u32;
                         let gap = month_a.abs_diff(month_b) as usize;
                         let w = decay.get(gap).copied().unwrap_or(0);
                         let v = &mut acc[b as usize];

@@ -243,6 +243,16 @@ pub fn build_with_stats(
 /// least `min_support` of these sets it records the support, the
 /// time-weighted co-borrowing and, for every title, its borrowers.
 pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineError> {
+    count_packed(loans, params, true)
+}
+
+/// [`count`], with the kernel's items packed in 32 bits where they fit
+/// if `narrow`, else always in 64 (the same table either way).
+fn count_packed(
+    loans: &Loans,
+    params: &EngineParams,
+    narrow: bool,
+) -> Result<PairTable, EngineError> {
     params.validate()?;
     loans.validate()?;
     let titles = loans.title_ids.len();
@@ -273,20 +283,20 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
     for (new, &old) in frequent.iter().enumerate() {
         new_of_old[old as usize] = new as u32;
     }
-    let (sets, months) = index.relabel(&new_of_old);
+    let lists = index.relabel(&new_of_old, frequent.len(), narrow);
     drop(new_of_old);
-    // Borrowers left with one title make no pairs: leave them out of the transpose.
-    let holders = sets
-        .transpose_places(frequent.len(), 2)
-        .ok_or(EngineError::TooManyEntries)?;
     let all_works = dense_work_ids(&loans.work_ids);
     let works: Vec<u32> = frequent.iter().map(|&t| all_works[t as usize]).collect();
     drop(all_works);
     let below_k = std::sync::atomic::AtomicU64::new(0);
-    let half = kernel::count_pairs(&sets.items, &months, &holders, &works, k, &decay, &below_k);
-    drop(holders);
-    drop(sets);
-    drop(months);
+    let half = match lists {
+        index::Lists::Narrow(sets, shift) => {
+            count_sets(&sets, shift, frequent.len(), &works, k, &decay, &below_k)?
+        }
+        index::Lists::Wide(sets) => {
+            count_sets(&sets, 32, frequent.len(), &works, k, &decay, &below_k)?
+        }
+    };
     let mut pairs = Vec::with_capacity(half.iter().map(Vec::len).sum());
     for (a, list) in half.into_iter().enumerate() {
         for (b, support, weight) in list {
@@ -311,6 +321,32 @@ pub fn count(loans: &Loans, params: &EngineParams) -> Result<PairTable, EngineEr
             pairs_below_k: below_k.into_inner(),
         },
     })
+}
+
+/// The pair kernel over sets of items packed with `shift` bits of month,
+/// through their transpose by place.
+fn count_sets<T: kernel::Item>(
+    sets: &index::Csr<T>,
+    shift: u32,
+    titles: usize,
+    works: &[u32],
+    k: u32,
+    decay: &[u32],
+    below_k: &std::sync::atomic::AtomicU64,
+) -> Result<Vec<Vec<kernel::Counted>>, EngineError> {
+    // Borrowers left with one title make no pairs: leave them out of the transpose.
+    let holders = sets
+        .transpose_places(titles, 2, |x| (x.into() >> shift) as u32)
+        .ok_or(EngineError::TooManyEntries)?;
+    Ok(kernel::count_pairs(
+        &sets.items,
+        shift,
+        &holders,
+        works,
+        k,
+        decay,
+        below_k,
+    ))
 }
 
 /// The scoring stage: scores every pair of `table` in both directions with
@@ -438,4 +474,81 @@ fn symmetrize(titles: usize, pairs: &[PairStats]) -> (Vec<usize>, Vec<(u32, u32,
         },
     );
     (offsets, neighbours)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use loans::{LoanMonth, Pseudonym};
+
+    /// Random loans: `titles` titles (every third sharing the work of the
+    /// one before), `borrowers` borrowers, months drawn from `span` months
+    /// from January 2000.
+    fn loans(seed: u64, titles: u32, borrowers: u32, rows: usize, span: u32) -> Loans {
+        let mut state = seed;
+        let mut next = |n: u32| {
+            state = index::splitmix64(state);
+            (state % u64::from(n)) as u32
+        };
+        let mut loans = Loans {
+            title_ids: (0..titles).map(|t| format!("t{t}")).collect(),
+            work_ids: (0..titles)
+                .map(|t| format!("w{}", if t % 3 == 2 { t - 1 } else { t }))
+                .collect(),
+            ..Loans::default()
+        };
+        let mut pseudonyms = Vec::new();
+        for _ in 0..rows {
+            let b = next(borrowers);
+            pseudonyms.push(Pseudonym([
+                b as u8,
+                (b >> 8) as u8,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+                7,
+            ]));
+            // Squared: a few popular titles.
+            let t = next(titles);
+            loans.titles.push(t * t / titles);
+            let m = next(span);
+            loans
+                .months
+                .push(LoanMonth::new(2000 + (m / 12) as i32, 1 + m % 12).unwrap());
+        }
+        loans.set_row_pseudonyms(&pseudonyms);
+        loans
+    }
+
+    /// Items packed in 32 bits (title above as many bits as the months
+    /// need, none for one month) count exactly what 64-bit items count.
+    #[test]
+    fn narrow_items_count_what_wide_items_count() {
+        for (seed, span) in [(1, 1), (2, 2), (3, 13), (4, 120), (5, 1000), (6, 7)] {
+            let loans = loans(seed, 60, 300, 4000, span);
+            for (k, cap, decay) in [(2, 2000, 0.1), (3, 7, 1.0), (5, 30, 0.5)] {
+                let params = EngineParams {
+                    measure: Measure::Jaccard,
+                    min_support: k,
+                    max_titles_per_borrower: cap,
+                    time_decay: decay,
+                    max_related: 20,
+                };
+                let narrow = count_packed(&loans, &params, true).unwrap();
+                let wide = count_packed(&loans, &params, false).unwrap();
+                assert!(!narrow.pairs.is_empty(), "seed {seed}: no pairs to compare");
+                assert_eq!(narrow, wide, "seed {seed}, span {span}, k {k}");
+            }
+        }
+    }
 }
