@@ -258,6 +258,41 @@ struct Staged {
     merged: u64,
 }
 
+/// The part of an ingest that depends on a batch's loans and the retention
+/// limit alone: each kept month's rows and the dictionary's works. A
+/// one-host `run` makes it while the batch is being named, which is one
+/// thread's SHA-256 over the whole batch ([`Store::ingest_prepared`]).
+pub struct Prepared {
+    oldest_kept: LoanMonth,
+    /// The loans' rows and titles, to tell the loans it was made for.
+    rows: usize,
+    titles: usize,
+    by_month: Vec<(LoanMonth, Vec<u32>)>,
+    expired_rows: u64,
+    works: columns::WorkIndex,
+}
+
+impl Prepared {
+    /// Prepares the ingest of `loans`, keeping rows not older than
+    /// `oldest_kept`. Reads the months and the dictionary only, so the
+    /// loans need not have been validated yet (the ingest validates them).
+    pub fn new(loans: &Loans, oldest_kept: LoanMonth) -> Prepared {
+        // Side by side: a pass over the rows and one over the dictionary.
+        let ((by_month, expired_rows), works) = rayon::join(
+            || rows_by_month(&loans.months, oldest_kept),
+            || columns::WorkIndex::of(loans),
+        );
+        Prepared {
+            oldest_kept,
+            rows: loans.len(),
+            titles: loans.title_ids.len(),
+            by_month,
+            expired_rows,
+            works,
+        }
+    }
+}
+
 /// Hands a written staging file to ingest's syncing thread, or syncs it
 /// here if that thread is gone.
 fn sync_later(
@@ -432,6 +467,31 @@ impl Store {
         loans: &Loans,
         oldest_kept: LoanMonth,
     ) -> Result<(IngestOutcome, Written), StoreError> {
+        self.ingest_inner(lock, batch, loans, oldest_kept, None)
+    }
+
+    /// [`Store::ingest_written`] with the part that depends on the loans
+    /// alone done beforehand ([`Prepared`], made for these `loans`: if it
+    /// was made for other rows, it is made again here).
+    pub fn ingest_prepared(
+        &self,
+        lock: &StoreLock,
+        batch: &BatchRecord,
+        loans: &Loans,
+        prepared: Prepared,
+    ) -> Result<(IngestOutcome, Written), StoreError> {
+        let oldest_kept = prepared.oldest_kept;
+        self.ingest_inner(lock, batch, loans, oldest_kept, Some(prepared))
+    }
+
+    fn ingest_inner(
+        &self,
+        lock: &StoreLock,
+        batch: &BatchRecord,
+        loans: &Loans,
+        oldest_kept: LoanMonth,
+        prepared: Option<Prepared>,
+    ) -> Result<(IngestOutcome, Written), StoreError> {
         self.check_lock(lock)?;
         manifest::check_record(batch).map_err(|reason| StoreError::InvalidBatch { reason })?;
         loans.validate()?;
@@ -455,17 +515,21 @@ impl Store {
             return Ok((IngestOutcome::AlreadyIngested, Written::default()));
         }
 
-        // Three passes of one thread each, over the rows and the dictionary
-        // twice: side by side.
-        let ((by_month, expired_rows), (works, canon)) = rayon::join(
-            || rows_by_month(&loans.months, oldest_kept),
-            || {
-                rayon::join(
-                    || columns::WorkIndex::of(loans),
-                    || dedup::CanonicalTitles::of(loans),
-                )
-            },
-        );
+        let (prepared, canon) = match prepared {
+            Some(p) if p.rows == loans.len() && p.titles == loans.title_ids.len() => {
+                (p, dedup::CanonicalTitles::of(loans))
+            }
+            _ => rayon::join(
+                || Prepared::new(loans, oldest_kept),
+                || dedup::CanonicalTitles::of(loans),
+            ),
+        };
+        let Prepared {
+            by_month,
+            expired_rows,
+            works,
+            ..
+        } = prepared;
 
         let stage = self.root.join(TMP_DIR).join(&batch.id);
         fsx::ensure_dir(&stage)?;

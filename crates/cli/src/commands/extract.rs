@@ -71,20 +71,25 @@ pub(crate) fn extract_to_outbox(
         // (the store's idempotency key) but no file, which would be written,
         // synced and deleted a second later. A run that stops before its
         // ingest finishes leaves nothing behind and is simply run again.
+        let oldest_kept = ctx.oldest_kept(p)?;
         let name = || batch::identify(&loans, library, purpose, key);
-        let meta = match ids {
-            // Naming hashes the payload on one thread; meanwhile the leak
-            // check's set learns the batch's pseudonyms, which the window's
-            // borrower dictionary holds again (found there at once then).
-            Some(f) => rayon::join(name, || f.add_pseudonyms(&loans.borrower_pseudonyms)).0,
-            None => name(),
-        }
-        .context("naming the batch")?;
+        // Naming hashes the payload on one thread; meanwhile the pool
+        // prepares the ingest (each month's rows) and the leak check's set
+        // learns the batch's pseudonyms, which the window's borrower
+        // dictionary holds again (found there at once then).
+        let (meta, prepared) = rayon::join(
+            || match ids {
+                Some(f) => rayon::join(name, || f.add_pseudonyms(&loans.borrower_pseudonyms)).0,
+                None => name(),
+            },
+            || store::Prepared::new(&loans, oldest_kept),
+        );
+        let meta = meta.context("naming the batch")?;
         ctx.say(format!(
             "extracted batch {} ({} loans), handed to ingest in memory",
             meta.id, meta.rows
         ));
-        (meta, Some(loans))
+        (meta, Some((loans, prepared)))
     } else {
         // Owned, so each column is freed once encoded: the largest batch then
         // needs memory for its loans plus one column, not twice its loans.
@@ -130,7 +135,11 @@ pub(crate) fn extract_to_outbox(
         ],
         None,
     );
-    Ok(fresh.map(|loans| Fresh { meta, loans }))
+    Ok(fresh.map(|(loans, prepared)| Fresh {
+        meta,
+        loans,
+        prepared: Some(prepared),
+    }))
 }
 
 fn report(ctx: &Context, r: &extract::ExtractReport) {

@@ -63,7 +63,7 @@ pub(crate) fn ingest_inbox(
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
-    fresh: Option<&Fresh>,
+    fresh: Option<&mut Fresh>,
 ) -> Result<IngestSummary> {
     let transfer = load_key(ctx, &p.keys.transfer, p.keys.create_if_missing, "transfer")?;
     let oldest_kept = ctx.oldest_kept(p)?;
@@ -74,18 +74,19 @@ pub(crate) fn ingest_inbox(
     let started = std::time::Instant::now();
     let had_fresh = fresh.is_some();
     let mut written = store::Written::default();
-    if let Some(Fresh { meta, loans }) = fresh {
+    if let Some(Fresh {
+        meta,
+        loans,
+        prepared,
+    }) = fresh
+    {
         // Extracted by this very process: nothing to read or decrypt.
-        match ingest_one(
-            ctx,
-            p,
-            store,
-            lock,
+        let batch = Batch {
             meta,
             loans,
-            "the extracted batch",
-            None,
-        ) {
+            prepared: prepared.take(),
+        };
+        match ingest_one(ctx, p, store, lock, batch, "the extracted batch", None) {
             Ok(w) => written = w,
             Err(Failure::Batch(reason)) => anyhow::bail!("the extracted batch: {reason}"),
             Err(Failure::Fatal(e)) => return Err(e),
@@ -147,25 +148,38 @@ fn ingest_file(
     let (meta, loans) =
         batch::open_file(path, transfer).map_err(|e| Failure::Batch(e.to_string()))?;
     let what = format!("batch {}", path.display());
-    ingest_one(ctx, p, store, lock, &meta, &loans, &what, Some(progress))
+    let batch = Batch {
+        meta: &meta,
+        loans: &loans,
+        prepared: None,
+    };
+    ingest_one(ctx, p, store, lock, batch, &what, Some(progress))
+}
+
+/// One batch to ingest: its metadata, its loans and, for a batch this
+/// process extracted, its ingest's first part, made while it was named.
+struct Batch<'a> {
+    meta: &'a batch::BatchMeta,
+    loans: &'a loans::Loans,
+    prepared: Option<store::Prepared>,
 }
 
 /// Ingests one batch's loans and starts the four-week clock of its link
 /// record; `what` names the batch in errors. Returns the rows written.
-#[expect(
-    clippy::too_many_arguments,
-    reason = "the store, its lock and the batch's parts, each needed once"
-)]
 fn ingest_one(
     ctx: &Context,
     p: &Pipeline,
     store: &Store,
     lock: &StoreLock,
-    meta: &batch::BatchMeta,
-    loans: &loans::Loans,
+    batch: Batch<'_>,
     what: &str,
     progress: Option<&str>,
 ) -> Result<store::Written, Failure> {
+    let Batch {
+        meta,
+        loans,
+        prepared,
+    } = batch;
     let fatal = Failure::Fatal;
     let oldest_kept = ctx.oldest_kept(p).map_err(fatal)?;
     if meta.library != p.library.id || meta.purpose != p.library.purpose {
@@ -193,7 +207,10 @@ fn ingest_one(
         rows: meta.rows,
     };
     let outcome = ctx.stage_with("ingest", progress, || {
-        Ok(store.ingest_written(lock, &record, loans, oldest_kept))
+        Ok(match prepared {
+            Some(prepared) => store.ingest_prepared(lock, &record, loans, prepared),
+            None => store.ingest_written(lock, &record, loans, oldest_kept),
+        })
     });
     let (outcome, written) = match outcome.map_err(fatal)? {
         Ok(o) => o,

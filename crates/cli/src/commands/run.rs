@@ -18,10 +18,11 @@ pub(crate) fn run(ctx: &Context, args: &PipelineArgs) -> Result<()> {
     // so the loans file is read once.
     let mut ids = publish::Forbidden::new();
     // On one host the extracted loans go to ingest in memory, unsealed.
-    let fresh = extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
+    let mut fresh =
+        extract::extract_to_outbox(ctx, &p, args.input.as_deref(), Some(&mut ids), true)?;
     // A quarantined batch does not hold back the others or the export; the
     // exit code (5) reports it once the export is done.
-    let ingested = ingest::ingest_inbox(ctx, &p, &store, &lock, fresh.as_ref())?;
+    let ingested = ingest::ingest_inbox(ctx, &p, &store, &lock, fresh.as_mut())?;
     // The window's rows this run has just written are taken from memory,
     // not decoded from the files again (the same loans, in the same order).
     ctx.refuse_future_today("export would publish a window of months that have not happened")?;

@@ -44,6 +44,9 @@ pub(crate) struct Fresh {
     pub meta: batch::BatchMeta,
     /// The loans it holds.
     pub loans: loans::Loans,
+    /// Its ingest's first part, made while the batch was named; taken by
+    /// the ingest.
+    pub prepared: Option<store::Prepared>,
 }
 
 /// Name of the quarantine directory inside the inbox.

@@ -455,3 +455,61 @@ fn a_window_from_memory_and_files_holds_each_borrower_once() {
     };
     assert_eq!(of(2).len(), 1);
 }
+
+#[test]
+fn an_ingest_prepared_beforehand_writes_what_ingest_writes() {
+    // January is older than the limit: its rows expire.
+    let oldest_kept = m(2024, 2);
+    let loans = loans_of(&three_months());
+    let ingest = |prepared: Option<store::Prepared>| {
+        let (dir, _root, store) = fresh();
+        let lock = store.lock().unwrap();
+        let rec = record(1, loans.len());
+        let (outcome, written) = match prepared {
+            Some(prepared) => store.ingest_prepared(&lock, &rec, &loans, prepared),
+            None => store.ingest_written(&lock, &rec, &loans, oldest_kept),
+        }
+        .unwrap();
+        let (first, last) = all();
+        let rows = rows_in_order(&store.scan(first, last).unwrap());
+        // What the ingest says it wrote, taken from memory.
+        let reused = rows_in_order(
+            &store
+                .scan_reusing(first, last, Some((&loans, &written)))
+                .unwrap(),
+        );
+        // Each data file's name (month and batch) and bytes.
+        let files: Vec<_> = file_bytes(&store)
+            .into_iter()
+            .map(|(f, b)| {
+                (
+                    f.strip_prefix(dir.path().canonicalize().unwrap())
+                        .unwrap()
+                        .to_owned(),
+                    b,
+                )
+            })
+            .collect();
+        (outcome, reused, rows, files)
+    };
+    let plain = ingest(None);
+    assert_eq!(
+        plain.0,
+        IngestOutcome::Ingested {
+            rows: 4,
+            months: vec![m(2024, 2), m(2024, 3)],
+            expired_rows: 2,
+            repeated_rows: 0
+        }
+    );
+    assert_eq!(
+        ingest(Some(store::Prepared::new(&loans, oldest_kept))),
+        plain
+    );
+    // Prepared for other loans: made again for these.
+    let other = loans_of(&three_months()[..2]);
+    assert_eq!(
+        ingest(Some(store::Prepared::new(&other, oldest_kept))),
+        plain
+    );
+}
