@@ -87,7 +87,6 @@ fn warm_up<T: Item>(items: &[T], ranges: &[(u32, u32)]) {
 /// itself. `works` gives each title's dense work id. Pairs of titles of different
 /// works held together by fewer than `min_support` borrowers are added to
 /// `below_k` (a count for the operator's records; no output depends on it).
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn count_pairs<T: Item>(
     items: &[T],
     shift: u32,

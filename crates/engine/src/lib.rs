@@ -500,24 +500,9 @@ mod tests {
         let mut pseudonyms = Vec::new();
         for _ in 0..rows {
             let b = next(borrowers);
-            pseudonyms.push(Pseudonym([
-                b as u8,
-                (b >> 8) as u8,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-                7,
-            ]));
+            let mut p = [7u8; 16];
+            p[..4].copy_from_slice(&b.to_le_bytes());
+            pseudonyms.push(Pseudonym(p));
             // Squared: a few popular titles.
             let t = next(titles);
             loans.titles.push(t * t / titles);

@@ -439,6 +439,7 @@ fn dictionary_chunk(
 
 /// Each dictionary title's work as a number, computed once per batch so that
 /// the months of a batch group titles by work without hashing work names.
+#[derive(Debug)]
 pub(crate) struct WorkIndex {
     of_title: Vec<u32>,
     /// Whether each dictionary title is its own work (stored as a null).

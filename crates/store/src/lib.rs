@@ -262,6 +262,7 @@ struct Staged {
 /// limit alone: each kept month's rows and the dictionary's works. A
 /// one-host `run` makes it while the batch is being named, which is one
 /// thread's SHA-256 over the whole batch ([`Store::ingest_prepared`]).
+#[derive(Debug)]
 pub struct Prepared {
     oldest_kept: LoanMonth,
     /// The loans' rows and titles, to tell the loans it was made for.
@@ -356,7 +357,8 @@ fn rows_by_month(
         let mut filled = vec![0usize; span];
         for (at, &m) in months[c * chunk..].iter().take(chunk).enumerate() {
             if let Some(i) = slot(m) {
-                // Row count checked by the caller to fit in u32.
+                // Fits: an ingest refuses a batch of 2^32 rows or more
+                // before it uses what was prepared for it.
                 out[i][filled[i]] = (c * chunk + at) as u32;
                 filled[i] += 1;
             }
