@@ -327,8 +327,12 @@ fn rows_by_month(
     // most a 32nd of the rows' own memory whatever dates a batch holds.
     let chunk = (1 << 18).max(span * 64);
     let slot = |m: LoanMonth| (m >= oldest_kept).then(|| (m.index() - first.index()) as usize);
+    // One chunk a task (`with_max_len`): this runs beside the batch's naming
+    // on one thread, and rayon's few default splits left that thread, once
+    // done, nothing to take while the other worked through its half.
     let counts: Vec<Vec<usize>> = months
         .par_chunks(chunk)
+        .with_max_len(1)
         .map(|chunk| {
             let mut count = vec![0usize; span];
             for &m in chunk {
@@ -353,17 +357,21 @@ fn rows_by_month(
             rest = after;
         }
     }
-    slices.into_par_iter().enumerate().for_each(|(c, mut out)| {
-        let mut filled = vec![0usize; span];
-        for (at, &m) in months[c * chunk..].iter().take(chunk).enumerate() {
-            if let Some(i) = slot(m) {
-                // Fits: an ingest refuses a batch of 2^32 rows or more
-                // before it uses what was prepared for it.
-                out[i][filled[i]] = (c * chunk + at) as u32;
-                filled[i] += 1;
+    slices
+        .into_par_iter()
+        .enumerate()
+        .with_max_len(1)
+        .for_each(|(c, mut out)| {
+            let mut filled = vec![0usize; span];
+            for (at, &m) in months[c * chunk..].iter().take(chunk).enumerate() {
+                if let Some(i) = slot(m) {
+                    // Fits: an ingest refuses a batch of 2^32 rows or more
+                    // before it uses what was prepared for it.
+                    out[i][filled[i]] = (c * chunk + at) as u32;
+                    filled[i] += 1;
+                }
             }
-        }
-    });
+        });
     let expired = months.len() as u64 - totals.iter().sum::<usize>() as u64;
     let grouped = groups
         .into_iter()
