@@ -236,6 +236,16 @@ if [[ " $peers " == *" implicit "* ]]; then
 fi
 
 disk=$(df -PT "$csv" | awk 'NR == 2 {print $1 ", " $2}')
+# A guest kernel that reports free pages hands memory freed a few seconds
+# ago back to the host, and a job touching it again pays a host fault a
+# page: a large-memory job is then faster right after another job's large
+# free (SciPy 8.4 s against 18.3 s fifteen seconds later, issue 15 session
+# 23), so the peers' times depend on the order. Said beside the figures.
+reporting=
+reported=/sys/module/page_reporting/parameters/reported_kib
+if [ -r "$reported" ] && [ "$(cat "$reported")" -gt 0 ]; then
+    reporting="(This kernel reports free pages to its hypervisor (page_reporting, order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2> /dev/null || echo '?')): a job right after a large free, as round 2's peers after DuckDB, finds memory the host still backs and runs faster than after a small job; see benches/RESULTS.md, issue 15 session 23.)"
+fi
 rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 | tr -d ' ' || true)
 [ -z "$rot" ] || disk="$disk (lsblk ROTA=$rot)"
 {
@@ -243,6 +253,7 @@ rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null 
     echo "### National scale: $n loans, $rounds round(s), $(date -u '+%F %H:%M') UTC"
     echo
     echo "Machine: $(nproc) cores ($(lscpu | sed -n 's/^Model name: *//p' | head -n 1)), $(free -m | awk '/Mem:/ {printf "%.1f GiB", $2 / 1024}') memory, disk $disk; load average $(cut -d' ' -f1-3 /proc/loadavg) at the end (the machine is shared)."
+    [ -z "$reporting" ] || echo "$reporting"
     echo "Command: \`SETTINGS=$settings FEED_LAYOUT=$FEED_LAYOUT MEASURE_TIMEOUT=$limit BIN=${BIN:-target/release/alsoborrowed} bash benches/national.sh $n $rounds \"$peers\"\`"
     echo "($(basename "$(readlink -f "$py")") in benches/.venv, versions in benches/peers/requirements.txt; window $first..$last, k = $k.)"
     [ "${WARMUP:-1}" != 1 ] || echo "(An untimed alsoborrowed run went before round 1, so that every timed job follows a run.)"
