@@ -236,6 +236,8 @@ if [[ " $peers " == *" implicit "* ]]; then
 fi
 
 disk=$(df -PT "$csv" | awk 'NR == 2 {print $1 ", " $2}')
+rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 | tr -d ' ' || true)
+[ -z "$rot" ] || disk="$disk (lsblk ROTA=$rot)"
 # A guest kernel that reports free pages hands memory freed a few seconds
 # ago back to the host, and a job touching it again pays a host fault a
 # page: a large-memory job is then faster right after another job's large
@@ -244,10 +246,8 @@ disk=$(df -PT "$csv" | awk 'NR == 2 {print $1 ", " $2}')
 reporting=
 reported=/sys/module/page_reporting/parameters/reported_kib
 if [ -r "$reported" ] && [ "$(cat "$reported")" -gt 0 ]; then
-    reporting="(This kernel reports free pages to its hypervisor (page_reporting, order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2> /dev/null || echo '?')): a job right after a large free, as round 2's peers after DuckDB, finds memory the host still backs and runs faster than after a small job; see benches/RESULTS.md, issue 15 session 23.)"
+    reporting="(This kernel reports free pages to its hypervisor (page_reporting, order $(cat /sys/module/page_reporting/parameters/page_reporting_order 2> /dev/null || echo '?')): a job right after another job's large free finds memory the host still backs and runs faster than after a small job, so the order of the jobs moves their times; see benches/RESULTS.md, issue 15 session 23.)"
 fi
-rot=$(lsblk -dno ROTA "$(df -P "$csv" | awk 'NR == 2 {print $1}')" 2> /dev/null | head -n 1 | tr -d ' ' || true)
-[ -z "$rot" ] || disk="$disk (lsblk ROTA=$rot)"
 {
     echo
     echo "### National scale: $n loans, $rounds round(s), $(date -u '+%F %H:%M') UTC"
